@@ -1,0 +1,285 @@
+"""Typed configuration, read from the original First Order Motion Model YAML layout.
+
+The YAML files of the original code (``dataset_params``, ``model_params``, ``train_params``,
+``reconstruction_params``, ``animate_params``, ``visualizer_params``) load unchanged. Every
+section is a pydantic model that forbids unknown keys, so a typo such as ``temprature`` is an
+error that names the key and the file instead of a silently ignored setting.
+
+Keys that the original code did not have are ours and always optional, so an original config
+never needs editing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "ConfigError",
+    "FommConfig",
+    "load_config",
+    "DatasetParams",
+    "ModelParams",
+    "TrainParams",
+]
+
+
+class ConfigError(ValueError):
+    """A config file or dictionary that does not fit the schema."""
+
+
+class _Section(BaseModel):
+    """Base for every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------------------------
+# dataset_params
+
+
+class FlipParams(_Section):
+    horizontal_flip: bool = False
+    time_flip: bool = False
+
+
+class JitterParams(_Section):
+    brightness: float = Field(0.0, ge=0)
+    contrast: float = Field(0.0, ge=0)
+    saturation: float = Field(0.0, ge=0)
+    hue: float = Field(0.0, ge=0, le=0.5)
+
+
+class CropParams(_Section):
+    size: tuple[int, int]
+
+
+class ResizeParams(_Section):
+    ratio: tuple[float, float]
+
+
+class RotationParams(_Section):
+    degrees: float
+
+
+class AugmentationParams(_Section):
+    """The original ``AllAugmentationTransform`` options, applied in the original's order:
+    flip, rotation, resize, crop, colour jitter."""
+
+    flip_param: Optional[FlipParams] = None
+    rotation_param: Optional[RotationParams] = None
+    resize_param: Optional[ResizeParams] = None
+    crop_param: Optional[CropParams] = None
+    jitter_param: Optional[JitterParams] = None
+
+
+class DatasetParams(_Section):
+    root_dir: str
+    frame_shape: tuple[int, int, int] = (256, 256, 3)
+    id_sampling: bool = False
+    pairs_list: Optional[str] = None
+    augmentation_params: Optional[AugmentationParams] = None
+    # Ours: the seed of the train/test split when the dataset has no train/ and test/ folders,
+    # the fraction of videos kept for test in that case, and an in-memory cache of decoded frames.
+    random_seed: int = 0
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    cache_frames: bool = False
+    # Ours (flow consistency, see fomm.losses): share of training samples that are nearby frames.
+    nearby_pair_ratio: float = Field(0.0, ge=0, le=1)
+    nearby_pair_max_gap: int = Field(2, ge=1)
+
+    @field_validator("frame_shape")
+    @classmethod
+    def _positive_shape(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if min(value) <= 0:
+            raise ValueError(f"frame_shape must be positive, got {list(value)}")
+        return value
+
+
+# --------------------------------------------------------------------------------------------
+# model_params
+
+
+class CommonParams(_Section):
+    num_kp: int = Field(gt=0)
+    num_channels: int = Field(3, gt=0)
+    estimate_jacobian: bool = False
+
+
+class KeypointDetectorParams(_Section):
+    temperature: float = Field(gt=0)
+    block_expansion: int = Field(gt=0)
+    max_features: int = Field(gt=0)
+    num_blocks: int = Field(gt=0)
+    scale_factor: float = Field(1.0, gt=0, le=1)
+    single_jacobian_map: bool = False
+    pad: int = Field(0, ge=0)
+
+
+class DenseMotionParams(_Section):
+    block_expansion: int = Field(gt=0)
+    max_features: int = Field(gt=0)
+    num_blocks: int = Field(gt=0)
+    scale_factor: float = Field(1.0, gt=0, le=1)
+    kp_variance: float = Field(0.01, gt=0)
+
+
+class GeneratorParams(_Section):
+    block_expansion: int = Field(gt=0)
+    max_features: int = Field(gt=0)
+    num_down_blocks: int = Field(ge=0)
+    num_bottleneck_blocks: int = Field(ge=0)
+    estimate_occlusion_map: bool = False
+    dense_motion_params: Optional[DenseMotionParams] = None
+
+
+class DiscriminatorParams(_Section):
+    scales: list[float] = [1.0]
+    block_expansion: int = Field(64, gt=0)
+    max_features: int = Field(512, gt=0)
+    num_blocks: int = Field(4, gt=0)
+    sn: bool = False
+    use_kp: bool = False
+    kp_variance: float = Field(0.01, gt=0)
+
+
+class GraphParams(_Section):
+    """Ours: keypoints refined as a graph by attention with a learned adjacency."""
+
+    enabled: bool = True
+    num_heads: int = Field(2, gt=0)
+    hidden_features: int = Field(64, gt=0)
+    mix_weight: float = Field(0.5, ge=0)
+    refine_jacobian: bool = True
+    adjacency_threshold: float = Field(0.1, ge=0)
+
+
+class ModelParams(_Section):
+    common_params: CommonParams
+    kp_detector_params: KeypointDetectorParams
+    generator_params: GeneratorParams
+    discriminator_params: DiscriminatorParams = DiscriminatorParams()
+    graph_params: Optional[GraphParams] = None
+
+
+# --------------------------------------------------------------------------------------------
+# train_params
+
+
+class TransformParams(_Section):
+    """The random affine + thin-plate-spline transform of the equivariance constraints."""
+
+    sigma_affine: float = Field(ge=0)
+    sigma_tps: Optional[float] = Field(None, ge=0)
+    points_tps: Optional[int] = Field(None, gt=1)
+
+
+class LossWeights(_Section):
+    generator_gan: float = 0.0
+    discriminator_gan: float = 1.0
+    feature_matching: list[float] = []
+    perceptual: list[float] = []
+    equivariance_value: float = 0.0
+    equivariance_jacobian: float = 0.0
+    flow_consistency: float = 0.0  # ours
+
+
+class TrainParams(_Section):
+    num_epochs: int = Field(gt=0)
+    num_repeats: int = Field(1, gt=0)
+    epoch_milestones: list[int] = []
+    lr_generator: float = Field(2e-4, ge=0)
+    lr_discriminator: float = Field(2e-4, ge=0)
+    lr_kp_detector: float = Field(2e-4, ge=0)
+    batch_size: int = Field(gt=0)
+    scales: list[float] = [1.0]
+    checkpoint_freq: int = Field(1, gt=0)
+    transform_params: Optional[TransformParams] = None
+    loss_weights: LossWeights = LossWeights()
+    # Ours.
+    perceptual_backbone: Literal["vgg19", "pixel"] = "vgg19"
+    vgg19_weights: Optional[str] = None
+    grad_clip: Optional[float] = Field(None, gt=0)
+    seed: int = 0
+    num_workers: int = Field(0, ge=0)
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+
+
+# --------------------------------------------------------------------------------------------
+# the jobs
+
+
+class ReconstructionParams(_Section):
+    num_videos: Optional[int] = None
+    format: str = ".mp4"
+
+
+class NormalizationParams(_Section):
+    adapt_movement_scale: bool = False
+    use_relative_movement: bool = True
+    use_relative_jacobian: bool = True
+
+
+class AnimateParams(_Section):
+    num_pairs: int = 50
+    format: str = ".mp4"
+    normalization_params: NormalizationParams = NormalizationParams()
+
+
+class VisualizerParams(_Section):
+    kp_size: int = 5
+    draw_border: bool = True
+    colormap: str = "gist_rainbow"
+
+
+class FommConfig(_Section):
+    """A whole config file. ``model_params`` is the only section every use needs."""
+
+    dataset_params: Optional[DatasetParams] = None
+    model_params: ModelParams
+    train_params: Optional[TrainParams] = None
+    reconstruction_params: ReconstructionParams = ReconstructionParams()
+    animate_params: AnimateParams = AnimateParams()
+    visualizer_params: VisualizerParams = VisualizerParams()
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<dict>") -> "FommConfig":
+        """Validate a plain dictionary; ``source`` names it in error messages."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: a config must be a mapping of sections, got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            raise ConfigError(_describe_errors(error, source)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dictionary in the original layout (what checkpoints embed)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def _describe_errors(error: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  unknown key '{key}' (check its spelling and section)")
+        elif item["type"] == "missing":
+            lines.append(f"  missing key '{key}'")
+        else:
+            lines.append(f"  key '{key}': {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path) -> FommConfig:
+    """Read a YAML config file in the original layout."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return FommConfig.from_dict(data, source=str(path))
