@@ -1,0 +1,104 @@
+"""Occlusion-aware generator: encode the source, warp its features, mask occlusions, decode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..config import CommonParams, GeneratorParams
+from ..geometry import resize_grid, resize_map, warp
+from .blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, channels_at
+from .keypoints import Keypoints
+from .motion import DenseMotion, Motion
+
+
+@dataclass
+class GeneratorOutput:
+    """``prediction`` ``(B, C, H, W)`` in [0, 1] is the animated frame. ``deformed`` is the source
+    warped by the dense deformation at full resolution; ``mask``, ``sparse_deformed``,
+    ``occlusion_map`` and ``deformation`` come from the dense motion (see :class:`Motion`); they
+    are None when the generator has no dense-motion network."""
+
+    prediction: Tensor
+    deformed: Optional[Tensor] = None
+    mask: Optional[Tensor] = None
+    sparse_deformed: Optional[Tensor] = None
+    occlusion_map: Optional[Tensor] = None
+    deformation: Optional[Tensor] = None
+
+
+@dataclass
+class SourceFeatures:
+    """The source image and its encoded features ``(B, F, H/2^n, W/2^n)``, computed once per
+    source so that animating many driving frames does not re-encode it."""
+
+    image: Tensor
+    features: Tensor
+
+    def expand(self, batch: int) -> "SourceFeatures":
+        """Broadcast a single source (batch 1) to ``batch`` driving frames without copying."""
+        if self.image.shape[0] == batch:
+            return self
+        return SourceFeatures(self.image.expand(batch, -1, -1, -1), self.features.expand(batch, -1, -1, -1))
+
+
+class Generator(nn.Module):
+    """``Generator(source, kp_source=, kp_driving=) -> GeneratorOutput``; images ``(B, C, H, W)``."""
+
+    def __init__(self, common: CommonParams, params: GeneratorParams) -> None:
+        super().__init__()
+        self.dense_motion_network: Optional[DenseMotion] = None
+        if params.dense_motion_params is not None:
+            self.dense_motion_network = DenseMotion(params.dense_motion_params, common.num_kp,
+                                                    common.num_channels, params.estimate_occlusion_map)
+        expansion, cap, depth = params.block_expansion, params.max_features, params.num_down_blocks
+        self.first = SameBlock2d(common.num_channels, expansion, kernel_size=7, padding=3)
+        self.down_blocks = nn.ModuleList(
+            DownBlock2d(channels_at(i, expansion, cap), channels_at(i + 1, expansion, cap))
+            for i in range(depth)
+        )
+        self.up_blocks = nn.ModuleList(
+            UpBlock2d(channels_at(depth - i, expansion, cap), channels_at(depth - i - 1, expansion, cap))
+            for i in range(depth)
+        )
+        bottleneck_features = channels_at(depth, expansion, cap)
+        self.bottleneck = nn.Sequential()
+        for i in range(params.num_bottleneck_blocks):
+            self.bottleneck.add_module(f"r{i}", ResBlock2d(bottleneck_features, kernel_size=3, padding=1))
+        self.final = nn.Conv2d(expansion, common.num_channels, kernel_size=7, padding=3)
+
+    def encode(self, source: Tensor) -> SourceFeatures:
+        """Encode ``(B, C, H, W)`` source images."""
+        features = self.first(source)
+        for block in self.down_blocks:
+            features = block(features)
+        return SourceFeatures(image=source, features=features)
+
+    def decode(self, features: Tensor) -> Tensor:
+        """Bottleneck, up blocks, final conv and sigmoid: features → image in [0, 1]."""
+        out = self.bottleneck(features)
+        for block in self.up_blocks:
+            out = block(out)
+        return torch.sigmoid(self.final(out))
+
+    def animate(self, source: SourceFeatures, kp_source: Keypoints, kp_driving: Keypoints) -> GeneratorOutput:
+        """Generate from pre-encoded source features (see :meth:`encode`)."""
+        source = source.expand(kp_driving.value.shape[0])
+        if self.dense_motion_network is None:
+            return GeneratorOutput(prediction=self.decode(source.features))
+        motion: Motion = self.dense_motion_network(source.image, kp_source=kp_source, kp_driving=kp_driving)
+        _, _, height, width = source.features.shape
+        features = warp(source.features, resize_grid(motion.deformation, height, width))
+        if motion.occlusion_map is not None:
+            features = features * resize_map(motion.occlusion_map, height, width)
+        _, _, image_height, image_width = source.image.shape
+        deformed = warp(source.image, resize_grid(motion.deformation, image_height, image_width))
+        return GeneratorOutput(prediction=self.decode(features), deformed=deformed, mask=motion.mask,
+                               sparse_deformed=motion.sparse_deformed, occlusion_map=motion.occlusion_map,
+                               deformation=motion.deformation)
+
+    def forward(self, source: Tensor, kp_source: Keypoints, kp_driving: Keypoints) -> GeneratorOutput:
+        return self.animate(self.encode(source), kp_source=kp_source, kp_driving=kp_driving)

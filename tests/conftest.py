@@ -1,0 +1,24 @@
+"""Shared fixtures: the reference data written by the original implementation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO.parent / "shared" / "fixtures" / "fomm-reference"
+CONFIGS = REPO / "src" / "fomm" / "configs"
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not REFERENCE.is_dir():
+        pytest.skip(f"reference fixtures not found at {REFERENCE}")
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def reference_io(reference_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(reference_dir / "io.pt", weights_only=True)
