@@ -41,6 +41,13 @@ class Keypoints:
         """Select batch elements, e.g. ``kp[0:1]``."""
         return Keypoints(self.value[index], None if self.jacobian is None else self.jacobian[index])
 
+    def expand(self, batch: int) -> "Keypoints":
+        """Broadcast keypoints of batch 1 to ``batch`` elements without copying."""
+        if self.value.shape[0] == batch:
+            return self
+        return Keypoints(self.value.expand(batch, -1, -1),
+                         None if self.jacobian is None else self.jacobian.expand(batch, -1, -1, -1))
+
     @property
     def num_kp(self) -> int:
         return self.value.shape[-2]

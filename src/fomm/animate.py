@@ -1,0 +1,193 @@
+"""Animating a source image with the motion of a driving video.
+
+``Animator`` works on tensors: images ``(3, H, W)`` or ``(T, 3, H, W)`` float in [0, 1] at the
+model's frame size (see :func:`prepare_frames` to get there from arrays of any size). The source's
+keypoints and encoder features are computed once and reused for every driving frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .geometry import convex_hull_area
+from .models import FommModel, GeneratorOutput, Keypoints, SourceFeatures
+from .motion_transfer import relative_keypoints
+
+
+@dataclass
+class PreparedSource:
+    """A source image with its keypoints and encoder features (batch 1)."""
+
+    image: Tensor
+    keypoints: Keypoints
+    features: SourceFeatures
+
+
+@dataclass
+class AnimationStep:
+    """One batch of animated frames with what produced them (for visualisation)."""
+
+    prediction: Tensor  # (B, 3, H, W) in [0, 1]
+    kp_driving: Keypoints  # detected on the driving frames
+    kp_used: Keypoints  # what the generator was given (relative or absolute)
+    output: GeneratorOutput
+
+
+def prepare_frames(frames: np.ndarray | Tensor, height: int, width: int, crop: bool = False) -> Tensor:
+    """Images of any size → ``(T, 3, height, width)`` float in [0, 1].
+
+    ``frames``: ``(T, H, W, 3)`` or ``(H, W, 3)`` uint8 or float array, or a ``(T, 3, H, W)`` /
+    ``(3, H, W)`` tensor. With ``crop`` the largest centred region of the target aspect ratio is
+    kept before resizing; otherwise the whole frame is resized (aspect ratio not kept).
+    """
+    if isinstance(frames, np.ndarray):
+        array = frames[None] if frames.ndim == 3 else frames
+        if array.ndim != 4 or array.shape[-1] != 3:
+            raise ValueError(f"expected RGB frames of shape (T, H, W, 3), got {frames.shape}")
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
+        tensor = tensor.float() / 255.0 if array.dtype == np.uint8 else tensor.float()
+    else:
+        tensor = frames[None] if frames.dim() == 3 else frames
+        if tensor.dim() != 4 or tensor.shape[1] != 3:
+            raise ValueError(f"expected RGB frames of shape (T, 3, H, W), got {tuple(frames.shape)}")
+        tensor = tensor.float()
+    if crop:
+        tensor = _centre_crop(tensor, height / width)
+    if tensor.shape[2:] != (height, width):
+        tensor = F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False,
+                               antialias=True)
+    return tensor.clamp(0, 1)
+
+
+def _centre_crop(frames: Tensor, aspect: float) -> Tensor:
+    """Largest centred crop with height / width == ``aspect``."""
+    _, _, height, width = frames.shape
+    if height / width > aspect:
+        new_height = round(width * aspect)
+        top = (height - new_height) // 2
+        return frames[:, :, top:top + new_height]
+    new_width = round(height / aspect)
+    left = (width - new_width) // 2
+    return frames[:, :, :, left:left + new_width]
+
+
+class Animator:
+    """Moves a source image the way a driving video moves.
+
+    ``relative=True`` transfers the driving keypoints' motion relative to the first (or best)
+    driving frame onto the source's keypoints (the paper's relative transfer); ``False`` uses the
+    driving keypoints as they are. ``adapt_scale`` scales the motion by the ratio of the source's
+    and the initial driving frame's keypoint hull sizes.
+
+    >>> animator = Animator(model, relative=True)
+    >>> frames = animator.animate(source, driving)       # (T, 3, H, W) in [0, 1]
+    """
+
+    def __init__(self, model: FommModel, relative: bool = True, adapt_scale: bool = False,
+                 relative_jacobian: bool = True, batch_size: int = 8) -> None:
+        self.model = model.eval()
+        self.relative = relative
+        self.adapt_scale = adapt_scale
+        self.relative_jacobian = relative_jacobian
+        self.batch_size = batch_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @torch.inference_mode()
+    def prepare_source(self, source: Tensor) -> PreparedSource:
+        """Keypoints and encoder features of a ``(3, H, W)`` or ``(1, 3, H, W)`` source."""
+        image = (source[None] if source.dim() == 3 else source).to(self.device)
+        return PreparedSource(image=image, keypoints=self.model.kp_detector(image),
+                              features=self.model.generator.encode(image))
+
+    @torch.inference_mode()
+    def detect(self, frames: Tensor) -> Keypoints:
+        """Keypoints of ``(T, 3, H, W)`` frames, in batches of ``batch_size``."""
+        parts = [self.model.kp_detector(batch.to(self.device)) for batch in frames.split(self.batch_size)]
+        jacobians = [part.jacobian for part in parts]
+        return Keypoints(torch.cat([part.value for part in parts]),
+                         None if jacobians[0] is None else torch.cat(jacobians))
+
+    @torch.inference_mode()
+    def step(self, source: PreparedSource, frames: Tensor, kp_initial: Keypoints) -> AnimationStep:
+        """Animate one batch of driving ``frames`` ``(B, 3, H, W)`` given the initial keypoints."""
+        kp_driving = self.model.kp_detector(frames.to(self.device))
+        batch = frames.shape[0]
+        kp_source = source.keypoints.expand(batch)
+        kp_used = relative_keypoints(kp_source, kp_driving, kp_initial.expand(batch),
+                                     adapt_movement_scale=self.adapt_scale,
+                                     use_relative_movement=self.relative,
+                                     use_relative_jacobian=self.relative_jacobian)
+        output = self.model.generator.animate(source.features, kp_source=kp_source, kp_driving=kp_used)
+        return AnimationStep(prediction=output.prediction, kp_driving=kp_driving, kp_used=kp_used, output=output)
+
+    def steps(self, source: Tensor, driving: Iterable[Tensor], kp_initial: Optional[Keypoints] = None
+              ) -> Iterator[AnimationStep]:
+        """Animate batches of driving frames ``(B, 3, H, W)`` as they come.
+
+        The initial driving keypoints are those of the first frame seen unless ``kp_initial``
+        (batch 1) is given.
+        """
+        prepared = self.prepare_source(source)
+        for frames in driving:
+            if kp_initial is None:
+                kp_initial = self.detect(frames[:1])
+            yield self.step(prepared, frames, kp_initial)
+
+    def animate(self, source: Tensor, driving: Tensor, best_frame: Optional[int] = None,
+                on_batch: Optional[Callable[[int], object]] = None) -> Tensor:
+        """Animate ``(T, 3, H, W)`` driving frames; returns ``(T, 3, H, W)`` on the CPU.
+
+        Motion is taken relative to driving frame ``best_frame`` (default 0): frames from it on
+        are animated forwards, frames before it backwards (see :meth:`find_best_frame`).
+        ``on_batch(n)`` is called after each batch of ``n`` frames (a progress bar's update).
+        """
+        start = best_frame or 0
+        kp_initial = self.detect(driving[start:start + 1])
+        after = self._predict(source, driving[start:], kp_initial, on_batch)
+        if start == 0:
+            return after
+        before = self._predict(source, driving[:start].flip(0), kp_initial, on_batch).flip(0)
+        return torch.cat([before, after])
+
+    def _predict(self, source: Tensor, driving: Tensor, kp_initial: Keypoints,
+                 on_batch: Optional[Callable[[int], object]]) -> Tensor:
+        predictions = []
+        for step in self.steps(source, driving.split(self.batch_size), kp_initial):
+            predictions.append(step.prediction.cpu())
+            if on_batch is not None:
+                on_batch(len(step.prediction))
+        return torch.cat(predictions)
+
+    def stream(self, source: Tensor, frames: Iterable[Tensor]) -> Iterator[Tensor]:
+        """Yield one animated ``(3, H, W)`` frame per driving ``(3, H, W)`` frame, as they arrive
+        (a webcam, a pipe). The source is encoded once."""
+        for step in self.steps(source, (frame[None] for frame in frames)):
+            yield step.prediction[0].cpu()
+
+    def find_best_frame(self, source: Tensor, driving: Tensor) -> int:
+        """Index of the driving frame whose keypoints, normalised for position and scale, are
+        closest to the source's: the best frame to take relative motion from."""
+        kp_source = self.prepare_source(source).keypoints.value[0].cpu()
+        kp_driving = self.detect(driving).value.cpu()
+        target = _normalise_pose(kp_source)
+        distances = [float((_normalise_pose(kp) - target).pow(2).sum()) for kp in kp_driving]
+        return int(np.argmin(distances))
+
+
+def _normalise_pose(points: Tensor) -> Tensor:
+    """``(K, 2)`` keypoints centred on their mean and scaled to unit hull area."""
+    centred = points - points.mean(dim=0, keepdim=True)
+    try:
+        area = convex_hull_area(points)
+    except Exception:  # degenerate (collinear) keypoints have no hull: use the spread instead
+        area = float(centred.pow(2).sum(-1).mean())
+    return centred / max(area, 1e-12) ** 0.5
