@@ -13,9 +13,10 @@ Samples (tensors are float32 in [0, 1]):
   distinct frames of one video (source first in time unless nearby, as the original sorted them);
 * test: ``{'video': (3, T, H, W), 'name': str}``, the whole video.
 
-Randomness comes from a ``numpy.random.Generator`` per process: in a DataLoader worker it is
-seeded from the worker's torch seed, otherwise from ``torch.initial_seed()``, so a fixed
-``torch.manual_seed`` makes loading reproducible with or without workers.
+Randomness (frame choice, clip choice, augmentation) comes from a ``numpy.random.Generator``
+seeded per sample from torch's generator of the process (a DataLoader worker's is seeded by
+torch from the epoch's base seed and the worker id), so a fixed ``torch.manual_seed`` makes
+loading reproducible with or without workers.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MIN_FRAMES = 2  # a training pair needs two distinct frames
-_MAX_SKIP_RETRIES = 10
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,9 @@ class FramesDataset(Dataset):
             (per process: each DataLoader worker has its own cache).
 
     Raises DataError when the folder has no usable video, VideoReadError for a bad video
-    (unless ``skip_bad``). Videos are checked at construction from headers only.
+    (unless ``skip_bad``). Videos are checked at construction from headers only; a video whose
+    frames turn out undecodable later is skipped (``skip_bad``) when sampled, and recorded in
+    ``skipped`` of the process that found it (a DataLoader worker's copy, if any).
     """
 
     def __init__(
@@ -211,6 +213,7 @@ class FramesDataset(Dataset):
             else None
         )
         self.cache: Optional[FrameCache] = FrameCache(cache_max_bytes) if params.cache_frames else None
+        self._bad_paths: set[Path] = set()  # found undecodable while sampling (skip_bad)
         self._rng_owner: Optional[tuple] = None
         self._rng_state: Optional[np.random.Generator] = None
 
@@ -277,7 +280,11 @@ class FramesDataset(Dataset):
     # -- randomness --------------------------------------------------------------------------
 
     def reseed(self, seed: int) -> None:
-        """Use a generator seeded with ``seed`` in this process (until a worker copy reseeds)."""
+        """Draw this process's samples from one generator seeded with ``seed`` (tests, debugging).
+
+        Copies of the dataset in DataLoader workers do not inherit it (they are other
+        processes) and go back to torch-derived seeds.
+        """
         self._rng_owner = self._rng_key()
         self._rng_state = np.random.default_rng(seed)
 
@@ -287,15 +294,16 @@ class FramesDataset(Dataset):
         return (os.getpid(), None if info is None else info.id)
 
     def _rng(self) -> np.random.Generator:
-        """This process's generator, created on first use: a worker seeds it from its torch
-        seed (base seed + worker id, new each epoch), the main process from torch's seed."""
-        key = self._rng_key()
-        if self._rng_owner != key or self._rng_state is None:
-            info = get_worker_info()
-            seed = info.seed if info is not None else torch.initial_seed()
-            self._rng_state = np.random.default_rng(seed)
-            self._rng_owner = key
-        return self._rng_state
+        """The generator of one sample.
+
+        Seeded from torch's generator of this process: in a DataLoader worker torch seeds it
+        with base seed + worker id (the base drawn anew each epoch from the main process's
+        torch generator), in the main process it is the global one. So ``torch.manual_seed``
+        fixes every draw with or without workers, and epochs differ from each other.
+        """
+        if self._rng_state is not None and self._rng_owner == self._rng_key():
+            return self._rng_state
+        return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
     # -- sampling ----------------------------------------------------------------------------
 
@@ -304,7 +312,7 @@ class FramesDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         rng = self._rng()
-        for _ in range(_MAX_SKIP_RETRIES):
+        while True:
             video = self._video_for(index, rng)
             try:
                 return self._train_sample(video, rng) if self.is_train else self._test_sample(video, rng)
@@ -313,12 +321,25 @@ class FramesDataset(Dataset):
                 if not self.skip_bad:
                     raise
                 self._skip(video.path, str(error))
-                index = int(rng.integers(len(self)))
-        raise DataError(f"{self.root_dir}: {_MAX_SKIP_RETRIES} bad videos in a row while sampling")
+                self._bad_paths.add(video.path)
+                index = self._replacement_index(rng)
+
+    def _usable(self, videos: list[_Video]) -> list[_Video]:
+        return [video for video in videos if video.path not in self._bad_paths]
+
+    def _replacement_index(self, rng: np.random.Generator) -> int:
+        """A random index that still has a video not found bad while reading."""
+        if self._by_id:
+            candidates = [i for i, name in enumerate(self.videos) if self._usable(self._clips[name])]
+        else:
+            candidates = [i for i, video in enumerate(self._entries) if video.path not in self._bad_paths]
+        if not candidates:
+            raise DataError(f"{self.root_dir}: every video failed to decode (see dataset.skipped)")
+        return candidates[int(rng.integers(len(candidates)))]
 
     def _video_for(self, index: int, rng: np.random.Generator) -> _Video:
         if self._by_id:
-            clips = self._clips[self.videos[index]]
+            clips = self._usable(self._clips[self.videos[index]]) or self._clips[self.videos[index]]
             return clips[int(rng.integers(len(clips)))]
         return self._entries[index]
 

@@ -42,7 +42,7 @@ class FommModel(nn.Module):
         super().__init__()
         self.config = config
         params = config.model_params
-        self.kp_detector = KeypointDetector(params.common_params, params.kp_detector_params)
+        self.kp_detector = KeypointDetector(params.common_params, params.kp_detector_params, params.graph_params)
         self.generator = Generator(params.common_params, params.generator_params)
         self.discriminator = MultiScaleDiscriminator(params.common_params, params.discriminator_params)
         self.epoch = 0

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import CommonParams, KeypointDetectorParams
+from ..config import CommonParams, GraphParams, KeypointDetectorParams
 from ..geometry import coordinate_grid
 from .blocks import AntiAliasDownsample, Hourglass
 
@@ -59,10 +59,13 @@ class KeypointDetector(nn.Module):
     ``(B, C, H, W)`` images in [0, 1] → :class:`Keypoints`. A keypoint is the expected coordinate
     under its heatmap (a softmax with ``temperature``); its jacobian is the heatmap-weighted mean of
     a 4-channel jacobian map (one map shared by all keypoints with ``single_jacobian_map``),
-    initialised to the identity.
+    initialised to the identity. With ``graph`` params the keypoints are then refined by a
+    :class:`~fomm.models.graph.KeypointGraph` (module ``graph``, absent otherwise, so original
+    checkpoints keep their exact parameter names).
     """
 
-    def __init__(self, common: CommonParams, params: KeypointDetectorParams) -> None:
+    def __init__(self, common: CommonParams, params: KeypointDetectorParams,
+                 graph: Optional[GraphParams] = None) -> None:
         super().__init__()
         self.num_kp = common.num_kp
         self.temperature = params.temperature
@@ -82,6 +85,12 @@ class KeypointDetector(nn.Module):
                 self.jacobian.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0] * self.num_jacobian_maps))
         if self.scale_factor != 1:
             self.down = AntiAliasDownsample(common.num_channels, self.scale_factor)
+        if graph is not None and graph.enabled:
+            from .graph import KeypointGraph
+
+            self.graph = KeypointGraph(common.num_kp, self.predictor.out_filters, graph, common.estimate_jacobian)
+        else:
+            self.graph = None
 
     def forward(self, image: Tensor) -> Keypoints:
         if self.scale_factor != 1:
@@ -99,4 +108,5 @@ class KeypointDetector(nn.Module):
             jacobian_map = self.jacobian(feature_map).view(batch, self.num_jacobian_maps, 4, height, width)
             weighted = heatmap.unsqueeze(2) * jacobian_map
             jacobian = weighted.view(batch, num_kp, 4, -1).sum(dim=-1).view(batch, num_kp, 2, 2)
-        return Keypoints(value=value, jacobian=jacobian, heatmap=heatmap, feature_map=feature_map)
+        keypoints = Keypoints(value=value, jacobian=jacobian, heatmap=heatmap, feature_map=feature_map)
+        return keypoints if self.graph is None else self.graph(keypoints)
