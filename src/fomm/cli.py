@@ -20,8 +20,18 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "train": ("fomm.train", "add_train_arguments", "run_train", "train a model on a video dataset"),
     "animate": ("fomm.commands", "add_animate_arguments", "run_animate",
                 "animate a source image with the motion of a driving video"),
+    "export": ("fomm.export", "add_export_arguments", "run_export",
+               "export the keypoint detector and generator to ONNX"),
     "make-dataset": ("fomm.data.synthetic", "add_make_dataset_arguments", "run_make_dataset",
                      "generate a synthetic dataset with ground-truth keypoints"),
+    "reconstruct": ("fomm.reconstruct", "add_reconstruct_arguments", "run_reconstruct",
+                    "reconstruct test videos from their first frame and report metrics"),
+    "evaluate": ("fomm.evaluate", "add_evaluate_arguments", "run_evaluate",
+                 "reconstruction and keypoint-quality metrics (L1, AKD, MKR, AED, keypoint error)"),
+    "train-landmarks": ("fomm.landmarks", "add_train_landmarks_arguments", "run_train_landmarks",
+                        "train a small landmark detector on a synthetic dataset (for AKD/MKR)"),
+    "visualize": ("fomm.visualize_cmd", "add_visualize_arguments", "run_visualize",
+                  "picture of keypoints, heatmaps, motion masks and occlusion for one driving frame"),
 }
 
 
