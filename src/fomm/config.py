@@ -90,6 +90,10 @@ class DatasetParams(_Section):
     # Ours (flow consistency, see fomm.losses): share of training samples that are nearby frames.
     nearby_pair_ratio: float = Field(0.0, ge=0, le=1)
     nearby_pair_max_gap: int = Field(2, ge=1)
+    # Ours: optical flow between source and driving in the data workers (set automatically when
+    # loss_weights.flow_consistency > 0), and a per-video cache of it (used without augmentation).
+    compute_flow: bool = False
+    cache_flow: bool = False
 
     @field_validator("frame_shape")
     @classmethod

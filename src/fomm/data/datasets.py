@@ -9,7 +9,8 @@ can leak an identity into both sides).
 
 Samples (tensors are float32 in [0, 1]):
 
-* training: ``{'source': (3, H, W), 'driving': (3, H, W), 'name': str, 'nearby': bool}``, two
+* training: ``{'source': (3, H, W), 'driving': (3, H, W), 'name': str, 'nearby': bool}`` (plus
+  ``'flow': (2, H, W)`` with ``compute_flow``), two
   distinct frames of one video (source first in time unless nearby, as the original sorted them);
 * test: ``{'video': (3, T, H, W), 'name': str}``, the whole video.
 
@@ -214,6 +215,7 @@ class FramesDataset(Dataset):
         )
         self.cache: Optional[FrameCache] = FrameCache(cache_max_bytes) if params.cache_frames else None
         self._bad_paths: set[Path] = set()  # found undecodable while sampling (skip_bad)
+        self._flow_cache: Optional[FrameCache] = None
         self._rng_owner: Optional[tuple] = None
         self._rng_state: Optional[np.random.Generator] = None
 
@@ -369,12 +371,38 @@ class FramesDataset(Dataset):
             source, driving, nearby = self.pick_frames(video.num_frames, rng)
             frames = read_frames_at(video.path, [source, driving], self.frame_shape)
         pair = self._augment(frames, rng)
-        return {
+        sample = {
             "source": torch.from_numpy(np.ascontiguousarray(pair[0].transpose(2, 0, 1))),
             "driving": torch.from_numpy(np.ascontiguousarray(pair[1].transpose(2, 0, 1))),
             "name": video.name,
             "nearby": nearby,
         }
+        if self.params.compute_flow:
+            sample["flow"] = torch.from_numpy(self._flow(video, source, driving, pair, nearby))
+        return sample
+
+    def _flow(self, video: _Video, source: int, driving: int, pair: np.ndarray, nearby: bool) -> np.ndarray:
+        """Forward optical flow ``(2, H, W)`` from the sample's source to its driving frame
+        (normalised units, see fomm.flow), computed on the augmented frames. Only nearby pairs
+        get one (zeros otherwise: large motions are beyond what the flow estimates reliably).
+        Cached per (video, source, driving) when ``cache_flow`` and there is no augmentation,
+        since augmented frames differ on every draw."""
+        from ..flow import dense_flow
+
+        if not nearby:
+            return np.zeros((2, *pair.shape[1:3]), dtype=np.float32)
+        cacheable = self.params.cache_flow and self.augmentation is None
+        key = f"{video.path}#{source}->{driving}"
+        if cacheable:
+            if self._flow_cache is None:
+                self._flow_cache = FrameCache(64 * 2**20)
+            cached = self._flow_cache.get(key)
+            if cached is not None:
+                return cached
+        flow = dense_flow(pair[0], pair[1])
+        if cacheable:
+            self._flow_cache.put(key, flow)
+        return flow
 
     def _test_sample(self, video: _Video, rng: np.random.Generator) -> dict:
         frames = self._augment(self._whole_video(video), rng)
