@@ -1,0 +1,282 @@
+"""Evaluation metrics: the metric functions on known answers, and `fomm evaluate` end to end on a
+tiny synthetic dataset with the reference model (real files, no mocks)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import fomm
+from fomm.cli import main
+from fomm.evaluate import (
+    ColorHistogramEmbedding,
+    EmbeddingNetwork,
+    compare_landmarks,
+    embedding_distances,
+    evaluate_dataset,
+    fit_keypoint_regression,
+    flow_end_point_error,
+    keypoint_error,
+    l1_error,
+    reconstruct_video,
+    temporal_jitter,
+)
+from fomm.landmarks import LandmarkConfig, LandmarkDetector, LandmarkNet, TrainedLandmarkDetector, save_landmark_detector
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "fomm-reference"
+
+
+# --------------------------------------------------------------------------------------------
+# helpers shared with the other command tests
+
+
+def make_synthetic(root: Path, kind: str = "sprites", videos: int = 6, frames: int = 8) -> Path:
+    """A tiny synthetic dataset (64x64; with 6 videos, 4 train and 2 test) in ``root``."""
+    try:
+        from fomm.data.synthetic import make_dataset
+    except ImportError:
+        from fomm.data.synthetic.writer import make_dataset
+    make_dataset(kind, root, videos=videos, frames=frames, size=64, seed=0, test_fraction=0.25, workers=1)
+    return root
+
+
+def save_reference_checkpoint(path: Path) -> Path:
+    """The reference model (64x64, K=10) saved as our checkpoint, config embedded."""
+    if not REFERENCE.is_dir():
+        pytest.skip(f"reference fixtures not found at {REFERENCE}")
+    model = fomm.load_checkpoint(REFERENCE / "checkpoint.pth.tar", config=REFERENCE / "config.yaml")
+    return fomm.save_checkpoint(path, model)
+
+
+def untrained_detector(num_joints: int = 15, seed: int = 0) -> TrainedLandmarkDetector:
+    torch.manual_seed(seed)
+    return TrainedLandmarkDetector(LandmarkNet(LandmarkConfig(num_joints=num_joints, width=8)))
+
+
+def finished_files(folder: Path) -> list[str]:
+    """Names in ``folder`` (recursively), temporary files included: they should not remain."""
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Torch on one thread for these tests: on a busy shared CPU, two spinning OpenMP threads per
+    process made small convolutions ~30x slower than one (measured: 2.5 s vs 0.05 s a step)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def sprites(tmp_path_factory) -> Path:
+    return make_synthetic(tmp_path_factory.mktemp("sprites"))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    return make_synthetic(tmp_path_factory.mktemp("photos"), kind="warped-photos", videos=4)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return save_reference_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def model(checkpoint):
+    return fomm.load_checkpoint(checkpoint)
+
+
+# --------------------------------------------------------------------------------------------
+# metric functions
+
+
+def test_l1_of_a_perfect_reconstruction_is_zero():
+    frames = torch.rand(4, 3, 16, 16)
+    assert l1_error(frames, frames.clone()) == 0.0
+    assert l1_error(frames, frames + 0.25) == pytest.approx(0.25)
+
+
+def test_regression_recovers_ground_truth_from_an_affine_function_of_it():
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(-1, 1, (200, 5, 2))
+    # 6 learned keypoints (12 values), an affine function of the 10 GT values: GT is recoverable.
+    learned = (truth.reshape(200, 10) @ rng.normal(size=(10, 12)) + rng.normal(size=12)).reshape(200, 6, 2)
+    visible = rng.random((200, 5)) > 0.2
+    regression = fit_keypoint_regression(learned[:150], truth[:150], visible[:150])
+    predicted = regression.predict(learned[150:])
+    np.testing.assert_allclose(predicted, truth[150:], atol=1e-8)
+    assert keypoint_error(predicted, truth[150:], visible[150:], width=64) < 1e-6
+    # Tracks equal to the ground truth up to an affine map: zero jitter after regression.
+    assert temporal_jitter(predicted, truth[150:], visible[150:], width=64) < 1e-6
+
+
+def test_keypoint_error_and_jitter_units():
+    truth = np.zeros((3, 1, 2))
+    visible = np.ones((3, 1), dtype=bool)
+    shifted = truth + np.array([2 / 63, 0.0])  # one pixel right at 64x64
+    assert keypoint_error(shifted, truth, visible, width=64) == pytest.approx(100 / 64)
+    assert temporal_jitter(shifted, truth, visible, width=64) == pytest.approx(0.0)  # constant offset
+    shaking = truth.copy()
+    shaking[1, 0, 0] = 2 / 63
+    # velocity errors of +1 and -1 pixel: mean 1 pixel = 100/64 % of width
+    assert temporal_jitter(shaking, truth, visible, width=64) == pytest.approx(100 / 64)
+    # invisible points do not count
+    assert np.isnan(keypoint_error(shifted, truth, np.zeros_like(visible), width=64))
+
+
+def test_landmark_comparison_of_identical_frames_has_no_missing_keypoints():
+    detector = untrained_detector()
+    assert isinstance(detector, LandmarkDetector)
+    frames = torch.rand(3, 3, 64, 64)
+    comparison = compare_landmarks(detector, frames, frames.clone())
+    assert comparison.mkr in (0.0,) or np.isnan(comparison.mkr)
+    assert comparison.missing == 0
+    if comparison.both:
+        assert comparison.akd == pytest.approx(0.0, abs=1e-9)
+
+
+def test_colour_histogram_embedding_is_pose_invariant_but_sees_colour():
+    embedding = ColorHistogramEmbedding()
+    assert isinstance(embedding, EmbeddingNetwork)
+    frames = torch.rand(2, 3, 32, 32)
+    moved = torch.roll(frames, shifts=(5, 7), dims=(2, 3))  # same pixels, new places
+    assert embedding_distances(embedding, moved, frames) == pytest.approx([0.0, 0.0], abs=1e-6)
+    recoloured = (frames * 0.5).clamp(0, 1)
+    assert (embedding_distances(embedding, recoloured, frames) > 0.3).all()
+
+
+def test_flow_end_point_error_is_zero_for_the_true_flow_and_in_pixels():
+    from fomm.geometry import coordinate_grid
+
+    identity = coordinate_grid(16, 16).expand(3, 16, 16, 2)
+    assert flow_end_point_error(identity.clone(), identity.numpy()) == pytest.approx([0.0, 0.0], abs=1e-6)
+    shifted = identity.clone()
+    shifted[..., 0] += 2 / 15  # one pixel at 16 wide
+    errors = flow_end_point_error(shifted, identity.numpy(), skip_first=False)
+    assert errors == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# the dataset pass
+
+
+def test_reconstruction_is_the_generator_with_absolute_driving_keypoints(model, sprites):
+    from fomm.data.video import read_video
+
+    path = next((sprites / "test").glob("*.png"))
+    frames = torch.from_numpy(read_video(path, (64, 64, 3))).permute(0, 3, 1, 2).float() / 255
+    result = reconstruct_video(model, frames, batch_size=3, keep_deformation=True)
+    assert result.prediction.shape == frames.shape
+    assert result.kp_driving.shape == (8, 10, 2)
+    assert result.deformation.shape[0] == 8
+    with torch.no_grad():
+        kp = model.kp_detector(frames)
+        direct = model.generator(frames[:1].expand(8, -1, -1, -1), kp_source=kp[0:1].expand(8), kp_driving=kp)
+    torch.testing.assert_close(result.prediction, direct.prediction, atol=1e-5, rtol=0)
+
+
+def test_evaluate_dataset_computes_every_metric_on_warped_photos(model, photos):
+    result = evaluate_dataset(model, photos, landmark_detector=untrained_detector(16), embedding=ColorHistogramEmbedding())
+    values = {metric.name: metric.value for metric in result.metrics}
+    assert set(values) == {"L1", "AKD", "MKR", "AED", "keypoint_error", "jitter", "flow_epe"}
+    assert 0 < values["L1"] < 1
+    assert values["flow_epe"] > 0 and np.isfinite(values["flow_epe"])
+    assert values["keypoint_error"] > 0 and values["jitter"] >= 0
+    assert 0 <= values["MKR"] <= 1
+    assert len(result.videos) == 1 and result.videos[0].frames == 8
+    assert result.settings["regression_train_frames"] == 3 * 8
+
+
+def test_evaluate_command_writes_table_csv_and_json(checkpoint, sprites, tmp_path, capsys):
+    landmarks = save_landmark_detector(tmp_path / "landmarks.pt", untrained_detector())
+    out = tmp_path / "results"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(sprites), "--landmarks",
+                 str(landmarks), "--out", str(out), "--device", "cpu", "--batch-size", "4",
+                 "--max-train-videos", "2", "--videos", str(tmp_path / "videos")]) == 0
+    printed = capsys.readouterr().out
+    for name in ("L1", "AKD", "MKR", "AED", "keypoint_error", "jitter", "flow_epe"):
+        assert name in printed
+    assert finished_files(out) == ["metrics.csv", "metrics.json", "per_video.csv"]
+    data = json.loads((out / "metrics.json").read_text())
+    assert data["metrics"]["L1"]["value"] > 0
+    assert data["metrics"]["AKD"]["unit"] == "px @64x64"
+    assert data["metrics"]["flow_epe"]["value"] is None  # sprites have no flow
+    assert "flow" in data["metrics"]["flow_epe"]["note"]
+    assert len(data["videos"]) == 2
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0] == "metric,value,unit,description,note" and len(rows) == 8
+    assert len((out / "per_video.csv").read_text().splitlines()) == 3
+    assert len(list((tmp_path / "videos").glob("*.mp4"))) == 2
+
+
+def test_flat_dataset_is_split_like_the_frames_dataset(sprites, tmp_path):
+    from fomm.evaluate import dataset_split
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in sorted(sprites.glob("*/*")):
+        shutil.copy(path, flat / path.name)
+    train = dataset_split(flat, (64, 64, 3), "train").paths
+    test = dataset_split(flat, (64, 64, 3), "test").paths
+    assert len(test) == 1 and len(train) == 5  # the default 20% test fraction
+    assert sorted(p.name for p in train + test) == sorted(p.name for p in flat.glob("*.png"))
+    assert all(path.is_file() for path in train + test)
+
+
+def test_evaluate_without_ground_truth_or_detectors_marks_metrics_na(checkpoint, sprites, tmp_path, capsys):
+    plain = tmp_path / "plain"
+    shutil.copytree(sprites, plain, ignore=shutil.ignore_patterns("*.npz"))
+    csv_path, json_path = tmp_path / "m.csv", tmp_path / "sub" / "m.json"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(plain), "--num-videos", "1",
+                 "--embedding", "none", "--csv", str(csv_path), "--json", str(json_path), "--device", "cpu"]) == 0
+    data = json.loads(json_path.read_text())
+    assert data["metrics"]["L1"]["value"] > 0
+    for name in ("AKD", "MKR", "AED", "keypoint_error", "jitter", "flow_epe"):
+        assert data["metrics"][name]["value"] is None and data["metrics"][name]["note"]
+    assert "n/a" in capsys.readouterr().out
+    assert csv_path.read_text().startswith("metric,value")
+
+
+# --------------------------------------------------------------------------------------------
+# bad input
+
+
+def _evaluate(checkpoint: Path, dataset: Path, out: Path, *extra: str) -> int:
+    return main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(dataset), "--out", str(out),
+                 "--device", "cpu", *extra])
+
+
+def test_evaluate_bad_inputs_fail_with_one_line_and_no_output(checkpoint, sprites, tmp_path, capsys):
+    out = tmp_path / "out"
+    empty = tmp_path / "empty"
+    (empty / "train").mkdir(parents=True)
+    (empty / "test").mkdir()
+    shutil.copy(next((sprites / "train").glob("*.png")), empty / "train")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    wrong_config = tmp_path / "wrong.yaml"
+    wrong_config.write_text((REFERENCE / "config.yaml").read_text().replace("num_kp: 10", "num_kp: 5"))
+
+    cases = [
+        ((checkpoint, tmp_path / "missing", out), "dataset folder not found"),
+        ((checkpoint, empty, out), "no usable videos"),
+        ((tmp_path / "nope.pt", sprites, out), "checkpoint not found"),
+        ((garbage, sprites, out), "garbage.pt"),
+        ((REFERENCE / "checkpoint.pth.tar", sprites, out, "--config", str(wrong_config)), "do not fit"),
+        ((checkpoint, sprites, out, "--landmarks", str(garbage)), "landmark detector"),
+        ((checkpoint, sprites, out, "--landmarks", str(tmp_path / "none.pt")), "not found"),
+        ((checkpoint, sprites, out, "--num-videos", "0"), "--num-videos"),
+    ]
+    for arguments, expected in cases:
+        code = _evaluate(*arguments)
+        error = capsys.readouterr().err
+        assert code == 2, error
+        assert error.startswith("fomm evaluate: error:") and expected in error, error
+    assert not out.exists()
