@@ -1,0 +1,264 @@
+"""The training loop: learning, exact resume, DDP on CPU, synchronised batch norm, NaN and
+Ctrl-C handling, fine-tuning from an original checkpoint, the command line."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import yaml
+
+from fomm.checkpoint import load_checkpoint, read_checkpoint
+from fomm.models import build_model
+from fomm.train import CHECKPOINT_NAME, NonFiniteLossError, Trainer, add_train_arguments, run_train
+from tests.train_helpers import (
+    TINY_CONFIG,
+    MovingBlobs,
+    NanBlobs,
+    NoisyBlobs,
+    batchnorm_worker,
+    ddp_train_worker,
+    free_port,
+    tiny_config,
+)
+
+GAN = {"generator_gan": 1, "feature_matching": [1, 1]}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # The CPU is shared: one thread avoids oversubscription stalls that make small ops slow.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _states(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {f"{name}.{key}": value.detach().clone()
+            for name in ("kp_detector", "generator", "discriminator")
+            for key, value in getattr(trainer.model, name).state_dict().items()}
+
+
+def test_a_few_steps_reduce_the_loss(tmp_path):
+    trainer = Trainer(tiny_config(num_epochs=3), tmp_path, device="cpu", dataset=MovingBlobs(8), progress=False)
+    result = trainer.train()
+    assert result.epoch == 3 and result.global_step == 12 and not result.interrupted
+    perceptual = [step["perceptual"] for step in result.history]
+    assert sum(perceptual[-3:]) / 3 < 0.7 * sum(perceptual[:3]) / 3
+    assert set(result.history[0]) == {"perceptual", "equivariance_value", "equivariance_jacobian"}
+    # Logs: the checkpoint, a config copy, TensorBoard events and a visualisation per checkpoint.
+    assert (tmp_path / CHECKPOINT_NAME).is_file() and (tmp_path / "config.yaml").is_file()
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+    assert len(list((tmp_path / "train-vis").glob("*.png"))) == 3
+    model = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert model.epoch == 3
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    """6 steps in one go == 3 steps, checkpoint, fresh process state, 3 more (crossing an epoch
+    boundary and an LR milestone, with the GAN on and dataset noise from its own generator)."""
+    config = tiny_config(loss_weights=GAN)
+    whole = Trainer(config, tmp_path / "whole", device="cpu", dataset=NoisyBlobs(8), max_steps=6, progress=False)
+    whole_result = whole.train()
+    assert (whole_result.epoch, whole_result.step_in_epoch) == (1, 2)
+
+    first = Trainer(config, tmp_path / "parts", device="cpu", dataset=NoisyBlobs(8), max_steps=3, progress=False)
+    first.train()
+    torch.manual_seed(12345)  # whatever the process did in between must not matter
+    second = Trainer(config, tmp_path / "parts", device="cpu", dataset=NoisyBlobs(8),
+                     checkpoint=tmp_path / "parts" / CHECKPOINT_NAME, max_steps=3, progress=False)
+    assert (second.start_epoch, second.start_step_in_epoch) == (0, 3)
+    second_result = second.train()
+    assert second_result.global_step == 6
+
+    expected, actual = _states(whole), _states(second)
+    for key in expected:
+        assert torch.allclose(expected[key].float(), actual[key].float(), atol=1e-6, rtol=0), key
+    for name in ("generator", "kp_detector", "discriminator"):
+        assert second.optimizers[name].param_groups[0]["lr"] == whole.optimizers[name].param_groups[0]["lr"]
+    assert whole.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(2e-4)  # after milestone 1
+    assert [round(h["perceptual"], 6) for h in whole_result.history[3:]] == \
+        [round(h["perceptual"], 6) for h in second_result.history]
+
+
+def test_ddp_on_two_cpu_processes_trains_and_writes_one_checkpoint(tmp_path):
+    log_dir, out_dir = tmp_path / "log", tmp_path / "out"
+    out_dir.mkdir()
+    mp.spawn(ddp_train_worker, args=(2, free_port(), str(log_dir), str(out_dir)), nprocs=2, join=True)
+    assert [p.name for p in log_dir.glob("*.pth.tar")] == [CHECKPOINT_NAME]
+    ranks = [torch.load(out_dir / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert all(r["world_size"] == 2 and r["global_step"] == 2 for r in ranks)
+    # Same weights and (synchronised) batch-norm statistics on both ranks, and they trained.
+    for name, state in ranks[0]["states"].items():
+        for key, value in state.items():
+            assert torch.allclose(value.float(), ranks[1]["states"][name][key].float(), atol=1e-6), f"{name}.{key}"
+    fresh = build_model(tiny_config())
+    moved = fresh.generator.state_dict()["final.weight"] - ranks[0]["states"]["generator"]["final.weight"]
+    assert moved.abs().max() > 0
+    # The checkpoint loads strictly into the plain (non-distributed) model.
+    model = load_checkpoint(log_dir / CHECKPOINT_NAME)
+    data = read_checkpoint(log_dir / CHECKPOINT_NAME)
+    assert data.training_state["world_size"] == 2 and len(data.training_state["rng_states"]) == 2
+    assert torch.equal(model.kp_detector.state_dict()["predictor.encoder.down_blocks.0.norm.running_mean"],
+                       ranks[0]["states"]["kp_detector"]["predictor.encoder.down_blocks.0.norm.running_mean"])
+
+
+def test_all_reduce_batchnorm_matches_one_process_over_the_whole_batch(tmp_path):
+    torch.manual_seed(0)
+    inputs = torch.randn(6, 3, 5, 5) * 2 + 0.5
+    weights = torch.randn(6, 3, 5, 5)
+    mp.spawn(batchnorm_worker, args=(2, free_port(), inputs, weights, str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"bn{r}.pt", weights_only=True) for r in range(2)]
+
+    reference = torch.nn.BatchNorm2d(3, momentum=0.3)
+    x = inputs.clone().requires_grad_(True)
+    for _ in range(2):
+        out = reference(x)
+    (out * weights).sum().backward()
+
+    for key in ("running_mean", "running_var"):
+        assert torch.equal(ranks[0][key], ranks[1][key]), key  # identical on both ranks
+        assert torch.allclose(ranks[0][key], getattr(reference, key), atol=1e-5), key
+    assert int(ranks[0]["batches"]) == 2
+    assert torch.allclose(torch.cat([ranks[0]["out"], ranks[1]["out"]]), out.detach(), atol=1e-5)
+    # Gradients through the shared statistics: each rank's input gradient is that of the whole batch.
+    assert torch.allclose(torch.cat([ranks[0]["input_grad"], ranks[1]["input_grad"]]), x.grad, atol=1e-5)
+    assert torch.allclose(ranks[0]["weight_grad"] + ranks[1]["weight_grad"], reference.weight.grad, atol=1e-4)
+
+
+def test_nan_loss_stops_with_the_term_and_step_and_keeps_the_checkpoint(tmp_path):
+    Trainer(tiny_config(), tmp_path, device="cpu", dataset=MovingBlobs(8), max_steps=4, progress=False).train()
+    checkpoint = tmp_path / CHECKPOINT_NAME
+    before = _digest(checkpoint)
+    trainer = Trainer(tiny_config(), tmp_path, device="cpu", dataset=NanBlobs(8), checkpoint=checkpoint,
+                      progress=False)
+    with pytest.raises(NonFiniteLossError) as error:
+        trainer.train()
+    assert error.value.term == "perceptual" and error.value.step == 4
+    assert "'perceptual'" in str(error.value) and "step 4" in str(error.value) and "kept" in str(error.value)
+    assert _digest(checkpoint) == before
+
+
+def test_ctrl_c_writes_no_checkpoint_and_keeps_the_last_one(tmp_path, monkeypatch):
+    Trainer(tiny_config(), tmp_path, device="cpu", dataset=MovingBlobs(8), max_steps=4, progress=False).train()
+    checkpoint = tmp_path / CHECKPOINT_NAME
+    before = _digest(checkpoint)
+    trainer = Trainer(tiny_config(), tmp_path, device="cpu", dataset=MovingBlobs(8), checkpoint=checkpoint,
+                      progress=False)
+    real_step, calls = trainer.train_step, []
+
+    def interrupted_step(batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_step(batch)
+
+    monkeypatch.setattr(trainer, "train_step", interrupted_step)
+    result = trainer.train()
+    assert result.interrupted and result.steps_this_run == 2
+    assert _digest(checkpoint) == before
+
+
+def test_fine_tune_from_an_original_checkpoint(tmp_path):
+    config = tiny_config(loss_weights=GAN)
+    source = build_model(config)
+    with torch.no_grad():
+        source.generator.final.bias.fill_(0.25)
+    optimizer = torch.optim.Adam(source.generator.parameters(), lr=1e-5, betas=(0.5, 0.999))
+    for parameter in source.generator.parameters():
+        parameter.grad = torch.ones_like(parameter)
+    optimizer.step()
+    original = {name: getattr(source, name).state_dict() for name in ("generator", "kp_detector", "discriminator")}
+    original.update(optimizer_generator=optimizer.state_dict(), epoch=99)
+    torch.save(original, tmp_path / "original.pth.tar")
+
+    trainer = Trainer(config, tmp_path / "log", device="cpu", dataset=MovingBlobs(8),
+                      checkpoint=tmp_path / "original.pth.tar", progress=False)
+    assert trainer.start_epoch == 0
+    assert torch.equal(trainer.model.generator.final.bias, source.generator.final.bias)
+    adam = trainer.optimizers["generator"]
+    assert len(adam.state) == len(list(source.generator.parameters()))  # moments carried over
+    assert adam.param_groups[0]["lr"] == config.train_params.lr_generator  # this config's rate
+    assert len(trainer.optimizers["kp_detector"].state) == 0  # absent from the file: fresh
+
+
+def test_command_line_arguments_and_exit_status(tmp_path, monkeypatch):
+    parser = add_train_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--config", "c.yaml", "--max-steps", "2", "--seed", "5", "--device", "cpu"])
+    assert (args.config, args.max_steps, args.seed, args.device, args.checkpoint) == ("c.yaml", 2, 5, "cpu", None)
+
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(TINY_CONFIG))
+    # The data layer is someone else's: stand in a tensor dataset for dataset_params here.
+    monkeypatch.setattr(Trainer, "_build_dataset", lambda self: NanBlobs(4))
+    args = parser.parse_args(["--config", str(config_path), "--log-dir", str(tmp_path / "log"),
+                              "--device", "cpu", "--max-steps", "1", "--no-progress"])
+    assert run_train(args) == 1  # NaN: a clear error, exit status 1
+    monkeypatch.setattr(Trainer, "_build_dataset", lambda self: MovingBlobs(4))
+    assert run_train(args) == 0
+    assert (tmp_path / "log" / CHECKPOINT_NAME).is_file()
+
+
+def _tiny_sprites(root) -> dict:
+    from fomm.data.synthetic.writer import make_dataset
+
+    make_dataset("sprites", root, videos=5, frames=6, size=32, seed=0, workers=1)
+    data = yaml.safe_load(yaml.safe_dump(TINY_CONFIG))
+    data["dataset_params"]["root_dir"] = str(root)
+    return data
+
+
+def test_trains_on_a_generated_sprites_dataset_and_resumes_its_sampling(tmp_path):
+    """The real data path (FramesDataset + DatasetRepeater): its sampling generator is
+    checkpointed, so a mid-epoch resume reproduces the uninterrupted run."""
+    from fomm.config import FommConfig
+
+    data = _tiny_sprites(tmp_path / "sprites")
+    data["train_params"]["num_repeats"] = 2
+    config = FommConfig.from_dict(data)
+    whole = Trainer(config, tmp_path / "whole", device="cpu", max_steps=3, progress=False)
+    assert whole.steps_per_epoch >= 3
+    whole.train()
+    Trainer(config, tmp_path / "parts", device="cpu", max_steps=1, progress=False).train()
+    second = Trainer(config, tmp_path / "parts", device="cpu", checkpoint=tmp_path / "parts" / CHECKPOINT_NAME,
+                     max_steps=2, progress=False)
+    second.train()
+    expected, actual = _states(whole), _states(second)
+    for key in expected:
+        assert torch.allclose(expected[key].float(), actual[key].float(), atol=1e-6, rtol=0), key
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_generated_sprites(tmp_path):
+    import subprocess
+    import sys
+
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(_tiny_sprites(tmp_path / "sprites")))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(free_port()), "-m", "fomm.train", "--config", str(config_path), "--log-dir",
+               str(tmp_path / "log"), "--device", "cpu", "--max-steps", "2", "--threads", "1", "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "effective batch size 2 x 2 = 4" in done.stderr
+    assert [p.name for p in (tmp_path / "log").glob("*.pth.tar")] == [CHECKPOINT_NAME]
+    assert load_checkpoint(tmp_path / "log" / CHECKPOINT_NAME) is not None
+
+
+def test_flow_consistency_term_is_trained_when_weighted(tmp_path):
+    from tests.train_helpers import FlowBlobs
+
+    config = tiny_config(loss_weights={"flow_consistency": 5})
+    result = Trainer(config, tmp_path, device="cpu", dataset=FlowBlobs(8), max_steps=2, progress=False).train()
+    assert all("flow_consistency" in step and step["flow_consistency"] >= 0 for step in result.history)
+    with pytest.raises(Exception, match="needs batches with 'flow'"):
+        Trainer(config, tmp_path / "no-flow", device="cpu", dataset=MovingBlobs(8), max_steps=1,
+                progress=False).train()
