@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -262,3 +263,39 @@ def test_flow_consistency_term_is_trained_when_weighted(tmp_path):
     with pytest.raises(Exception, match="needs batches with 'flow'"):
         Trainer(config, tmp_path / "no-flow", device="cpu", dataset=MovingBlobs(8), max_steps=1,
                 progress=False).train()
+
+
+def test_cli_training_on_real_videos_skips_bad_ones_only_when_asked(tmp_path):
+    """`fomm train` on a folder of real mp4s, one of them corrupt: an error naming the file, or
+    with --skip-bad a warning and training goes on."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from fomm.data.video import write_video
+
+    from .train_helpers import TINY_CONFIG
+
+    data = tmp_path / "videos"
+    for split in ("train", "test"):
+        (data / split).mkdir(parents=True)
+        for index in range(2):
+            frames = (np.random.default_rng(index).random((4, 32, 32, 3)) * 255).astype(np.uint8)
+            write_video(data / split / f"clip{index}.mp4", frames, fps=10)
+    (data / "train" / "broken.mp4").write_bytes(b"not a video at all")
+    config = dict(TINY_CONFIG)
+    config["dataset_params"] = {"root_dir": str(data), "frame_shape": [32, 32, 3]}
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "fomm.cli", "train", "--config", str(config_path), "--log-dir",
+               str(tmp_path / "run"), "--max-steps", "1", "--threads", "1", "--no-progress"]
+
+    failed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2 and "broken.mp4" in failed.stderr and "Traceback" not in failed.stderr
+    assert not (tmp_path / "run" / "checkpoint.pth.tar").exists()
+
+    skipped = subprocess.run(command + ["--skip-bad"], capture_output=True, text=True, timeout=300)
+    assert skipped.returncode == 0, skipped.stderr[-2000:]
+    assert "broken.mp4" in skipped.stderr
+    assert (tmp_path / "run" / "checkpoint.pth.tar").is_file()

@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "train": ("fomm.train", "add_train_arguments", "run_train", "train a model on a video dataset"),
     "animate": ("fomm.commands", "add_animate_arguments", "run_animate",
                 "animate a source image with the motion of a driving video"),
+    "demo": ("fomm.commands", "add_demo_arguments", "run_demo",
+             "animate the bundled sample with the bundled model (no downloads)"),
     "export": ("fomm.export", "add_export_arguments", "run_export",
                "export the keypoint detector and generator to ONNX"),
     "make-dataset": ("fomm.data.synthetic", "add_make_dataset_arguments", "run_make_dataset",
@@ -32,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                         "train a small landmark detector on a synthetic dataset (for AKD/MKR)"),
     "visualize": ("fomm.visualize_cmd", "add_visualize_arguments", "run_visualize",
                   "picture of keypoints, heatmaps, motion masks and occlusion for one driving frame"),
+    "benchmark": ("fomm.benchmark", "add_benchmark_arguments", "run_benchmark",
+                  "benchmarks: `fomm benchmark quality` trains the model variants on equal terms and compares them"),
 }
 
 

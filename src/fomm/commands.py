@@ -1,4 +1,4 @@
-"""The user-facing jobs as the command line runs them: ``fomm animate``.
+"""The user-facing jobs as the command line runs them: ``fomm animate`` and ``fomm demo``.
 
 Each job reads files, runs the library and writes files; the library itself (``Animator``,
 ``load_checkpoint``, ``fomm.data.video``) does the work. Outputs are written to a temporary name
@@ -25,6 +25,11 @@ from .models import FommModel
 logger = logging.getLogger(__name__)
 
 DEFAULT_FPS = 25.0
+# The bundled model and sample media (see docs/bundled-model.md for how they were made).
+ASSETS = Path(__file__).parent / "assets"
+BUNDLED_CHECKPOINT = ASSETS / "sprites-64.pt"
+BUNDLED_SOURCE = ASSETS / "source.png"
+BUNDLED_DRIVING = ASSETS / "driving.mp4"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -83,10 +88,14 @@ def model_size(model: FommModel) -> tuple[int, int]:
 
 
 def add_animate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, required=True, help="model checkpoint (ours or an original .pth.tar)")
+    parser.add_argument("--checkpoint", type=Path, default=BUNDLED_CHECKPOINT,
+                        help="model checkpoint, ours or an original .pth.tar (default: the bundled sprites model)")
     parser.add_argument("--config", type=Path, help="YAML config; required for original checkpoints")
-    parser.add_argument("--source", type=Path, required=True, help="source image (or a video: its first frame)")
-    parser.add_argument("--driving", type=Path, required=True, help="driving video (.mp4, .gif, frames folder, strip)")
+    parser.add_argument("--source", type=Path, default=BUNDLED_SOURCE,
+                        help="source image, or a video whose first frame is used (default: bundled sample)")
+    parser.add_argument("--driving", type=Path, default=BUNDLED_DRIVING,
+                        help="driving video: .mp4/.mov/.avi/.gif, a folder of frames or an image strip "
+                             "(default: bundled sample)")
     parser.add_argument("--out", type=Path, default=Path("result.mp4"), help="output video (.mp4 or .gif)")
     motion = parser.add_mutually_exclusive_group()
     motion.add_argument("--relative", dest="relative", action="store_true", default=True,
@@ -157,3 +166,58 @@ def side_by_side(animator: Animator, source: torch.Tensor, driving: torch.Tensor
                               draw_keypoints(prediction, kp_out, colormap)], axis=1)
               for frame, kp, prediction, kp_out in zip(driving, kp_driving, result, kp_result)]
     return (np.stack(panels) * 255).round().astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# fomm demo
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("fomm-demo"), help="output folder")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Animate the bundled sample with the bundled model and write every kind of output."""
+    from .data.video import write_video
+    from .visualize_cmd import analyse_frame, motion_figure, save_figure
+
+    for asset in (BUNDLED_CHECKPOINT, BUNDLED_SOURCE, BUNDLED_DRIVING):
+        if not asset.is_file():
+            raise UserError(f"bundled asset missing: {asset} (reinstall fomm)")
+    device = resolve_device(args.device)
+    model = load_model(BUNDLED_CHECKPOINT, None, device)
+    height, width = model_size(model)
+    source = prepare_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
+    driving_frames, fps = read_driving_video(BUNDLED_DRIVING)
+    driving = prepare_frames(driving_frames, height, width)
+    fps = fps or DEFAULT_FPS
+
+    animator = Animator(model, relative=True, batch_size=16)
+    with tqdm(total=len(driving), desc="animating", unit="frame") as progress:
+        result = animator.animate(source, driving, on_batch=progress.update)
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    frames = to_uint8(result)
+    colormap = model.config.visualizer_params.colormap
+    written = {
+        "animation": write_video(out / "result.mp4", frames, fps=fps),
+        "side by side (source | driving | result, with keypoints)": write_video(
+            out / "side_by_side.mp4", side_by_side(animator, source, driving, result, colormap), fps=fps),
+        "GIF": write_video(out / "result.gif", frames, fps=fps),
+    }
+    middle = len(driving) // 2
+    analysis = analyse_frame(model, source.to(device), driving[middle].to(device), initial=driving[0].to(device))
+    written["keypoints, heatmaps, masks and occlusion (one frame)"] = save_figure(
+        motion_figure(analysis, colormap, frame_index=middle), out / "keypoints.png")
+
+    print(f"\nAnimated the bundled sample ({len(frames)} frames, {width}x{height}) with the bundled model:")
+    for what, path in written.items():
+        print(f"  {what:55s} {path}")
+    print("\nNext:")
+    print("  your own media:      fomm animate --source face.png --driving video.mp4 --out result.mp4")
+    print("  a published model:   fomm animate --checkpoint vox-cpk.pth.tar --config configs/vox-256.yaml ...")
+    print("  train on your data:  fomm train --config configs/vox-256.yaml --log-dir runs/mine")
+    print("  docs:                README.md and docs/ in the repository")
+    return 0

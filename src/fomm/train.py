@@ -285,13 +285,14 @@ class Trainer:
     def __init__(self, config: FommConfig, log_dir: str | Path, *, device: str = "auto",
                  checkpoint: Optional[str | Path] = None, seed: Optional[int] = None,
                  max_steps: Optional[int] = None, dataset: Optional[Dataset] = None,
-                 vgg: Optional[nn.Module] = None, progress: bool = True) -> None:
+                 vgg: Optional[nn.Module] = None, progress: bool = True, skip_bad: bool = False) -> None:
         if config.train_params is None:
             raise TrainingError("the config has no train_params section")
         self.config = config
         self.params: TrainParams = config.train_params
         self.log_dir = Path(log_dir)
         self.max_steps = max_steps
+        self.skip_bad = skip_bad
         self.progress = progress
         self.seed = self.params.seed if seed is None else seed
         self.ctx: DistributedContext = init_distributed(resolve_device(device))
@@ -383,7 +384,7 @@ class Trainer:
             if params.nearby_pair_ratio == 0:
                 warnings.warn("loss_weights.flow_consistency > 0 but dataset_params.nearby_pair_ratio is 0: "
                               "no pair is nearby, so the flow-consistency loss stays 0", stacklevel=2)
-        dataset: Dataset = FramesDataset(params, is_train=True)
+        dataset: Dataset = FramesDataset(params, is_train=True, skip_bad=self.skip_bad)
         if self.params.num_repeats > 1:
             dataset = DatasetRepeater(dataset, self.params.num_repeats)
         return dataset
@@ -770,6 +771,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads per process (default: torch's choice; 1 helps on a busy CPU)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip unreadable or too-short videos with a warning (default: stop with an error)")
     return parser
 
 
@@ -785,7 +788,8 @@ def run_train(args: argparse.Namespace) -> int:
                    else Path("log") / Path(args.config).stem)
     try:
         trainer = Trainer(config, log_dir, device=args.device, checkpoint=args.checkpoint, seed=args.seed,
-                          max_steps=args.max_steps, progress=not args.no_progress)
+                          max_steps=args.max_steps, progress=not args.no_progress,
+                          skip_bad=getattr(args, "skip_bad", False))
         result = trainer.train()
     except TrainingError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,0 +1,59 @@
+"""Build the bundled model and sample media from a trained sprites-64 checkpoint.
+
+    .venv/bin/python scripts/build_bundled_assets.py --checkpoint runs/sprites-64/checkpoint.pth.tar
+
+Writes into ``src/fomm/assets/``: ``sprites-64.pt`` (weights and config only, no optimiser state),
+``source.png`` and ``driving.mp4`` (synthetic sprites from seed 2026, which the training set,
+seed 0, does not contain), and into ``tests/data/`` a reference animation that the tests compare
+against, so a change that breaks the shipped model is caught. Also renders the README's GIF.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+
+import fomm
+from fomm.animate import Animator, prepare_frames
+from fomm.data.synthetic.writer import generate_video
+from fomm.data.video import read_video, write_video
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = REPO / "src" / "fomm" / "assets"
+SAMPLE_SEED = 2026
+REFERENCE_FRAMES = [0, 20, 40, 63]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--frames", type=int, default=64)
+    args = parser.parse_args()
+
+    model = fomm.load_checkpoint(args.checkpoint)
+    model.epoch = fomm.read_checkpoint(args.checkpoint).epoch
+    fomm.save_checkpoint(ASSETS / "sprites-64.pt", model)
+
+    driving = generate_video("sprites", SAMPLE_SEED, 0, args.frames, 64).frames
+    source = generate_video("sprites", SAMPLE_SEED, 1, 1, 64).frames[0]
+    write_video(ASSETS / "driving.mp4", driving, fps=25)
+    iio.imwrite(ASSETS / "source.png", source)
+
+    # The reference is computed from the files as a user reads them (decoded mp4 included).
+    torch.set_num_threads(1)
+    bundled = fomm.load_checkpoint(ASSETS / "sprites-64.pt")
+    source_tensor = prepare_frames(iio.imread(ASSETS / "source.png"), 64, 64)[0]
+    driving_tensor = prepare_frames(read_video(ASSETS / "driving.mp4"), 64, 64)
+    result = Animator(bundled).animate(source_tensor, driving_tensor)
+    torch.save({"frames": torch.tensor(REFERENCE_FRAMES), "prediction": result[REFERENCE_FRAMES].clone()},
+               REPO / "tests" / "data" / "bundled_reference.pt")
+    for path in sorted(ASSETS.iterdir()):
+        print(f"{path.relative_to(REPO)}: {path.stat().st_size / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
