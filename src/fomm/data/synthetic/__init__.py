@@ -1,0 +1,54 @@
+"""Synthetic datasets that ship with ``fomm`` and generate deterministically from a seed.
+
+* ``sprites``: articulated textured 2-D figures with joint tracks, visibility and part labels
+  (:mod:`fomm.data.synthetic.sprites`).
+* ``warped-photos``: bundled scikit-image photos under smooth thin-plate-spline warps, with
+  exact dense backward flow and carried keypoints (:mod:`fomm.data.synthetic.warped_photos`).
+* :func:`make_dataset` writes either to disk in the standard ``train/`` ``test/`` layout with
+  ground truth next to each video; :func:`load_ground_truth` reads it back.
+
+Keypoints are ``(x, y)`` in [-1, 1] with -1 and 1 at the centres of the corner pixels.
+"""
+
+from fomm.data.synthetic.cli import add_make_dataset_arguments, run_make_dataset
+from fomm.data.synthetic.common import SyntheticVideo
+from fomm.data.synthetic.sprites import (
+    JOINT_NAMES,
+    JOINT_OWNERS,
+    PART_NAMES,
+    SKELETON_EDGES,
+    generate_sprite_video,
+)
+from fomm.data.synthetic.warped_photos import generate_warped_video
+from fomm.data.synthetic.writer import (
+    DEFAULT_FORMAT,
+    KINDS,
+    VIDEO_FORMATS,
+    DatasetSummary,
+    GroundTruth,
+    generate_video,
+    ground_truth_path,
+    load_ground_truth,
+    make_dataset,
+)
+
+__all__ = [
+    "DEFAULT_FORMAT",
+    "JOINT_NAMES",
+    "JOINT_OWNERS",
+    "KINDS",
+    "PART_NAMES",
+    "SKELETON_EDGES",
+    "VIDEO_FORMATS",
+    "DatasetSummary",
+    "GroundTruth",
+    "SyntheticVideo",
+    "add_make_dataset_arguments",
+    "generate_sprite_video",
+    "generate_video",
+    "generate_warped_video",
+    "ground_truth_path",
+    "load_ground_truth",
+    "make_dataset",
+    "run_make_dataset",
+]

@@ -339,6 +339,7 @@ class SpriteRenderer:
         # Hi-res sample k sits at output pixel coordinate (k - (ss-1)/2) / ss, so that box
         # averaging ss samples lands exactly on the output pixel centre.
         self.grid_hi = (2.0 * ((k - (self.ss - 1) / 2.0) / self.ss) / (size - 1) - 1.0)
+        self.grid_hi32 = self.grid_hi.astype(np.float32)
         self.grid_out = 2.0 * np.arange(size, dtype=np.float64) / (size - 1) - 1.0
         self.pixel_hi = 2.0 / ((size - 1) * self.ss)  # one hi-res sample in normalised units
         self.background = figure.background.render(self.grid_hi, self.grid_hi)
@@ -357,18 +358,22 @@ class SpriteRenderer:
     def render_frame(self, segments: np.ndarray, radii: np.ndarray, scale: float) -> np.ndarray:
         """One frame ``(H, W, 3)`` uint8 from ``segments`` ``(10, 2, 2)`` and ``radii`` ``(10, 2)``."""
         canvas = self.background.copy()
-        g = self.grid_hi
+        g = self.grid_hi32
+        # float32 geometry for drawing (numpy would upcast to float64 on float64 scalars).
+        seg32, rad32 = segments.astype(np.float32), radii.astype(np.float32)
+        inv_scale = np.float32(1.0 / scale)
+        inv_pixel = np.float32(1.0 / self.pixel_hi)
         for part in self.figure.draw_order:
-            p, r = segments[part], radii[part]
-            box = self._box(p, r, g, 2 * self.pixel_hi)
+            box = self._box(segments[part], radii[part], self.grid_hi, 2 * self.pixel_hi)
             if box is None:
                 continue
             y0, y1, x0, x1 = box
+            p, r = seg32[part], rad32[part]
             sd, u, v = capsule_signed_distance(g[None, x0:x1], g[y0:y1, None], p[0], p[1],
                                                r[0], r[1])
             # Analytic coverage: a ramp one sample wide across the boundary.
-            alpha = np.clip(0.5 - sd / self.pixel_hi, 0.0, 1.0).astype(np.float32)
-            colour = self.figure.textures[part].evaluate(u / scale, v / scale)
+            alpha = np.clip(0.5 - sd * inv_pixel, 0.0, 1.0)
+            colour = self.figure.textures[part].evaluate(u * inv_scale, v * inv_scale)
             block = canvas[y0:y1, x0:x1]
             block += alpha[..., None] * (colour - block)
         if self.ss > 1:

@@ -30,7 +30,7 @@ class PartTexture:
         pattern: one of :data:`PATTERNS`.
         frequency: stripe frequency in cycles per body unit.
         phase: pattern phase in radians.
-        noise: ``(N, N)`` float32 value-noise tile in [-1, 1], sampled with wrap-around.
+        noise: value-noise tile in [-1, 1] (an ``8 x 8`` period, padded by :func:`wrap_pad`).
         noise_scale: tiles per body unit.
         noise_amp: noise amplitude (added to all channels).
     """
@@ -60,43 +60,52 @@ class PartTexture:
             pattern=PATTERNS[int(rng.integers(len(PATTERNS)))],
             frequency=float(rng.uniform(4.0, 10.0)),
             phase=float(rng.uniform(0.0, 2.0 * np.pi)),
-            noise=rng.uniform(-1.0, 1.0, (8, 8)).astype(np.float32),
+            noise=wrap_pad(rng.uniform(-1.0, 1.0, (8, 8))),
             noise_scale=float(rng.uniform(4.0, 12.0)),
             noise_amp=float(rng.uniform(0.03, 0.12)),
         )
 
     def evaluate(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Colour at part coordinates ``u``, ``v`` (same shape ``S``) -> ``(*S, 3)`` float32."""
-        w = 2.0 * np.pi * self.frequency
+        w = np.float32(2.0 * np.pi * self.frequency)
         if self.pattern == "plain":
             mix = None
         elif self.pattern == "stripes_across":
-            mix = np.sin(w * u + self.phase)
+            mix = np.sin(w * u + np.float32(self.phase))
         elif self.pattern == "stripes_along":
-            mix = np.sin(w * v + self.phase)
+            mix = np.sin(w * v + np.float32(self.phase))
         elif self.pattern == "checker":
-            mix = np.sin(w * u + self.phase) * np.sin(w * v)
+            mix = np.sin(w * u + np.float32(self.phase)) * np.sin(w * v)
         else:  # rings
-            mix = np.sin(w * np.sqrt(u * u + v * v) + self.phase)
+            mix = np.sin(w * np.sqrt(u * u + v * v) + np.float32(self.phase))
         # Soft (clipped, scaled) sine edges instead of hard steps: hard steps alias at 64 px.
         if mix is None:
             colour = np.broadcast_to(self.colour_a.astype(np.float32), u.shape + (3,))
         else:
-            m = np.clip(0.5 + 1.5 * mix, 0.0, 1.0).astype(np.float32)[..., None]
-            colour = self.colour_a.astype(np.float32) * (1 - m) + self.colour_b.astype(np.float32) * m
-        noise = sample_tile(self.noise, u * self.noise_scale, v * self.noise_scale)
-        return colour + (self.noise_amp * noise)[..., None]
+            m = np.clip(0.5 + 1.5 * mix, 0.0, 1.0, dtype=np.float32)[..., None]
+            a = self.colour_a.astype(np.float32)
+            colour = a + m * (self.colour_b.astype(np.float32) - a)
+        scale = np.float32(self.noise_scale)
+        noise = sample_tile(self.noise, u * scale, v * scale)
+        return colour + (np.float32(self.noise_amp) * noise)[..., None]
 
 
 def sample_tile(tile: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinearly sample a periodic ``(N, N)`` tile at 2-D arrays of tile coordinates ``x``, ``y``."""
-    n = tile.shape[0]
-    # Wrap into [0, n) ourselves and pad one period: cv2.remap's BORDER_WRAP is inexact at the seam.
-    xs = np.ascontiguousarray(np.mod(x, n), dtype=np.float32)
-    ys = np.ascontiguousarray(np.mod(y, n), dtype=np.float32)
-    padded = np.pad(tile, ((0, 1), (0, 1)), mode="wrap")
-    return cv2.remap(padded, xs, ys, interpolation=cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    """Bilinearly sample a periodic tile at 2-D arrays of tile coordinates ``x``, ``y``.
+
+    ``tile`` is ``(N + 1, N + 1)`` float32: an ``N x N`` period followed by a copy of its first
+    row and column (see :func:`wrap_pad`), so wrapped coordinates in ``[0, N)`` interpolate
+    across the seam exactly (cv2.remap's own BORDER_WRAP is inexact there).
+    """
+    n = tile.shape[0] - 1
+    xs = np.mod(x, n, dtype=np.float32)
+    ys = np.mod(y, n, dtype=np.float32)
+    return cv2.remap(tile, xs, ys, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def wrap_pad(period: np.ndarray) -> np.ndarray:
+    """``(N, N)`` period -> ``(N + 1, N + 1)`` float32 tile for :func:`sample_tile`."""
+    return np.ascontiguousarray(np.pad(period, ((0, 1), (0, 1)), mode="wrap"), dtype=np.float32)
 
 
 @dataclass
@@ -109,7 +118,7 @@ class Background:
         blob_radii: ``(B,)`` gaussian sigmas in normalised units.
         blob_colours: ``(B, 3)`` RGB.
         blob_alpha: ``(B,)`` peak opacity.
-        grain: ``(G, G)`` float32 fine noise in [-1, 1], stretched over the frame.
+        grain: fine noise tile in [-1, 1] (``48 x 48`` period, padded), stretched over the frame.
         grain_amp: amplitude of the grain.
     """
 
@@ -133,7 +142,7 @@ class Background:
             blob_radii=rng.uniform(0.06, 0.35, blobs),
             blob_colours=np.stack([random_colour(rng, sat=(0.1, 0.8)) for _ in range(blobs)]),
             blob_alpha=rng.uniform(0.3, 0.9, blobs),
-            grain=rng.uniform(-1.0, 1.0, (48, 48)).astype(np.float32),
+            grain=wrap_pad(rng.uniform(-1.0, 1.0, (48, 48))),
             grain_amp=float(rng.uniform(0.01, 0.06)),
         )
 
@@ -143,14 +152,15 @@ class Background:
         # weights, evaluated analytically so it is resolution independent.
         wx = _hat_weights(xs)  # (W, 3)
         wy = _hat_weights(ys)  # (H, 3)
-        img = np.einsum("hi,wj,ijc->hwc", wy, wx, self.corners).astype(np.float32)
+        img = ((wy @ self.corners.reshape(3, 9)).reshape(-1, 3, 3).transpose(0, 2, 1)
+               @ wx.T).transpose(0, 2, 1).astype(np.float32)  # (H, W, 3)
         X = xs[None, :]
         Y = ys[:, None]
         for (cx, cy), r, col, a in zip(self.blob_centres, self.blob_radii, self.blob_colours,
                                        self.blob_alpha):
             alpha = (a * np.exp(-((X - cx) ** 2 + (Y - cy) ** 2) / (2 * r * r))).astype(np.float32)
             img += alpha[..., None] * (col.astype(np.float32) - img)
-        g = self.grain.shape[0]
+        g = self.grain.shape[0] - 1
         grain = sample_tile(self.grain, np.broadcast_to((xs[None, :] + 1) * g / 2.2, img.shape[:2]),
                             np.broadcast_to((ys[:, None] + 1) * g / 2.2, img.shape[:2]))
         img += self.grain_amp * grain[..., None]
