@@ -270,3 +270,15 @@ def test_cli_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert summary.videos == 2 and summary.video_format == "png-strip"
     printed = capsys.readouterr().out
     assert "warped-photos" in printed and str(tmp_path / "d") in printed
+
+
+def test_make_dataset_command(tmp_path, capsys):
+    from fomm.cli import main
+
+    out = tmp_path / "ds"
+    args = ["make-dataset", "sprites", "--out", str(out), "--videos", "5", "--frames", "4", "--size", "32",
+            "--workers", "1"]
+    assert main(args) == 0
+    assert (out / "meta.json").is_file() and len(list((out / "train").glob("*.png"))) == 4
+    assert main(args) == 2  # exists: a one-line error, the dataset is left alone
+    assert "already holds a dataset" in capsys.readouterr().err

@@ -44,7 +44,8 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from .config import ConfigError
     from .errors import UserError
 
-    types: list[type[BaseException]] = [UserError, ConfigError, CheckpointError, FileNotFoundError]
+    types: list[type[BaseException]] = [UserError, ConfigError, CheckpointError, FileNotFoundError,
+                                        FileExistsError]
     try:
         from .data.errors import DataError
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from fomm.data.synthetic.writer import DEFAULT_FORMAT, KINDS, VIDEO_FORMATS, DatasetSummary, make_dataset
+from fomm.data.synthetic.writer import DEFAULT_FORMAT, KINDS, VIDEO_FORMATS, make_dataset
 
 
 def add_make_dataset_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -35,8 +35,8 @@ def add_make_dataset_arguments(parser: argparse.ArgumentParser) -> argparse.Argu
     return parser
 
 
-def run_make_dataset(args: argparse.Namespace) -> DatasetSummary:
-    """Run ``make-dataset`` from parsed ``args``; prints a short summary and returns it."""
+def run_make_dataset(args: argparse.Namespace) -> int:
+    """Run ``make-dataset`` from parsed ``args``; prints a short summary; returns the exit status."""
     summary = make_dataset(
         kind=args.kind,
         out=args.out,
@@ -52,14 +52,13 @@ def run_make_dataset(args: argparse.Namespace) -> DatasetSummary:
         progress=not args.quiet,
     )
     print(summary.describe())
-    return summary
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point: ``python -m fomm.data.synthetic.cli sprites --out DIR ...``."""
     parser = argparse.ArgumentParser(prog="fomm make-dataset", description=__doc__.splitlines()[0])
-    run_make_dataset(add_make_dataset_arguments(parser).parse_args(argv))
-    return 0
+    return run_make_dataset(add_make_dataset_arguments(parser).parse_args(argv))
 
 
 if __name__ == "__main__":
