@@ -52,6 +52,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from .config import FommConfig, GraphParams, load_config
+from .data.synthetic.writer import read_meta
 from .errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -227,16 +228,6 @@ def _format(value: Optional[float]) -> str:
 # the run
 
 
-def _read_meta(root: Path) -> dict:
-    path = root / "meta.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _make_dataset(kind: str, out: Path, videos: int, frames: int, size: int, seed: int) -> Path:
     """Generate (or reuse, when its meta.json matches) the synthetic dataset in ``out``."""
     try:
@@ -244,7 +235,7 @@ def _make_dataset(kind: str, out: Path, videos: int, frames: int, size: int, see
     except ImportError:  # pragma: no cover - layout of the synthetic package
         from .data.synthetic import make_dataset  # type: ignore[attr-defined]
 
-    meta = _read_meta(out)
+    meta = read_meta(out)
     wanted = {"kind": kind, "videos": videos, "frames": frames, "seed": seed}
     if meta and all(meta.get(k) == v for k, v in wanted.items()) and list(meta.get("frame_shape", []))[:1] == [size]:
         logger.info("reusing the %s dataset in %s", kind, out)
@@ -357,7 +348,7 @@ def run_quality_benchmark(
         root = Path(dataset)
         if not root.is_dir():
             raise UserError(f"--dataset must be one of {', '.join(KINDS)} or a dataset folder; {root} is neither")
-        meta = _read_meta(root)
+        meta = read_meta(root)
         kind = meta.get("kind")
         if meta.get("frame_shape"):
             size = int(meta["frame_shape"][0])

@@ -813,9 +813,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def _warn_on_kind_mismatch(detector_kind: Optional[str], dataset: Path) -> None:
     """A detector trained on sprites says nothing about warped photos: warn, as the numbers would
     look valid."""
-    from .landmarks import _read_meta
+    from .data.synthetic.writer import read_meta
 
-    kind = _read_meta(Path(dataset)).get("kind")
+    kind = read_meta(Path(dataset)).get("kind")
     if detector_kind and kind and kind != detector_kind:
         logger.warning("the landmark detector was trained on a '%s' dataset but %s is '%s': AKD and MKR "
                        "will not be meaningful", detector_kind, dataset, kind)

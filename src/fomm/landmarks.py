@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .data.synthetic.writer import read_meta
 from .errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -404,7 +405,7 @@ def train_landmark_detector(
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     start = time.perf_counter()
     root = Path(dataset)
-    meta = _read_meta(root)
+    meta = read_meta(root)
     if size is None:
         size = int(meta.get("frame_shape", [64])[0])
     size = max(16, int(math.ceil(size / 16) * 16))
@@ -453,18 +454,6 @@ def train_landmark_detector(
                                   train_error=train_error, visibility_accuracy=accuracy,
                                   train_frames=len(train.frames), test_frames=len(test.frames), epochs=epochs,
                                   seconds=time.perf_counter() - start, losses=losses)
-
-
-def _read_meta(root: Path) -> dict:
-    import json
-
-    path = root / "meta.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 # --------------------------------------------------------------------------------------------

@@ -192,6 +192,18 @@ def save_ground_truth(video: SyntheticVideo, path: Path) -> None:
                              buffer.getvalue())
 
 
+def read_meta(root: str | os.PathLike) -> dict:
+    """The ``meta.json`` of a dataset folder as a dict; empty when absent or unreadable (a dataset
+    of the user's own videos has none)."""
+    path = Path(root) / "meta.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def ground_truth_path(video_path: str | os.PathLike) -> Path:
     """The ``.npz`` next to a video file or PNG folder: ``train/x.mp4`` -> ``train/x.npz``."""
     path = Path(video_path)
