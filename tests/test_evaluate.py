@@ -63,16 +63,6 @@ def finished_files(folder: Path) -> list[str]:
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Torch on one thread for these tests: on a busy shared CPU, two spinning OpenMP threads per
-    process made small convolutions ~30x slower than one (measured: 2.5 s vs 0.05 s a step)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def sprites(tmp_path_factory) -> Path:
     return make_synthetic(tmp_path_factory.mktemp("sprites"))

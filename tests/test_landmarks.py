@@ -20,7 +20,7 @@ from fomm.landmarks import (
 )
 from fomm.errors import UserError
 
-from .test_evaluate import finished_files, make_synthetic, one_thread  # noqa: F401 (autouse fixture)
+from .test_evaluate import finished_files, make_synthetic
 
 
 @pytest.fixture(scope="module")

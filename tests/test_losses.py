@@ -25,15 +25,6 @@ from fomm.models.discriminator import DiscriminatorOutput
 TORCHVISION_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The CPU is shared: one thread avoids oversubscription stalls that make small ops slow.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def torchvision_layout_state_dict() -> dict[str, torch.Tensor]:
     """Random weights with exactly the keys and shapes of torchvision's ``vgg19`` file."""
     generator = torch.Generator().manual_seed(0)

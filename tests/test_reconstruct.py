@@ -11,11 +11,10 @@ import pytest
 from fomm.cli import main
 from fomm.data.video import read_video, video_info
 
-from .test_evaluate import (  # noqa: F401 (one_thread: autouse fixture)
+from .test_evaluate import (
     REFERENCE,
     finished_files,
     make_synthetic,
-    one_thread,
     save_reference_checkpoint,
 )
 

@@ -29,15 +29,6 @@ from tests.train_helpers import (
 GAN = {"generator_gan": 1, "feature_matching": [1, 1]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The CPU is shared: one thread avoids oversubscription stalls that make small ops slow.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -14,11 +14,10 @@ from fomm.config import FommConfig, load_config
 from fomm.data.video import read_video, write_video
 from fomm.visualize_cmd import analyse_frame, motion_figure
 
-from .test_evaluate import (  # noqa: F401 (one_thread: autouse fixture)
+from .test_evaluate import (
     REFERENCE,
     finished_files,
     make_synthetic,
-    one_thread,
     save_reference_checkpoint,
 )
 
