@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -131,10 +132,11 @@ def test_truncated_checkpoint_is_a_clear_error(original, tmp_path):
 
 
 def test_garbage_and_missing_files(tmp_path):
-    garbage = tmp_path / "garbage.pth.tar"
-    garbage.write_bytes(os.urandom(4096))
-    with pytest.raises(CheckpointError, match="garbage.pth.tar"):
-        fomm.load_checkpoint(garbage)
+    for seed in range(20):  # random bytes break the unpickler in many different ways
+        garbage = tmp_path / f"garbage{seed}.pth.tar"
+        garbage.write_bytes(random.Random(seed).randbytes(4096))
+        with pytest.raises(CheckpointError, match=f"garbage{seed}.pth.tar"):
+            fomm.load_checkpoint(garbage)
     with pytest.raises(CheckpointError, match="not found"):
         fomm.load_checkpoint(tmp_path / "nope.pth.tar")
     not_fomm = tmp_path / "other.pt"

@@ -266,8 +266,9 @@ def test_cli_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     args = parser.parse_args(["warped-photos", "--out", str(tmp_path / "d"), "--videos", "2",
                               "--frames", "3", "--size", "32", "--seed", "1", "--quiet",
                               "--workers", "1"])
-    summary = run_make_dataset(args)
-    assert summary.videos == 2 and summary.video_format == "png-strip"
+    assert run_make_dataset(args) == 0
+    meta = json.loads((tmp_path / "d" / "meta.json").read_text())
+    assert meta["videos"] == 2 and meta["video_format"] == "png-strip"
     printed = capsys.readouterr().out
     assert "warped-photos" in printed and str(tmp_path / "d") in printed
 

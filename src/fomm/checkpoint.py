@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -189,8 +188,9 @@ def _torch_load(path: Path) -> Any:
     except pickle.UnpicklingError as error:
         raise CheckpointError(f"{path}: refused to unpickle (checkpoints are loaded with weights_only=True "
                               f"and may only hold tensors and plain values): {error}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        raise CheckpointError(f"{path}: cannot read checkpoint, the file is truncated or corrupt ({error})") from None
+    except Exception as error:  # corrupt bytes make the unpickler fail in many ways (IndexError, KeyError...)
+        raise CheckpointError(f"{path}: cannot read checkpoint, the file is truncated or corrupt "
+                              f"({type(error).__name__}: {error})") from None
 
 
 def _resolve_config(path: Path, raw: dict, config: Optional[str | Path | FommConfig],

@@ -155,15 +155,17 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
 
 def side_by_side(animator: Animator, source: torch.Tensor, driving: torch.Tensor, result: torch.Tensor,
                  colormap: str) -> np.ndarray:
-    """Frames of source | driving with its keypoints | result with the keypoints it was given."""
+    """Frames of source | driving | result, each with the keypoints detected on it."""
     from .visualize import draw_keypoints
 
+    # visualizer_params.kp_size is in pixels of the 256x256 published models: scale it.
+    kp_size = max(1, round(animator.model.config.visualizer_params.kp_size * source.shape[-1] / 256))
     kp_source = animator.prepare_source(source).keypoints.value[0]
     kp_driving = animator.detect(driving).value
     kp_result = animator.detect(result).value
-    source_panel = draw_keypoints(source, kp_source, colormap)
-    panels = [np.concatenate([source_panel, draw_keypoints(frame, kp, colormap),
-                              draw_keypoints(prediction, kp_out, colormap)], axis=1)
+    source_panel = draw_keypoints(source, kp_source, colormap, kp_size)
+    panels = [np.concatenate([source_panel, draw_keypoints(frame, kp, colormap, kp_size),
+                              draw_keypoints(prediction, kp_out, colormap, kp_size)], axis=1)
               for frame, kp, prediction, kp_out in zip(driving, kp_driving, result, kp_result)]
     return (np.stack(panels) * 255).round().astype(np.uint8)
 
