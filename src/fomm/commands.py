@@ -20,7 +20,6 @@ from .animate import Animator, prepare_frames
 from .checkpoint import load_checkpoint
 from .device import resolve_device
 from .errors import UserError
-from .models import FommModel
 
 logger = logging.getLogger(__name__)
 
@@ -74,15 +73,6 @@ def read_driving_video(path: Path) -> tuple[np.ndarray, Optional[float]]:
     return frames, info.fps
 
 
-def load_model(checkpoint: Path, config: Optional[Path], device: torch.device) -> FommModel:
-    return load_checkpoint(checkpoint, config=config, device=device)
-
-
-def model_size(model: FommModel) -> tuple[int, int]:
-    height, width, _ = model.frame_shape
-    return height, width
-
-
 # --------------------------------------------------------------------------------------------
 # fomm animate
 
@@ -121,8 +111,8 @@ def run_animate(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = resolve_device(args.device)
-    model = load_model(args.checkpoint, args.config, device)
-    height, width = model_size(model)
+    model = load_checkpoint(args.checkpoint, config=args.config, device=device)
+    height, width, _ = model.frame_shape
     source = prepare_frames(read_source_image(args.source), height, width, crop=args.crop)[0]
     driving_frames, video_fps = read_driving_video(args.driving)
     driving = prepare_frames(driving_frames, height, width, crop=args.crop)
@@ -188,8 +178,8 @@ def run_demo(args: argparse.Namespace) -> int:
         if not asset.is_file():
             raise UserError(f"bundled asset missing: {asset} (reinstall fomm)")
     device = resolve_device(args.device)
-    model = load_model(BUNDLED_CHECKPOINT, None, device)
-    height, width = model_size(model)
+    model = load_checkpoint(BUNDLED_CHECKPOINT, device=device)
+    height, width, _ = model.frame_shape
     source = prepare_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
     driving_frames, fps = read_driving_video(BUNDLED_DRIVING)
     driving = prepare_frames(driving_frames, height, width)

@@ -6,8 +6,6 @@ Attribute names (``conv``, ``norm``, ``down_blocks``, ``up_blocks``, ``encoder``
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -189,8 +187,3 @@ def scale_key(scale: float) -> str:
         return str(int(scale))
     return str(scale).replace(".", "-")
 
-
-def is_power_of_two_fraction(scale: float) -> bool:
-    """Whether ``1/scale`` is a whole number, which the anti-alias downsampling needs."""
-    inverse = 1 / scale
-    return math.isclose(inverse, round(inverse), rel_tol=1e-6)
