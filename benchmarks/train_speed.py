@@ -6,11 +6,14 @@ Setups:
   256x256, perceptual loss through VGG19 with **randomly initialised** weights (the ImageNet file
   cannot be fetched offline; the cost is the same), no GAN (as vox-256.yaml).
 * ``sprites-64``: ``configs/sprites-64.yaml`` at its own batch size (pixel pyramid, no GAN).
+* any other name in ``configs/`` (``sprites-64-fullres``, the bundled model's architecture, ...)
+  at its own batch size.
 
 Batches are random tensors (no decoding), so this measures the model, losses and optimiser
 steps only. One warm-up step is not timed. Prints a Markdown table::
 
     python benchmarks/train_speed.py --steps 3 --threads 2
+    python benchmarks/train_speed.py --setups sprites-64 sprites-64-fullres --steps 10 --threads 2
 """
 
 from __future__ import annotations
