@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from fomm.checkpoint import atomic_torch_save, load_checkpoint
+from fomm.checkpoint import NETWORKS, atomic_torch_save, load_checkpoint
 from fomm.config import load_config
 from fomm.models import build_model
 
@@ -44,8 +44,7 @@ def main() -> None:
         raise SystemExit(f"the keypoint or dense-motion network of {args.checkpoint} does not fit {args.config} "
                          f"(num_kp, kp_detector_params and dense_motion_params must match):\n{error}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_torch_save({"generator": model.generator.state_dict(), "kp_detector": model.kp_detector.state_dict(),
-                       "discriminator": model.discriminator.state_dict(), "epoch": 0}, args.out)
+    atomic_torch_save({name: getattr(model, name).state_dict() for name in NETWORKS} | {"epoch": 0}, args.out)
     print(f"wrote {args.out}: keypoint detector and dense motion from {args.checkpoint}, "
           f"the rest new (seed {args.seed})")
 

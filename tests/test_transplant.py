@@ -18,9 +18,11 @@ from .train_helpers import TINY_CONFIG
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "transplant_motion.py"
 
 
-def write_config(path: Path, **generator_changes) -> Path:
+def write_config(path: Path, generator: dict | None = None, common: dict | None = None) -> Path:
+    """TINY_CONFIG with ``model_params.generator_params`` / ``common_params`` updated, as YAML."""
     data = copy.deepcopy(TINY_CONFIG)
-    data["model_params"]["generator_params"].update(generator_changes)
+    data["model_params"]["generator_params"].update(generator or {})
+    data["model_params"]["common_params"].update(common or {})
     path.write_text(yaml.safe_dump(FommConfig.from_dict(data).to_dict()))
     return path
 
@@ -35,7 +37,7 @@ def test_motion_networks_move_to_a_full_resolution_generator(tmp_path):
     torch.manual_seed(1)
     trained = fomm.build_model(fomm.load_config(trained_config))
     fomm.save_checkpoint(tmp_path / "trained.pt", trained)
-    new_config = write_config(tmp_path / "fullres.yaml", num_down_blocks=0, block_expansion=16)
+    new_config = write_config(tmp_path / "fullres.yaml", generator={"num_down_blocks": 0, "block_expansion": 16})
 
     result = transplant(tmp_path, tmp_path / "trained.pt", new_config)
     assert result.returncode == 0, result.stderr
@@ -55,12 +57,9 @@ def test_motion_networks_move_to_a_full_resolution_generator(tmp_path):
 def test_a_config_with_other_motion_networks_is_refused(tmp_path):
     trained_config = write_config(tmp_path / "trained.yaml")
     fomm.save_checkpoint(tmp_path / "trained.pt", fomm.build_model(fomm.load_config(trained_config)))
-    other = copy.deepcopy(TINY_CONFIG)
-    other["model_params"]["common_params"]["num_kp"] = 6
-    other_path = tmp_path / "other.yaml"
-    other_path.write_text(yaml.safe_dump(FommConfig.from_dict(other).to_dict()))
+    other_config = write_config(tmp_path / "other.yaml", common={"num_kp": 6})
 
-    result = transplant(tmp_path, tmp_path / "trained.pt", other_path)
+    result = transplant(tmp_path, tmp_path / "trained.pt", other_config)
     assert result.returncode != 0
     assert "does not fit" in result.stderr and "num_kp" in result.stderr
     assert not (tmp_path / "init.pth.tar").exists()
