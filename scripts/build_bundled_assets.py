@@ -23,7 +23,7 @@ import torch
 
 import fomm
 from fomm.animate import Animator, prepare_frames
-from fomm.commands import run_demo
+from fomm.cli import main as fomm_main
 from fomm.data.synthetic.writer import generate_video
 from fomm.data.video import read_video, write_video
 
@@ -70,7 +70,8 @@ def render_doc_pictures() -> None:
     """The README's GIF and keypoint picture, from ``fomm demo`` run on the bundled assets."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder)
-        run_demo(argparse.Namespace(out=out, device="cpu"))
+        if fomm_main(["demo", "--out", str(out), "--device", "cpu"]) != 0:
+            raise SystemExit("fomm demo failed")
         side_by_side = read_video(out / "side_by_side.mp4")
         # Nearest-neighbour doubling keeps 64x64 pixels crisp on a web page.
         write_video(DOC_ASSETS / "demo.gif", side_by_side.repeat(2, axis=1).repeat(2, axis=2), fps=25)

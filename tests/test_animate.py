@@ -98,7 +98,8 @@ def test_cli_animate_end_to_end(checkpoint, media, tmp_path):
     info = video_info(out)
     assert info.num_frames == 6 and info.fps == pytest.approx(12) and (info.height, info.width) == (64, 64)
     assert len(read_video(gif)) == 6
-    assert video_info(panels).width == 3 * 64
+    # Three 64-pixel panels, each in a one-pixel frame (the config's visualizer_params.draw_border).
+    assert video_info(panels).width == 3 * (64 + 2)
 
 
 def test_cli_keeps_audio_and_finds_best_frame(checkpoint, media, tmp_path):

@@ -14,7 +14,7 @@ import torch
 
 import fomm
 from fomm.animate import Animator, prepare_frames
-from fomm.commands import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
+from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
 from fomm.data.video import read_video, video_info
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,8 @@ import torch
 import fomm
 from fomm.config import DatasetParams
 from fomm.data import FramesDataset, write_video
-from fomm.flow import carry_keypoints, dense_flow, flow_consistency_loss
+from fomm.data.flow import dense_flow
+from fomm.losses import carry_keypoints, flow_consistency_loss
 
 
 def _normalised(value: torch.Tensor, size: int) -> torch.Tensor:
@@ -22,41 +23,41 @@ def translated_pair(shift: tuple[float, float], batch: int = 2, num_kp: int = 5)
     torch.manual_seed(0)
     value_a = torch.rand(batch, num_kp, 2) * 1.2 - 0.6
     jacobian_a = torch.eye(2) + 0.1 * torch.randn(batch, num_kp, 2, 2)
-    kp_a = fomm.Keypoints(value_a, jacobian_a, heatmap=_normalised(value_a, 16))
+    kp_a = fomm.Keypoints(value_a, jacobian_a)
     flow = torch.tensor(shift).view(1, 2, 1, 1).expand(batch, 2, 32, 32).clone()
-    return kp_a, flow
+    return kp_a, _normalised(value_a, 16), flow
 
 
 def test_zero_when_keypoints_move_exactly_with_a_translation():
-    kp_a, flow = translated_pair((0.1, -0.05))
+    kp_a, heatmap_a, flow = translated_pair((0.1, -0.05))
     kp_b = fomm.Keypoints(kp_a.value + torch.tensor([0.1, -0.05]), kp_a.jacobian)
-    assert flow_consistency_loss(kp_a, kp_b, flow).item() < 1e-6
+    assert flow_consistency_loss(kp_a, heatmap_a, kp_b, flow).item() < 1e-6
 
 
 def test_grows_with_the_error():
-    kp_a, flow = translated_pair((0.1, -0.05))
+    kp_a, heatmap_a, flow = translated_pair((0.1, -0.05))
     losses = []
     for error in (0.0, 0.02, 0.05, 0.1):
         kp_b = fomm.Keypoints(kp_a.value + torch.tensor([0.1 + error, -0.05]), kp_a.jacobian * (1 + error))
-        losses.append(flow_consistency_loss(kp_a, kp_b, flow).item())
+        losses.append(flow_consistency_loss(kp_a, heatmap_a, kp_b, flow).item())
     assert losses[0] < 1e-6 and all(a < b for a, b in zip(losses, losses[1:]))
 
 
 def test_jacobian_follows_the_flow_derivative():
     """A flow that scales the image by 1.2 about the centre: F(z) = 0.2 z, so J_b = 1.2 J_a."""
-    kp_a, _ = translated_pair((0.0, 0.0))
+    kp_a, heatmap_a, _ = translated_pair((0.0, 0.0))
     grid = fomm.geometry.coordinate_grid(32, 32).permute(2, 0, 1)
     flow = (0.2 * grid).unsqueeze(0).expand(2, -1, -1, -1)
-    carried = carry_keypoints(kp_a, flow)
+    carried = carry_keypoints(kp_a, heatmap_a, flow)
     assert torch.allclose(carried.jacobian, 1.2 * kp_a.jacobian, atol=1e-4)
     assert torch.allclose(carried.value, 1.2 * kp_a.value, atol=1e-2)
 
 
 def test_mask_selects_nearby_pairs_only():
-    kp_a, flow = translated_pair((0.1, 0.0))
+    kp_a, heatmap_a, flow = translated_pair((0.1, 0.0))
     kp_b = fomm.Keypoints(kp_a.value.clone(), kp_a.jacobian)  # did not move: wrong for a moving image
-    assert flow_consistency_loss(kp_a, kp_b, flow, mask=torch.tensor([False, False])).item() == 0.0
-    assert flow_consistency_loss(kp_a, kp_b, flow, mask=torch.tensor([True, False])).item() > 0.04
+    assert flow_consistency_loss(kp_a, heatmap_a, kp_b, flow, mask=torch.tensor([False, False])).item() == 0.0
+    assert flow_consistency_loss(kp_a, heatmap_a, kp_b, flow, mask=torch.tensor([True, False])).item() > 0.04
 
 
 def textured(size: int = 64, seed: int = 0) -> np.ndarray:

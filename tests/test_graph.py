@@ -43,11 +43,11 @@ def test_refinement_moves_keypoints_when_mixed(reference_dir, reference_io):
 def test_adjacency_stays_non_negative_and_symmetric_under_training():
     graph = KeypointGraph(5, 8, GraphParams(hidden_features=16, num_heads=2), estimate_jacobian=True)
     optimizer = torch.optim.Adam(graph.parameters(), lr=0.5)  # large steps push logits far negative
-    kp = fomm.Keypoints(torch.rand(3, 5, 2) * 2 - 1, torch.eye(2).repeat(3, 5, 1, 1),
-                        heatmap=torch.softmax(torch.randn(3, 5, 36), -1).view(3, 5, 6, 6),
-                        feature_map=torch.randn(3, 8, 12, 12))
+    kp = fomm.Keypoints(torch.rand(3, 5, 2) * 2 - 1, torch.eye(2).repeat(3, 5, 1, 1))
+    heatmap = torch.softmax(torch.randn(3, 5, 36), -1).view(3, 5, 6, 6)
+    feature_map = torch.randn(3, 8, 12, 12)
     for _ in range(20):
-        loss = graph(kp).value.pow(2).sum() + graph.adjacency().sum()
+        loss = graph(kp, heatmap, feature_map).value.pow(2).sum() + graph.adjacency().sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

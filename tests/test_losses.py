@@ -7,19 +7,16 @@ import torch
 
 from fomm.geometry import RandomWarp, coordinate_grid, inverse_2x2
 from fomm.losses import (
-    VGG19_FILENAME,
     PerceptualLoss,
-    Vgg19Features,
-    VggWeightsError,
     discriminator_gan_loss,
     equivariance_jacobian_loss,
     equivariance_value_loss,
     feature_matching_loss,
     generator_gan_loss,
-    load_vgg19_weights,
 )
 from fomm.models import ImagePyramid, Keypoints
 from fomm.models.discriminator import DiscriminatorOutput
+from fomm.models.vgg import VGG19_FILENAME, Vgg19Features, VggWeightsError, load_vgg19_weights
 
 # torchvision's vgg19: the conv layers sit at these indices of ``features``.
 TORCHVISION_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)

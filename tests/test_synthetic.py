@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -16,13 +15,12 @@ import torch.nn.functional as F
 from fomm.data.synthetic import (
     JOINT_NAMES,
     JOINT_OWNERS,
-    add_make_dataset_arguments,
     generate_sprite_video,
     generate_warped_video,
     load_ground_truth,
     make_dataset,
-    run_make_dataset,
 )
+from fomm.errors import DataError
 from fomm.data.synthetic.sprites import SpriteFigure
 from fomm.data.synthetic.common import video_rng
 from fomm.data.synthetic.warped_photos import bilinear_sample
@@ -262,11 +260,10 @@ def test_png_folder_format(tmp_path: Path) -> None:
 
 
 def test_cli_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    parser = add_make_dataset_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["warped-photos", "--out", str(tmp_path / "d"), "--videos", "2",
-                              "--frames", "3", "--size", "32", "--seed", "1", "--quiet",
-                              "--workers", "1"])
-    assert run_make_dataset(args) == 0
+    from fomm.cli import main
+
+    assert main(["make-dataset", "warped-photos", "--out", str(tmp_path / "d"), "--videos", "2",
+                 "--frames", "3", "--size", "32", "--seed", "1", "--quiet", "--workers", "1"]) == 0
     meta = json.loads((tmp_path / "d" / "meta.json").read_text())
     assert meta["videos"] == 2 and meta["video_format"] == "png-strip"
     printed = capsys.readouterr().out

@@ -12,7 +12,7 @@ import fomm
 from fomm.cli import main
 from fomm.config import FommConfig, load_config
 from fomm.data.video import read_video, write_video
-from fomm.visualize_cmd import analyse_frame, motion_figure
+from fomm.visualize import analyse_frame, motion_figure
 
 from .test_evaluate import (
     REFERENCE,

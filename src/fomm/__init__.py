@@ -13,7 +13,7 @@ from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_
 from .config import ConfigError, FommConfig, load_config
 from .device import resolve_device
 from .models import FommModel, GeneratorOutput, Keypoints, build_model
-from .motion_transfer import relative_keypoints
+from .keypoints import relative_keypoints
 
 __version__ = "0.1.0"
 

@@ -7,17 +7,35 @@ keypoints and encoder features are computed once and reused for every driving fr
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, ContextManager, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .errors import UserError
 from .geometry import convex_hull_area
-from .models import FommModel, GeneratorOutput, Keypoints, SourceFeatures
-from .motion_transfer import relative_keypoints
+from .keypoints import Keypoints, relative_keypoints
+from .models import FommModel, GeneratorOutput, SourceFeatures
+
+__all__ = ["PRECISIONS", "AnimationStep", "Animator", "MotionSettings", "PreparedSource", "prepare_frames",
+           "to_uint8"]
+
+#: Arithmetic the networks can run in. ``auto`` is fp32 today: the reduced precisions are opt-in.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class MotionSettings:
+    """How driving motion is transferred (the original ``normalize_kp`` flags)."""
+
+    relative: bool = True
+    adapt_scale: bool = False
+    relative_jacobian: bool = True
 
 
 @dataclass
@@ -65,6 +83,11 @@ def prepare_frames(frames: np.ndarray | Tensor, height: int, width: int, crop: b
     return tensor.clamp(0, 1)
 
 
+def to_uint8(frames: Tensor) -> np.ndarray:
+    """``(T, 3, H, W)`` float in [0, 1] -> ``(T, H, W, 3)`` uint8."""
+    return (frames.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
 def _centre_crop(frames: Tensor, aspect: float) -> Tensor:
     """Largest centred crop with height / width == ``aspect``."""
     _, _, height, width = frames.shape
@@ -83,19 +106,38 @@ class Animator:
     ``relative=True`` transfers the driving keypoints' motion relative to the first (or best)
     driving frame onto the source's keypoints (the paper's relative transfer); ``False`` uses the
     driving keypoints as they are. ``adapt_scale`` scales the motion by the ratio of the source's
-    and the initial driving frame's keypoint hull sizes.
+    and the initial driving frame's keypoint hull sizes. ``precision`` (one of
+    :data:`PRECISIONS`) runs the networks under autocast in bf16 or fp16; keypoint algebra (the
+    relative transfer, the 2x2 inverses) stays in fp32 and outputs come back as fp32.
 
     >>> animator = Animator(model, relative=True)
     >>> frames = animator.animate(source, driving)       # (T, 3, H, W) in [0, 1]
     """
 
     def __init__(self, model: FommModel, relative: bool = True, adapt_scale: bool = False,
-                 relative_jacobian: bool = True, batch_size: int = 8) -> None:
+                 relative_jacobian: bool = True, batch_size: int = 8, precision: str = "fp32") -> None:
+        if batch_size < 1:
+            raise UserError(f"batch size must be at least 1, got {batch_size}")
+        if precision not in PRECISIONS:
+            raise UserError(f"unknown precision {precision!r} (use one of {', '.join(PRECISIONS)})")
         self.model = model.eval()
         self.relative = relative
         self.adapt_scale = adapt_scale
         self.relative_jacobian = relative_jacobian
         self.batch_size = batch_size
+        self.precision = "fp32" if precision == "auto" else precision
+
+    @classmethod
+    def with_settings(cls, model: FommModel, motion: MotionSettings, **options) -> "Animator":
+        """An animator with the transfer flags of ``motion``; ``options`` as the constructor's."""
+        return cls(model, relative=motion.relative, adapt_scale=motion.adapt_scale,
+                   relative_jacobian=motion.relative_jacobian, **options)
+
+    def _autocast(self) -> ContextManager:
+        dtype = _AUTOCAST_DTYPES.get(self.precision)
+        if dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
 
     @property
     def device(self) -> torch.device:
@@ -105,29 +147,33 @@ class Animator:
     def prepare_source(self, source: Tensor) -> PreparedSource:
         """Keypoints and encoder features of a ``(3, H, W)`` or ``(1, 3, H, W)`` source."""
         image = (source[None] if source.dim() == 3 else source).to(self.device)
-        return PreparedSource(image=image, keypoints=self.model.kp_detector(image),
-                              features=self.model.generator.encode(image))
+        with self._autocast():
+            keypoints = self.model.kp_detector(image).float()
+            features = self.model.generator.encode(image)
+        return PreparedSource(image=image, keypoints=keypoints, features=features)
 
     @torch.inference_mode()
     def detect(self, frames: Tensor) -> Keypoints:
         """Keypoints of ``(T, 3, H, W)`` frames, in batches of ``batch_size``."""
-        parts = [self.model.kp_detector(batch.to(self.device)) for batch in frames.split(self.batch_size)]
-        jacobians = [part.jacobian for part in parts]
-        return Keypoints(torch.cat([part.value for part in parts]),
-                         None if jacobians[0] is None else torch.cat(jacobians))
+        with self._autocast():
+            parts = [self.model.kp_detector(batch.to(self.device)).float() for batch in frames.split(self.batch_size)]
+        return Keypoints.cat(parts)
 
     @torch.inference_mode()
     def step(self, source: PreparedSource, frames: Tensor, kp_initial: Keypoints) -> AnimationStep:
         """Animate one batch of driving ``frames`` ``(B, 3, H, W)`` given the initial keypoints."""
-        kp_driving = self.model.kp_detector(frames.to(self.device))
+        with self._autocast():
+            kp_driving = self.model.kp_detector(frames.to(self.device)).float()
         batch = frames.shape[0]
         kp_source = source.keypoints.expand(batch)
         kp_used = relative_keypoints(kp_source, kp_driving, kp_initial.expand(batch),
                                      adapt_movement_scale=self.adapt_scale,
                                      use_relative_movement=self.relative,
                                      use_relative_jacobian=self.relative_jacobian)
-        output = self.model.generator.animate(source.features, kp_source=kp_source, kp_driving=kp_used)
-        return AnimationStep(prediction=output.prediction, kp_driving=kp_driving, kp_used=kp_used, output=output)
+        with self._autocast():
+            output = self.model.generator.animate(source.features, kp_source=kp_source, kp_driving=kp_used)
+        return AnimationStep(prediction=output.prediction.float(), kp_driving=kp_driving, kp_used=kp_used,
+                             output=output)
 
     def steps(self, source: Tensor, driving: Iterable[Tensor], kp_initial: Optional[Keypoints] = None
               ) -> Iterator[AnimationStep]:

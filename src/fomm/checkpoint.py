@@ -15,9 +15,7 @@ or Ctrl-C mid-save leaves the previous checkpoint as it was.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -25,7 +23,9 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from .config import ConfigError, FommConfig, load_config
+from .config import FommConfig, load_config
+from .errors import CheckpointError, ConfigError
+from .io import atomic_torch_save
 from .models import FommModel, build_model
 
 FORMAT_NAME = "fomm"
@@ -33,10 +33,6 @@ FORMAT_VERSION = 1
 NETWORKS = ("generator", "kp_detector", "discriminator")
 
 __all__ = ["CheckpointError", "CheckpointData", "read_checkpoint", "load_checkpoint", "save_checkpoint"]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit its model."""
 
 
 @dataclass
@@ -134,22 +130,6 @@ def save_checkpoint(path: str | Path, model: FommModel, training_state: Optional
     payload.update(training_state or {})
     atomic_torch_save(payload, path)
     return path
-
-
-def atomic_torch_save(payload: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        # Includes KeyboardInterrupt: the half-written temporary goes, the old checkpoint stays.
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def upgrade_legacy_spectral_norm(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:

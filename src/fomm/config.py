@@ -17,6 +17,8 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .errors import ConfigError
+
 __all__ = [
     "ConfigError",
     "FommConfig",
@@ -25,10 +27,6 @@ __all__ = [
     "ModelParams",
     "TrainParams",
 ]
-
-
-class ConfigError(ValueError):
-    """A config file or dictionary that does not fit the schema."""
 
 
 class _Section(BaseModel):
@@ -216,9 +214,13 @@ class TrainParams(_Section):
 # the jobs
 
 
+#: Where the original wrote ``.png`` (a horizontal strip of frames), ``.mp4`` or ``.gif``.
+OutputFormat = Literal[".mp4", ".mov", ".mkv", ".gif", ".png"]
+
+
 class ReconstructionParams(_Section):
     num_videos: Optional[int] = None
-    format: str = ".mp4"
+    format: OutputFormat = ".mp4"  # of the videos `fomm evaluate --out` writes
 
 
 class NormalizationParams(_Section):
@@ -228,14 +230,15 @@ class NormalizationParams(_Section):
 
 
 class AnimateParams(_Section):
-    num_pairs: int = 50
-    format: str = ".mp4"
+    num_pairs: int = Field(50, ge=1)
+    format: OutputFormat = ".mp4"  # of the videos `fomm animate --dataset` writes
+    # The defaults of `fomm animate` for models of this config (the original normalize_kp flags).
     normalization_params: NormalizationParams = NormalizationParams()
 
 
 class VisualizerParams(_Section):
     kp_size: int = 5
-    draw_border: bool = True
+    draw_border: bool = True  # a thin white frame around each panel of side-by-side pictures
     colormap: str = "gist_rainbow"
 
 
@@ -277,11 +280,31 @@ def _describe_errors(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+#: The published configs (and the synthetic ones) ship inside the package.
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"
+
+
+def packaged_config_names() -> list[str]:
+    """Names of the configs that ship with the package (``vox-256``, ``sprites-64``, ...)."""
+    return sorted(path.stem for path in PACKAGED_CONFIGS.glob("*.yaml"))
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A config file: ``name_or_path`` when that file exists, else the packaged config of that
+    name (``vox-256`` or ``vox-256.yaml``), so a packaged config works from any folder."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = PACKAGED_CONFIGS / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if packaged.is_file() and (path.parent == Path(".") or path.parent.name == "configs"):
+        return packaged
+    raise ConfigError(f"config file not found: {name_or_path} (a path, or one of the packaged configs: "
+                      f"{', '.join(packaged_config_names())})")
+
+
 def load_config(path: str | Path) -> FommConfig:
-    """Read a YAML config file in the original layout."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    """Read a YAML config file in the original layout; a packaged config's name also works."""
+    path = resolve_config_path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:

@@ -701,7 +701,7 @@ def _ground_truth_metrics(row: VideoMetrics, totals: _Totals, result: Reconstruc
 
 
 def _check_truth(path: Path, keypoints: np.ndarray, frames: int) -> None:
-    from .data.errors import DataError
+    from .errors import DataError
 
     if len(keypoints) != frames:
         raise DataError(f"{path}: {frames} frames but ground truth for {len(keypoints)}")
@@ -710,7 +710,7 @@ def _check_truth(path: Path, keypoints: np.ndarray, frames: int) -> None:
 def _fit_regression(model: FommModel, root: Path, batch_size: int,
                     max_train_videos: Optional[int]) -> tuple[Optional[KeypointRegression], str]:
     """Fit the learned -> ground-truth regression on train videos; (None, reason) when impossible."""
-    from .data.errors import DataError
+    from .errors import DataError
 
     _, load_ground_truth = synthetic_ground_truth()
     frame_shape = model.frame_shape

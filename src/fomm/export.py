@@ -11,7 +11,6 @@ the strided anti-alias downsampling. Sampling keeps ``align_corners=True`` (ONNX
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from .errors import UserError
-from .models import FommModel, Keypoints
+from .keypoints import Keypoints
+from .models import FommModel
 
 logger = logging.getLogger(__name__)
 
@@ -127,22 +127,3 @@ def check_onnx(model: FommModel, detector_path: Path, generator_path: Path, batc
     prediction = torch.from_numpy(generator.run(None, feeds)[0])
     errors = [(torch.from_numpy(onnx_source[0]) - kp_source.value).abs().max(), (prediction - expected).abs().max()]
     return float(max(errors))
-
-
-def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, required=True, help="model checkpoint (ours or an original .pth.tar)")
-    parser.add_argument("--config", type=Path, help="YAML config; required for original checkpoints")
-    parser.add_argument("--out", type=Path, default=Path("onnx"), help="output folder")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
-    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
-
-
-def run_export(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
-
-    model = load_checkpoint(args.checkpoint, config=args.config)
-    result = export_onnx(model, args.out, opset=args.opset, check=not args.no_check)
-    print(f"wrote {result.kp_detector} and {result.generator}")
-    if result.max_error is not None:
-        print(f"onnxruntime vs torch: max abs difference {result.max_error:.2e}")
-    return 0

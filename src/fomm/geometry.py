@@ -34,6 +34,41 @@ def coordinate_grid(height: int, width: int, *, dtype: torch.dtype = torch.float
     return torch.stack([xx, yy], dim=-1)
 
 
+def pixel_scale(width: int, height: int) -> tuple[float, float]:
+    """Pixels per normalised unit along x and y: ``((W - 1) / 2, (H - 1) / 2)``.
+
+    The one place the [-1, 1] <-> pixel conversion is defined: a distance in normalised units
+    times this is a distance in pixels.
+    """
+    return (max(width - 1, 1) / 2, max(height - 1, 1) / 2)
+
+
+def to_pixels(points, width: int, height: int):
+    """Normalised ``(..., 2)`` (x, y) in [-1, 1] -> pixel (column, row) with pixel centres at
+    integers. Tensors stay tensors; anything else becomes a float64 array."""
+    return (_as_points(points) + 1) * _scale_like(points, width, height)
+
+
+def from_pixels(points, width: int, height: int):
+    """Pixel ``(..., 2)`` (column, row), pixel centres at integers -> normalised (x, y) in [-1, 1]."""
+    return _as_points(points) / _scale_like(points, width, height) - 1
+
+
+def _as_points(points):
+    import numpy as np
+
+    return points if isinstance(points, Tensor) else np.asarray(points, dtype=np.float64)
+
+
+def _scale_like(points, width: int, height: int):
+    import numpy as np
+
+    scale = pixel_scale(width, height)
+    if isinstance(points, Tensor):
+        return torch.tensor(scale, dtype=points.dtype, device=points.device)
+    return np.asarray(scale, dtype=np.float64)
+
+
 def keypoints_to_gaussian(value: Tensor, height: int, width: int, variance: float) -> Tensor:
     """Isotropic gaussian bumps around keypoints.
 

@@ -254,7 +254,7 @@ def synthetic_ground_truth() -> tuple[Callable, Callable]:
 
 
 def _split_folder(root: Path, split: str) -> Path:
-    from .data.errors import DataError
+    from .errors import DataError
 
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
@@ -271,7 +271,7 @@ def load_landmark_data(root: str | Path, split: str, size: int, max_videos: Opti
     Raises DataError for a missing folder or no videos, UserError when videos lack ground truth.
     """
     from .data.datasets import list_videos
-    from .data.errors import DataError
+    from .errors import DataError
     from .data.video import read_video
     ground_truth_path, load_ground_truth = synthetic_ground_truth()
     folder = _split_folder(Path(root), split)

@@ -15,148 +15,33 @@ scalar tensor already multiplied by its ``train_params.loss_weights`` weight, as
 * :func:`generator_gan_loss`, :func:`discriminator_gan_loss`, :func:`feature_matching_loss` —
   least-squares GAN and discriminator feature matching.
 
-VGG19 weights (torchvision's ImageNet file ``vgg19-dcbb9e9d.pth``) are looked up in this order:
-``train_params.vgg19_weights``, then ``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth`` (torch's
-hub cache), then downloaded with ``torch.hub.load_state_dict_from_url`` (online only).
+The VGG19 network and its weights live beside the other networks, in :mod:`fomm.models.vgg`.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .geometry import RandomWarp, inverse_2x2
+from .errors import ConfigError
+from .geometry import RandomWarp, coordinate_grid, inverse_2x2, pixel_scale, warp
+from .keypoints import Keypoints
 from .models.discriminator import DiscriminatorOutput
-from .models.keypoints import Keypoints
+from .models.vgg import VGG19_LAYERS
 
 __all__ = [
-    "VGG19_FILENAME",
-    "VGG19_URL",
-    "VggWeightsError",
-    "Vgg19Features",
-    "find_vgg19_weights",
-    "load_vgg19_weights",
     "PerceptualLoss",
     "equivariance_value_loss",
     "equivariance_jacobian_loss",
     "generator_gan_loss",
     "discriminator_gan_loss",
     "feature_matching_loss",
+    "carry_keypoints",
+    "flow_consistency_loss",
 ]
-
-VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
-VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILENAME}"
-
-# torchvision's vgg19 "features": conv channel counts, "M" = 2x2 max pool. Every conv is followed
-# by a ReLU, so the indices of ``features.N`` match torchvision's exactly.
-_VGG19_LAYOUT: tuple = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-                        512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
-# End indices (exclusive) of the original Vgg19 slices: relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
-_VGG19_SLICE_ENDS = (2, 7, 12, 21, 30)
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class VggWeightsError(FileNotFoundError):
-    """The VGG19 ImageNet weights are not available (and could not be downloaded)."""
-
-
-class Vgg19Features(nn.Module):
-    """VGG19 convolutional trunk returning relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
-
-    Parameter names are torchvision's (``features.N.weight`` / ``features.N.bias``), so the
-    feature part of ``vgg19-dcbb9e9d.pth`` loads with strict key matching. Input ``(B, 3, H, W)``
-    in [0, 1]; it is normalised with the ImageNet mean/std inside. The parameters are frozen
-    (``requires_grad=False``) and the module stays in eval mode: gradients flow to the input only.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        in_channels = 3
-        for item in _VGG19_LAYOUT:
-            if item == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            else:
-                layers += [nn.Conv2d(in_channels, item, kernel_size=3, padding=1), nn.ReLU(inplace=False)]
-                in_channels = item
-        self.features = nn.Sequential(*layers)
-        # Not persistent: not part of torchvision's file, and always the same constants.
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> "Vgg19Features":
-        # A frozen feature extractor: keep eval mode whatever the trainer asks of its parents.
-        return super().train(False)
-
-    def forward(self, image: Tensor) -> list[Tensor]:
-        out = (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
-        outputs = []
-        start = 0
-        for end in _VGG19_SLICE_ENDS:
-            for index in range(start, end):
-                out = self.features[index](out)
-            outputs.append(out)
-            start = end
-        return outputs
-
-
-def find_vgg19_weights(configured: Optional[str | Path] = None) -> Optional[Path]:
-    """Path of the VGG19 weights file: ``configured`` (must exist), else torch's hub cache
-    (``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth``), else None."""
-    if configured is not None:
-        path = Path(configured).expanduser()
-        if not path.is_file():
-            raise VggWeightsError(f"train_params.vgg19_weights points to {path}, which does not exist")
-        return path
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILENAME
-    return cached if cached.is_file() else None
-
-
-def load_vgg19_weights(configured: Optional[str | Path] = None, allow_download: Optional[bool] = None) -> Vgg19Features:
-    """A :class:`Vgg19Features` with torchvision's ImageNet weights.
-
-    ``allow_download`` None means "unless ``FOMM_OFFLINE=1`` is set". Raises
-    :class:`VggWeightsError` saying where to put the file when it is not found and cannot be
-    downloaded.
-    """
-    if allow_download is None:
-        allow_download = os.environ.get("FOMM_OFFLINE", "0") in ("", "0")
-    path = find_vgg19_weights(configured)
-    if path is not None:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    elif allow_download:
-        try:
-            state_dict = torch.hub.load_state_dict_from_url(VGG19_URL, map_location="cpu", progress=True)
-        except Exception as error:  # URLError, HTTPError, timeouts, SSL errors...
-            raise VggWeightsError(_missing_weights_message(f"download failed: {error}")) from None
-    else:
-        raise VggWeightsError(_missing_weights_message("downloads are disabled"))
-    network = Vgg19Features()
-    features = {key: value for key, value in state_dict.items() if key.startswith("features.")}
-    if not features:
-        raise VggWeightsError(f"{path or VGG19_URL}: no 'features.*' keys; not torchvision's vgg19 layout")
-    # Strict on the feature part: a wrong file (vgg16, vgg19_bn) fails here with the names.
-    incompatible = network.load_state_dict(features, strict=False)
-    if incompatible.missing_keys or incompatible.unexpected_keys:
-        raise VggWeightsError(f"{path or VGG19_URL}: not torchvision's vgg19 features "
-                              f"(missing {incompatible.missing_keys[:4]}, unexpected {incompatible.unexpected_keys[:4]})")
-    return network
-
-
-def _missing_weights_message(reason: str) -> str:
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILENAME
-    return (f"VGG19 ImageNet weights not found ({reason}). The perceptual loss needs torchvision's "
-            f"'{VGG19_FILENAME}' ({VGG19_URL}). Either put that file at {cached} "
-            f"(torch's hub cache; set TORCH_HOME to move it), or set train_params.vgg19_weights to its "
-            f"path in the config, or use train_params.perceptual_backbone: pixel for a network-free "
-            f"L1 pyramid loss.")
 
 
 class PerceptualLoss(nn.Module):
@@ -173,16 +58,17 @@ class PerceptualLoss(nn.Module):
         self.weights = [float(w) for w in weights]
         self.backbone = backbone
         if backbone == "vgg19":
-            if vgg is None:
-                raise ValueError("perceptual_backbone vgg19 needs a VGG19 network (see load_vgg19_weights)")
-            if len(self.weights) > len(_VGG19_SLICE_ENDS):
-                raise ValueError(f"loss_weights.perceptual has {len(self.weights)} entries; VGG19 gives "
-                                 f"{len(_VGG19_SLICE_ENDS)} layers")
+            if len(self.weights) > VGG19_LAYERS:
+                raise ConfigError(f"loss_weights.perceptual has {len(self.weights)} entries; VGG19 gives "
+                                  f"{VGG19_LAYERS} layers")
+            # With every weight 0 the loss is off and no VGG19 is needed (the reference config).
+            if vgg is None and self.enabled:
+                raise ValueError("perceptual_backbone vgg19 needs a VGG19 network (see fomm.models.vgg)")
             self.vgg = vgg
         elif backbone == "pixel":
             self.vgg = None
         else:
-            raise ValueError(f"unknown perceptual_backbone {backbone!r} (vgg19 or pixel)")
+            raise ConfigError(f"unknown perceptual_backbone {backbone!r} (vgg19 or pixel)")
 
     @property
     def enabled(self) -> bool:
@@ -264,3 +150,78 @@ def feature_matching_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput, 
     if total is None:
         return next(iter(real.prediction_maps.values())).new_zeros(())
     return total
+
+# --------------------------------------------------------------------------------------------
+# Optical-flow consistency: keypoints must move the way the image moves.
+#
+# For two nearby frames ``a`` (source) and ``b`` (driving) of one video, a classical dense optical
+# flow (OpenCV's DIS, no learned weights) gives the forward motion ``F``: the content at ``z`` in
+# ``a`` is at ``z + F(z)`` in ``b``. A keypoint of ``a`` carried by the flow lands at
+# ``p_a + sum_z H_a(z) F(z)`` (the flow averaged under its heatmap ``H_a``), and its local affine
+# frame becomes ``(I + dF/dz) J_a``. The loss is the L1 distance of ``b``'s keypoints (and
+# jacobians) to these carried ones, averaged over the nearby pairs of a batch.
+#
+# Flow is in normalised coordinates: x then y, in units of the [-1, 1] image frame, so
+# ``F = pixels / pixel_scale`` (see :func:`fomm.geometry.pixel_scale`).
+
+
+def flow_gradient(flow: Tensor) -> Tensor:
+    """Spatial derivative of a ``(B, 2, H, W)`` flow in normalised units: ``(B, 2, 2, H, W)`` with
+    ``[:, i, j]`` = d flow_i / d coordinate_j (central differences, one-sided at the border)."""
+    _, _, height, width = flow.shape
+    pixels_per_unit_x, pixels_per_unit_y = pixel_scale(width, height)
+    d_dx = torch.gradient(flow, dim=3)[0] * pixels_per_unit_x
+    d_dy = torch.gradient(flow, dim=2)[0] * pixels_per_unit_y
+    return torch.stack([d_dx, d_dy], dim=2)
+
+
+def _average_under_heatmap(field: Tensor, heatmap: Tensor) -> Tensor:
+    """``field`` ``(B, C, H, W)`` sampled at the heatmap's pixel centres and averaged under each
+    heatmap ``(B, K, h, w)``: ``(B, K, C)``."""
+    batch, _, height, width = heatmap.shape
+    grid = coordinate_grid(height, width, dtype=field.dtype, device=field.device)
+    sampled = warp(field, grid.unsqueeze(0).expand(batch, -1, -1, -1), padding_mode="border")
+    return torch.einsum("bkhw,bchw->bkc", heatmap, sampled)
+
+
+@dataclass
+class CarriedKeypoints:
+    """Keypoints of frame ``a`` carried to frame ``b`` by the flow: ``value`` ``(B, K, 2)``,
+    ``jacobian`` ``(B, K, 2, 2)`` or None."""
+
+    value: Tensor
+    jacobian: Optional[Tensor]
+
+
+def carry_keypoints(kp_a: Keypoints, heatmap_a: Tensor, flow: Tensor) -> CarriedKeypoints:
+    """Move ``kp_a`` by a ``(B, 2, H, W)`` forward flow averaged under its detector heatmaps
+    ``heatmap_a`` ``(B, K, h, w)``."""
+    displacement = _average_under_heatmap(flow, heatmap_a)
+    value = kp_a.value + displacement
+    jacobian = None
+    if kp_a.jacobian is not None:
+        batch, _, height, width = flow.shape
+        gradient = flow_gradient(flow).reshape(batch, 4, height, width)
+        local = _average_under_heatmap(gradient, heatmap_a).reshape(*kp_a.value.shape[:2], 2, 2)
+        identity = torch.eye(2, dtype=flow.dtype, device=flow.device)
+        jacobian = (identity + local) @ kp_a.jacobian
+    return CarriedKeypoints(value, jacobian)
+
+
+def flow_consistency_loss(kp_a: Keypoints, heatmap_a: Tensor, kp_b: Keypoints, flow: Tensor,
+                          mask: Optional[Tensor] = None) -> Tensor:
+    """L1 distance of ``kp_b`` to ``kp_a`` carried by ``flow`` (values, plus jacobians when present);
+    ``heatmap_a`` ``(B, K, h, w)`` are the detector's heatmaps of frame ``a``.
+
+    ``mask`` ``(B,)`` bool selects the nearby pairs whose flow is meaningful; the loss is 0 (with
+    a gradient path) when none is selected. The flow is a fixed target: no gradient flows into it.
+    """
+    if mask is not None:
+        if not bool(mask.any()):
+            return kp_b.value.sum() * 0.0
+        kp_a, heatmap_a, kp_b, flow = kp_a[mask], heatmap_a[mask], kp_b[mask], flow[mask]
+    carried = carry_keypoints(kp_a, heatmap_a, flow.detach())
+    loss = (kp_b.value - carried.value).abs().mean()
+    if carried.jacobian is not None and kp_b.jacobian is not None:
+        loss = loss + (kp_b.jacobian - carried.jacobian).abs().mean()
+    return loss

@@ -64,7 +64,7 @@ from .distributed import (
     convert_batchnorm,
     init_distributed,
 )
-from .flow import flow_consistency_loss
+from .losses import flow_consistency_loss
 from .geometry import RandomWarp
 from .losses import (
     PerceptualLoss,
@@ -73,9 +73,9 @@ from .losses import (
     equivariance_value_loss,
     feature_matching_loss,
     generator_gan_loss,
-    load_vgg19_weights,
 )
 from .models import FommModel, ImagePyramid, Keypoints, build_model
+from .models.vgg import load_vgg19_weights
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -168,7 +168,8 @@ class GeneratorFullModel(nn.Module):
         """``flow`` ``(B, 2, H, W)`` (source -> driving optical flow, normalised units) and
         ``nearby`` ``(B,)`` bool are needed by the flow-consistency loss only."""
         weights = self.weights
-        kp_source = self.kp_detector(source)
+        source_detection = self.kp_detector.detect(source)
+        kp_source = source_detection.keypoints
         kp_driving = self.kp_detector(driving)
         output = self.generator(source, kp_source=kp_source, kp_driving=kp_driving)
         losses: dict[str, Tensor] = {}
@@ -209,7 +210,7 @@ class GeneratorFullModel(nn.Module):
                                     "compute_flow, set automatically for dataset_params datasets)")
             with _autocast_off(driving.device):
                 losses["flow_consistency"] = weights.flow_consistency * flow_consistency_loss(
-                    _float_kp_with_heatmap(kp_source), _float_kp(kp_driving), flow.float(), mask=nearby)
+                    kp_source.float(), source_detection.heatmap.float(), kp_driving.float(), flow.float(), mask=nearby)
 
         generated = {"prediction": output.prediction, "kp_source": kp_source.value, "kp_driving": kp_driving.value}
         if output.deformed is not None:
@@ -248,11 +249,6 @@ def _float_disc(output):
 
 def _float_kp(kp: Keypoints) -> Keypoints:
     return Keypoints(kp.value.float(), None if kp.jacobian is None else kp.jacobian.float())
-
-
-def _float_kp_with_heatmap(kp: Keypoints) -> Keypoints:
-    heatmap = None if kp.heatmap is None else kp.heatmap.float()
-    return Keypoints(kp.value.float(), None if kp.jacobian is None else kp.jacobian.float(), heatmap=heatmap)
 
 
 def _autocast_off(device: torch.device):
@@ -671,7 +667,8 @@ class Trainer:
         grid = training_grid(batch["source"], batch["driving"], generated["prediction"],
                              kp_source=generated.get("kp_source"), kp_driving=generated.get("kp_driving"),
                              deformed=generated.get("deformed"), occlusion_map=generated.get("occlusion_map"),
-                             colormap=vis.colormap, kp_size=max(1, vis.kp_size * batch["source"].shape[-1] // 256))
+                             colormap=vis.colormap, kp_size=max(1, vis.kp_size * batch["source"].shape[-1] // 256),
+                             draw_border=vis.draw_border)
         folder = self.log_dir / "train-vis"
         folder.mkdir(parents=True, exist_ok=True)
         iio.imwrite(folder / f"epoch-{epoch:05d}.png", grid)

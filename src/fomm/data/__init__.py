@@ -21,7 +21,7 @@ from .datasets import (
     split_train_test,
     video_id,
 )
-from .errors import BadDataWarning, DataError, VideoReadError, VideoWriteError
+from ..errors import BadDataWarning, DataError, VideoReadError, VideoWriteError
 from .video import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -34,6 +34,7 @@ from .video import (
     resize_frame,
     to_rgb_uint8,
     video_info,
+    write_frames,
     write_video,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "iter_frames",
     "read_video",
     "read_frames_at",
+    "write_frames",
     "write_video",
     "to_rgb_uint8",
     "resize_frame",

@@ -36,8 +36,8 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from ..config import DatasetParams
+from ..errors import BadDataWarning, DataError, VideoReadError
 from .augmentation import Augmentation
-from .errors import BadDataWarning, DataError, VideoReadError
 from .video import is_video_path, read_frames_at, read_video, video_info
 
 __all__ = [
@@ -383,11 +383,11 @@ class FramesDataset(Dataset):
 
     def _flow(self, video: _Video, source: int, driving: int, pair: np.ndarray, nearby: bool) -> np.ndarray:
         """Forward optical flow ``(2, H, W)`` from the sample's source to its driving frame
-        (normalised units, see fomm.flow), computed on the augmented frames. Only nearby pairs
+        (normalised units, see fomm.data.flow), computed on the augmented frames. Only nearby pairs
         get one (zeros otherwise: large motions are beyond what the flow estimates reliably).
         Cached per (video, source, driving) when ``cache_flow`` and there is no augmentation,
         since augmented frames differ on every draw."""
-        from ..flow import dense_flow
+        from .flow import dense_flow
 
         if not nearby:
             return np.zeros((2, *pair.shape[1:3]), dtype=np.float32)

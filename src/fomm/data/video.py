@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -38,7 +37,8 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from .errors import VideoReadError, VideoWriteError
+from ..errors import VideoReadError, VideoWriteError
+from ..io import atomic_path
 
 __all__ = [
     "VideoInfo",
@@ -50,6 +50,7 @@ __all__ = [
     "iter_frames",
     "read_video",
     "read_frames_at",
+    "write_frames",
     "write_video",
     "to_rgb_uint8",
     "resize_frame",
@@ -504,12 +505,6 @@ def _as_dtype(frames: np.ndarray, dtype: type) -> np.ndarray:
 # writing
 
 
-def _temporary_sibling(path: Path) -> Path:
-    """Hidden name in the same folder (same file system, so os.replace is atomic), same suffix
-    (so the container format is still known from the name)."""
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
-
-
 def _frames_uint8(frames: Union[np.ndarray, Iterable[np.ndarray]]) -> Iterator[np.ndarray]:
     """Frames of any accepted kind -> stream of ``(H, W, 3)`` uint8 RGB; sizes must agree."""
     shape = None
@@ -561,8 +556,7 @@ def write_video(
         raise VideoWriteError(f"{path}: fps must be positive, got {fps}")
     if not path.parent.is_dir():
         raise VideoWriteError(f"{path}: folder {path.parent} does not exist")
-    temporary = _temporary_sibling(path)
-    try:
+    with atomic_path(path, make_parents=False) as temporary:
         if suffix == ".gif":
             if audio_from is not None:
                 logger.warning("%s: GIF cannot hold audio; audio of %s not copied", path, audio_from)
@@ -571,11 +565,27 @@ def write_video(
             count = _write_container(temporary, _frames_uint8(frames), fps, audio_from, crf)
         if count == 0:
             raise VideoWriteError(f"{path}: no frames to write")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     logger.debug("wrote %s (%d frames at %g fps)", path, count, fps)
+    return path
+
+
+def write_frames(
+    path: PathLike,
+    frames: Union[np.ndarray, Iterable[np.ndarray]],
+    fps: float = 25.0,
+    audio_from: Optional[PathLike] = None,
+) -> Path:
+    """:func:`write_video`, plus ``.png``: the frames side by side in one image strip, the layout
+    the original implementation wrote (and :func:`read_video` reads back). Atomic too."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        return write_video(path, frames, fps=fps, audio_from=audio_from)
+    import imageio.v3 as iio
+
+
+    strip = np.concatenate(list(_frames_uint8(frames)), axis=1)
+    with atomic_path(path, make_parents=False) as temporary:
+        iio.imwrite(temporary, strip, extension=".png")
     return path
 
 

@@ -11,7 +11,8 @@ from ..config import FommConfig
 from .blocks import ImagePyramid
 from .discriminator import DiscriminatorOutput, MultiScaleDiscriminator
 from .generator import Generator, GeneratorOutput, SourceFeatures
-from .keypoints import KeypointDetector, Keypoints
+from ..keypoints import Keypoints
+from .detector import KeypointDetection, KeypointDetector
 from .motion import DenseMotion, Motion
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Generator",
     "GeneratorOutput",
     "ImagePyramid",
+    "KeypointDetection",
     "KeypointDetector",
     "Keypoints",
     "Motion",

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from ..config import CommonParams, DiscriminatorParams
 from ..geometry import keypoints_to_gaussian
 from .blocks import channels_at, scale_key
-from .keypoints import Keypoints
+from ..keypoints import Keypoints
 
 
 def _maybe_spectral_norm(conv: nn.Conv2d, enabled: bool) -> nn.Module:

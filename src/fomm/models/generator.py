@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ..config import CommonParams, GeneratorParams
 from ..geometry import resize_grid, resize_map, warp
 from .blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, channels_at
-from .keypoints import Keypoints
+from ..keypoints import Keypoints
 from .motion import DenseMotion, Motion
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import GraphParams
-from .keypoints import Keypoints
+from ..keypoints import Keypoints
 
 
 class KeypointGraph(nn.Module):
@@ -53,15 +53,14 @@ class KeypointGraph(nn.Module):
         weights = F.softplus(self.adjacency_logits)
         return (weights + weights.t()) / 2
 
-    def node_features(self, kp: Keypoints) -> Tensor:
-        """``(B, K, 6 + C)``: value, flattened jacobian and heatmap-pooled detector features."""
+    def node_features(self, kp: Keypoints, heatmap: Tensor, feature_map: Tensor) -> Tensor:
+        """``(B, K, 6 + C)``: value, flattened jacobian and the detector's ``feature_map``
+        ``(B, C, H, W)`` pooled under each keypoint's ``heatmap`` ``(B, K, h, w)``."""
         batch, num_kp, _ = kp.value.shape
         jacobian = kp.jacobian if kp.jacobian is not None else torch.eye(2, device=kp.value.device,
                                                                            dtype=kp.value.dtype).expand(batch, num_kp, 2, 2)
         parts = [kp.value, jacobian.reshape(batch, num_kp, 4)]
-        if kp.heatmap is None or kp.feature_map is None:
-            raise ValueError("KeypointGraph needs the detector's heatmap and feature map")
-        parts.append(pool_under_heatmap(kp.feature_map, kp.heatmap))
+        parts.append(pool_under_heatmap(feature_map, heatmap))
         return torch.cat(parts, dim=-1)
 
     def attention(self, nodes: Tensor) -> Tensor:
@@ -78,15 +77,16 @@ class KeypointGraph(nn.Module):
         mixed = torch.softmax(scores, dim=-1) @ split(self.value(nodes))
         return mixed.transpose(1, 2).reshape(batch, num_kp, hidden)
 
-    def forward(self, kp: Keypoints) -> Keypoints:
-        nodes = self.embed(self.node_features(kp))
+    def forward(self, kp: Keypoints, heatmap: Tensor, feature_map: Tensor) -> Keypoints:
+        """Refined keypoints; ``heatmap`` and ``feature_map`` as :meth:`node_features` takes them."""
+        nodes = self.embed(self.node_features(kp, heatmap, feature_map))
         nodes = self.norm(nodes + self.attention(nodes))
         delta = self.out(nodes) * self.mix_weight
         value = kp.value + delta[..., :2]
         jacobian = kp.jacobian
         if self.refine_jacobian and jacobian is not None:
             jacobian = jacobian + delta[..., 2:].reshape(jacobian.shape)
-        return Keypoints(value=value, jacobian=jacobian, heatmap=kp.heatmap, feature_map=kp.feature_map)
+        return Keypoints(value=value, jacobian=jacobian)
 
 
 def pool_under_heatmap(feature_map: Tensor, heatmap: Tensor) -> Tensor:

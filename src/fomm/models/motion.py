@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from ..config import DenseMotionParams
 from ..geometry import coordinate_grid, inverse_2x2, keypoints_to_gaussian, warp
 from .blocks import AntiAliasDownsample, Hourglass
-from .keypoints import Keypoints
+from ..keypoints import Keypoints
 
 
 @dataclass

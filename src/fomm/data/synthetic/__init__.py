@@ -10,7 +10,6 @@
 Keypoints are ``(x, y)`` in [-1, 1] with -1 and 1 at the centres of the corner pixels.
 """
 
-from fomm.data.synthetic.cli import add_make_dataset_arguments, run_make_dataset
 from fomm.data.synthetic.common import SyntheticVideo
 from fomm.data.synthetic.sprites import (
     JOINT_NAMES,
@@ -43,12 +42,10 @@ __all__ = [
     "DatasetSummary",
     "GroundTruth",
     "SyntheticVideo",
-    "add_make_dataset_arguments",
     "generate_sprite_video",
     "generate_video",
     "generate_warped_video",
     "ground_truth_path",
     "load_ground_truth",
     "make_dataset",
-    "run_make_dataset",
 ]

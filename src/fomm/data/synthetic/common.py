@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...geometry import pixel_scale
+
 #: Stable per-kind codes mixed into the seed, so that two kinds never share a random stream.
 KIND_CODES: dict[str, int] = {"sprites": 1, "warped-photos": 2}
 
@@ -52,12 +54,12 @@ def video_rng(seed: int, kind: str, index: int) -> np.random.Generator:
 
 def pixel_to_norm(pix: np.ndarray, size: int) -> np.ndarray:
     """Pixel coordinate (col or row, pixel centres at integers) -> normalised [-1, 1]."""
-    return 2.0 * np.asarray(pix, dtype=np.float64) / (size - 1) - 1.0
+    return np.asarray(pix, dtype=np.float64) / pixel_scale(size, size)[0] - 1.0
 
 
 def norm_to_pixel(norm: np.ndarray, size: int) -> np.ndarray:
     """Normalised [-1, 1] -> pixel coordinate (pixel centres at integers)."""
-    return (np.asarray(norm, dtype=np.float64) + 1.0) * (size - 1) / 2.0
+    return (np.asarray(norm, dtype=np.float64) + 1.0) * pixel_scale(size, size)[0]
 
 
 @dataclass

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from fomm.geometry import to_pixels
 from fomm.data.synthetic.common import SmoothTrajectory, SyntheticVideo, random_colour, video_rng
 
 #: scikit-image sample images bundled in the wheel (checked to load without network access).
@@ -286,8 +287,8 @@ def generate_warped_video(seed: int, index: int, frames: int, size: int) -> Synt
     margin = int(np.ceil(0.6 * size)) + 2
     base = crop.base_image(size, margin)
     # Frame-0 pixel coordinates of Φ_t(p), shifted into the base image.
-    px = (flow[..., 0] + 1.0) * (size - 1) / 2.0 + margin
-    py = (flow[..., 1] + 1.0) * (size - 1) / 2.0 + margin
+    pixels_0 = to_pixels(flow, size, size) + margin
+    px, py = pixels_0[..., 0], pixels_0[..., 1]
     video = bilinear_sample(base, px, py)
     video[0] = base[margin:margin + size, margin:margin + size]  # exactly, not re-interpolated
     out = (np.clip(video, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

@@ -41,6 +41,7 @@ import numpy as np
 
 from fomm.data.synthetic import sprites, warped_photos
 from fomm.data.synthetic.common import SyntheticVideo
+from fomm.errors import DataError
 
 KINDS: tuple[str, ...] = ("sprites", "warped-photos")
 VIDEO_FORMATS: tuple[str, ...] = ("png-strip", "png-folder", "mp4")
@@ -112,7 +113,7 @@ def generate_video(kind: str, seed: int, index: int, frames: int, size: int) -> 
         return sprites.generate_sprite_video(seed, index, frames, size)
     if kind == "warped-photos":
         return warped_photos.generate_warped_video(seed, index, frames, size)
-    raise ValueError(f"unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}")
+    raise DataError(f"unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}")
 
 
 def is_test_video(index: int, test_fraction: float) -> bool:
@@ -170,7 +171,7 @@ def write_video(frames: np.ndarray, path: Path, video_format: str, fps: int = 25
         finally:
             writer.close()
     else:
-        raise ValueError(f"unknown video format {video_format!r}; choose from {VIDEO_FORMATS}")
+        raise DataError(f"unknown video format {video_format!r}; choose from {VIDEO_FORMATS}")
 
 
 def save_ground_truth(video: SyntheticVideo, path: Path) -> None:
@@ -220,7 +221,7 @@ def load_ground_truth(video_path: str | os.PathLike) -> GroundTruth:
     """
     path = ground_truth_path(video_path)
     if not path.is_file():
-        raise FileNotFoundError(f"no ground truth for {video_path}: expected {path}")
+        raise DataError(f"no ground truth for {video_path}: expected {path}")
     with np.load(path, allow_pickle=False) as data:
         flow = data["flow"].astype(np.float32) if "flow" in data.files else None
         return GroundTruth(keypoints=data["keypoints"], visibility=data["visibility"], flow=flow)
@@ -313,21 +314,21 @@ def make_dataset(
         complete dataset.
     """
     if kind not in KINDS:
-        raise ValueError(f"unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}")
+        raise DataError(f"unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}")
     if video_format not in VIDEO_FORMATS:
-        raise ValueError(f"unknown video format {video_format!r}; choose from {VIDEO_FORMATS}")
+        raise DataError(f"unknown video format {video_format!r}; choose from {VIDEO_FORMATS}")
     if videos < 1 or frames < 1 or size < 8:
-        raise ValueError(f"need videos >= 1, frames >= 1, size >= 8 (got {videos}, {frames}, {size})")
+        raise DataError(f"need videos >= 1, frames >= 1, size >= 8 (got {videos}, {frames}, {size})")
     if video_format == "mp4" and size % 2:
-        raise ValueError(f"mp4 (yuv420p) needs an even frame size, got {size}")
+        raise DataError(f"mp4 (yuv420p) needs an even frame size, got {size}")
     if not 0.0 <= test_fraction <= 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1], got {test_fraction}")
+        raise DataError(f"test_fraction must be in [0, 1], got {test_fraction}")
     start = time.perf_counter()
     root = Path(out)
     existing = [root / n for n in ("train", "test", "meta.json") if (root / n).exists()]
     if existing:
         if not overwrite:
-            raise FileExistsError(f"{root} already holds a dataset ({existing[0].name}); "
+            raise DataError(f"{root} already holds a dataset ({existing[0].name}); "
                                   "pass overwrite=True (--overwrite) to replace it")
         for path in existing:
             shutil.rmtree(path) if path.is_dir() else path.unlink()

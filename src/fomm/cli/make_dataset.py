@@ -1,6 +1,4 @@
-"""Command-line glue for ``fomm make-dataset`` (wired into ``fomm/cli.py`` by its owner).
-
-Usage::
+"""``fomm make-dataset``: a synthetic dataset with ground-truth keypoints, written to disk.
 
     fomm make-dataset sprites --out DIR --videos N --frames T --size 64 [--seed S] [--format F]
     fomm make-dataset warped-photos --out DIR ...
@@ -10,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from fomm.data.synthetic.writer import DEFAULT_FORMAT, KINDS, VIDEO_FORMATS, make_dataset
+from ..data.synthetic.writer import DEFAULT_FORMAT, KINDS, VIDEO_FORMATS, make_dataset
 
 
-def add_make_dataset_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``make-dataset`` arguments to ``parser`` (e.g. a subparser); returns it."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", choices=KINDS, help="which synthetic dataset to generate")
     parser.add_argument("--out", required=True, help="output folder (gets train/, test/, meta.json)")
     parser.add_argument("--videos", type=int, default=200, help="number of videos (default 200)")
@@ -32,11 +29,9 @@ def add_make_dataset_arguments(parser: argparse.ArgumentParser) -> argparse.Argu
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing dataset in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
 
 
-def run_make_dataset(args: argparse.Namespace) -> int:
-    """Run ``make-dataset`` from parsed ``args``; prints a short summary; returns the exit status."""
+def run(args: argparse.Namespace) -> int:
     summary = make_dataset(
         kind=args.kind,
         out=args.out,
@@ -53,13 +48,3 @@ def run_make_dataset(args: argparse.Namespace) -> int:
     )
     print(summary.describe())
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m fomm.data.synthetic.cli sprites --out DIR ...``."""
-    parser = argparse.ArgumentParser(prog="fomm make-dataset", description=__doc__.splitlines()[0])
-    return run_make_dataset(add_make_dataset_arguments(parser).parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""Keypoint detector: heatmaps → keypoint values and local affine jacobians."""
+"""Keypoint detector: heatmaps -> keypoint values and local affine jacobians (section 3.1 and
+Eq. 1 of the paper: the motion near each keypoint is its value plus a first-order term)."""
 
 from __future__ import annotations
 
@@ -11,46 +12,20 @@ from torch import Tensor, nn
 
 from ..config import CommonParams, GraphParams, KeypointDetectorParams
 from ..geometry import coordinate_grid
+from ..keypoints import Keypoints
 from .blocks import AntiAliasDownsample, Hourglass
+from .graph import KeypointGraph
 
 
 @dataclass
-class Keypoints:
-    """Keypoints of a batch of images.
+class KeypointDetection:
+    """Everything the detector computes for a batch: the :class:`Keypoints` animation needs, and
+    what training and pictures use besides: ``heatmap`` ``(B, K, h, w)`` (a softmax over each map)
+    and the hourglass ``feature_map`` ``(B, C, h', w')``."""
 
-    ``value`` is ``(B, K, 2)``, (x, y) in [-1, 1]. ``jacobian`` is ``(B, K, 2, 2)`` (the local
-    affine map d(position)/d(coordinate) around each keypoint) or None when not estimated.
-    ``heatmap`` ``(B, K, h, w)`` (softmax over each map) and ``feature_map`` are filled in by the
-    detector for losses, visualisation and the graph refiner; they are None otherwise.
-    """
-
-    value: Tensor
-    jacobian: Optional[Tensor] = None
-    heatmap: Optional[Tensor] = None
-    feature_map: Optional[Tensor] = None
-
-    def detach(self) -> "Keypoints":
-        """A copy cut from the autograd graph (value and jacobian only)."""
-        return Keypoints(self.value.detach(), None if self.jacobian is None else self.jacobian.detach())
-
-    def to(self, *args, **kwargs) -> "Keypoints":
-        return Keypoints(self.value.to(*args, **kwargs),
-                         None if self.jacobian is None else self.jacobian.to(*args, **kwargs))
-
-    def __getitem__(self, index) -> "Keypoints":
-        """Select batch elements, e.g. ``kp[0:1]``."""
-        return Keypoints(self.value[index], None if self.jacobian is None else self.jacobian[index])
-
-    def expand(self, batch: int) -> "Keypoints":
-        """Broadcast keypoints of batch 1 to ``batch`` elements without copying."""
-        if self.value.shape[0] == batch:
-            return self
-        return Keypoints(self.value.expand(batch, -1, -1),
-                         None if self.jacobian is None else self.jacobian.expand(batch, -1, -1, -1))
-
-    @property
-    def num_kp(self) -> int:
-        return self.value.shape[-2]
+    keypoints: Keypoints
+    heatmap: Tensor
+    feature_map: Tensor
 
 
 class KeypointDetector(nn.Module):
@@ -86,13 +61,16 @@ class KeypointDetector(nn.Module):
         if self.scale_factor != 1:
             self.down = AntiAliasDownsample(common.num_channels, self.scale_factor)
         if graph is not None and graph.enabled:
-            from .graph import KeypointGraph
-
             self.graph = KeypointGraph(common.num_kp, self.predictor.out_filters, graph, common.estimate_jacobian)
         else:
             self.graph = None
 
     def forward(self, image: Tensor) -> Keypoints:
+        """``(B, C, H, W)`` images in [0, 1] -> keypoints ``(B, K, 2)`` with jacobians."""
+        return self.detect(image).keypoints
+
+    def detect(self, image: Tensor) -> KeypointDetection:
+        """As :meth:`forward`, keeping the heatmaps and the feature map."""
         if self.scale_factor != 1:
             image = self.down(image)
         feature_map = self.predictor(image)
@@ -100,13 +78,17 @@ class KeypointDetector(nn.Module):
         batch, num_kp, height, width = logits.shape
         heatmap = F.softmax(logits.view(batch, num_kp, -1) / self.temperature, dim=2).view(logits.shape)
 
+        # The keypoint is the expected coordinate under its heatmap: T_X<-R(p_k) in the paper.
         grid = coordinate_grid(height, width, dtype=heatmap.dtype, device=heatmap.device)
         value = torch.einsum("bkhw,hwc->bkc", heatmap, grid)
 
+        # Its jacobian d/dp T_X<-R(p)|p_k (Eq. 1's first-order term), pooled under the same heatmap.
         jacobian = None
         if self.jacobian is not None:
             jacobian_map = self.jacobian(feature_map).view(batch, self.num_jacobian_maps, 4, height, width)
             weighted = heatmap.unsqueeze(2) * jacobian_map
             jacobian = weighted.view(batch, num_kp, 4, -1).sum(dim=-1).view(batch, num_kp, 2, 2)
-        keypoints = Keypoints(value=value, jacobian=jacobian, heatmap=heatmap, feature_map=feature_map)
-        return keypoints if self.graph is None else self.graph(keypoints)
+        keypoints = Keypoints(value=value, jacobian=jacobian)
+        if self.graph is not None:
+            keypoints = self.graph(keypoints, heatmap, feature_map)
+        return KeypointDetection(keypoints=keypoints, heatmap=heatmap, feature_map=feature_map)

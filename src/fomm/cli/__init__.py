@@ -1,0 +1,80 @@
+"""The ``fomm`` command: one thin module per command, and the only place argparse lives.
+
+Each command module has ``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported
+only when their command runs, so ``fomm --help`` is instant and one command's dependencies never
+break another. Every error a user can cause is a :class:`fomm.errors.UserError`; it is printed as
+one line and the exit status is 2. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+from typing import Callable, Optional, Sequence
+
+from ..errors import UserError
+
+# name -> (module under fomm.cli, help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "animate": ("animate", "animate a source image with the motion of a driving video (or a dataset's pairs)"),
+    "demo": ("demo", "animate the bundled sample with the bundled model (no downloads)"),
+    "train": ("train", "train a model on a video dataset"),
+    "evaluate": ("evaluate", "reconstruction and keypoint-quality metrics (L1, AKD, MKR, AED, keypoint error)"),
+    "reconstruct": ("reconstruct", "`fomm evaluate` that also writes the reconstructed videos (alias)"),
+    "visualize": ("visualize", "picture of keypoints, heatmaps, motion masks and occlusion for one driving frame"),
+    "export": ("export", "export the keypoint detector and generator to ONNX"),
+    "make-dataset": ("make_dataset", "generate a synthetic dataset with ground-truth keypoints"),
+    "train-landmarks": ("train_landmarks", "train a small landmark detector on a synthetic dataset (for AKD/MKR)"),
+    "benchmark": ("benchmark", "`fomm benchmark quality`: train the model variants on equal terms and compare them"),
+}
+
+
+def _load_command(name: str) -> tuple[Callable, Callable]:
+    module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
+    return module.add_arguments, module.run
+
+
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fomm", description="First Order Motion Model: animate images with "
+                                     "the motion of a video, train on your own videos.")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if name == command:  # only the chosen command's module is imported
+            add, run = _load_command(name)
+            add(sub)
+            sub.set_defaults(handler=run)
+    return parser
+
+
+def _terminate_as_interrupt(signum, frame) -> None:
+    """SIGTERM (a killed job, a closed terminal) unwinds like Ctrl-C, so every atomic writer
+    deletes its temporary file on the way out."""
+    raise KeyboardInterrupt
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((arg for arg in argv if arg in COMMANDS), None)
+    parser = build_parser(command)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 1
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as error:
+        message = " ".join((str(error).strip() or type(error).__name__).split("\n"))
+        print(f"fomm {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fomm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)

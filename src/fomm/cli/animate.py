@@ -1,0 +1,158 @@
+"""``fomm animate``: a source image moved by a driving video, or every pair of a dataset's test
+split (the original ``run.py --mode animate``).
+
+The flags of the original ``demo.py`` work too (``--source_image``, ``--driving_video``,
+``--result_video``, ``--find_best_frame``, ``--best_frame``, ``--cpu``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..animate import Animator, prepare_frames, to_uint8
+from ..assets import BUNDLED_DRIVING, BUNDLED_SOURCE
+from ..config import DatasetParams
+from ..data.media import read_driving_video, read_source_image
+from ..data.video import write_frames
+from ..errors import OutputPathError, UserError
+from ..visualize import side_by_side
+from .arguments import add_model_arguments, add_motion_arguments, load_model, motion_settings, positive_int
+from .outputs import check_output_file, check_output_folder
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FPS = 25.0
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".gif")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--cpu", dest="device", action="store_const", const="cpu",
+                        help="run on the CPU (the original demo.py's flag; same as --device cpu)")
+    add_motion_arguments(parser)
+    media = parser.add_argument_group("media")
+    media.add_argument("--source", "--source_image", dest="source", type=Path, default=BUNDLED_SOURCE,
+                       help="source image, or a video whose first frame is used (default: bundled sample)")
+    media.add_argument("--driving", "--driving_video", dest="driving", type=Path, default=BUNDLED_DRIVING,
+                       help="driving video: .mp4/.mov/.avi/.gif, a folder of frames or an image strip "
+                            "(default: bundled sample)")
+    media.add_argument("--out", "--result_video", dest="out", type=Path,
+                       help="output video (.mp4, .mov, .mkv or .gif; default result.mp4); with --dataset, "
+                            "the output folder")
+    media.add_argument("--crop", action="store_true",
+                       help="centre-crop inputs to the model's aspect ratio instead of resizing them whole")
+    media.add_argument("--audio", action="store_true", help="keep the driving video's audio track")
+    media.add_argument("--fps", type=float, help="output frame rate (default: the driving video's)")
+    media.add_argument("--side-by-side", type=Path, help="also write source | driving | result with keypoints")
+    media.add_argument("--gif", type=Path, help="also write the result as a GIF")
+    best = parser.add_argument_group("reference frame of relative motion")
+    best.add_argument("--find-best-frame", "--find_best_frame", dest="find_best_frame", action="store_true",
+                      help="take relative motion from the driving frame whose pose best matches the source")
+    best.add_argument("--best-frame", "--best_frame", dest="best_frame", type=int, metavar="N",
+                      help="take relative motion from driving frame N (from 0)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="driving frames per forward pass")
+    dataset = parser.add_argument_group("a dataset's pairs (the original run.py --mode animate)")
+    dataset.add_argument("--dataset", type=Path, help="dataset root: animate pairs of its test split into --out DIR")
+    dataset.add_argument("--pairs", type=Path, help="CSV with columns source,driving naming the videos to pair "
+                         "(default: the config's dataset_params.pairs_list, else random pairs)")
+    dataset.add_argument("--num-pairs", type=positive_int,
+                         help="how many pairs (default: the config's animate_params.num_pairs)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.find_best_frame and args.best_frame is not None:
+        raise UserError("--find-best-frame and --best-frame N exclude each other")
+    if args.dataset is not None:
+        return _run_dataset(args)
+    out = args.out or Path("result.mp4")
+    outputs = [check_output_file(out, VIDEO_SUFFIXES, "--out")]
+    if args.gif:
+        outputs.append(check_output_file(args.gif, (".gif",), "--gif"))
+    if args.side_by_side:
+        outputs.append(check_output_file(args.side_by_side, VIDEO_SUFFIXES, "--side-by-side"))
+    if args.fps is not None and not (np.isfinite(args.fps) and args.fps > 0):
+        raise UserError(f"--fps must be a positive number, got {args.fps}")
+
+    model = load_model(args)
+    height, width, _ = model.frame_shape
+    source = prepare_frames(read_source_image(args.source), height, width, crop=args.crop)[0]
+    driving_frames, video_fps = read_driving_video(args.driving)
+    driving = prepare_frames(driving_frames, height, width, crop=args.crop)
+    fps = args.fps or video_fps or DEFAULT_FPS
+
+    animator = Animator.with_settings(model, motion_settings(args, model), batch_size=args.batch_size,
+                                      precision=args.precision)
+    best = _reference_frame(args, animator, source, driving)
+    with tqdm(total=len(driving), desc="animating", unit="frame") as progress:
+        result = animator.animate(source, driving, best_frame=best, on_batch=progress.update)
+
+    frames = to_uint8(result)
+    audio = args.driving if args.audio else None
+    write_frames(out, frames, fps=fps, audio_from=audio)
+    if args.gif:
+        write_frames(args.gif, frames, fps=fps)
+    if args.side_by_side:
+        visualizer = model.config.visualizer_params
+        panels = side_by_side(animator, source, driving, result, visualizer.colormap, visualizer.draw_border)
+        write_frames(args.side_by_side, panels, fps=fps, audio_from=audio)
+    print(f"wrote {len(frames)} frames at {fps:g} fps: " + ", ".join(str(path) for path in outputs))
+    return 0
+
+
+def _reference_frame(args: argparse.Namespace, animator: Animator, source: torch.Tensor,
+                     driving: torch.Tensor) -> Optional[int]:
+    if args.best_frame is not None:
+        if not 0 <= args.best_frame < len(driving):
+            raise UserError(f"--best-frame {args.best_frame} is out of range: the driving video has "
+                            f"{len(driving)} frames (0..{len(driving) - 1})")
+        return args.best_frame
+    if args.find_best_frame:
+        best = animator.find_best_frame(source, driving)
+        logger.info("best matching driving frame: %d", best)
+        return best
+    return None
+
+
+def _run_dataset(args: argparse.Namespace) -> int:
+    """Animate ``--num-pairs`` (source, driving) pairs of the dataset's test split: the first frame
+    of the source video moved by the whole driving video, written to ``--out/<source>-<driving>``
+    in the config's ``animate_params.format``."""
+    from ..data.datasets import FramesDataset, PairedDataset
+
+    if args.out is None:
+        raise UserError("--dataset needs --out DIR, the folder to write the animations to")
+    if not args.dataset.is_dir():
+        raise UserError(f"--dataset {args.dataset}: not a folder")
+    check_output_folder(args.out, "--out")
+    model = load_model(args)
+    config = model.config
+    height, width, channels = model.frame_shape
+    base = config.dataset_params.model_dump() if config.dataset_params is not None else {}
+    base.update(root_dir=str(args.dataset), frame_shape=(height, width, channels), augmentation_params=None)
+    if args.pairs is not None:
+        base["pairs_list"] = str(args.pairs)
+    params = DatasetParams(**base)
+    pairs = PairedDataset(FramesDataset(params, is_train=False), args.num_pairs or config.animate_params.num_pairs)
+    animator = Animator.with_settings(model, motion_settings(args, model), batch_size=args.batch_size,
+                                      precision=args.precision)
+    suffix = config.animate_params.format
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for index in tqdm(range(len(pairs)), desc="animating pairs", unit="pair"):
+        sample = pairs[index]
+        source = sample["source_video"][:, 0]
+        driving = sample["driving_video"].permute(1, 0, 2, 3)
+        best = animator.find_best_frame(source, driving) if args.find_best_frame else args.best_frame
+        result = animator.animate(source, driving, best_frame=best)
+        name = f"{Path(sample['source_name']).stem}-{Path(sample['driving_name']).stem}{suffix}"
+        write_frames(args.out / name, to_uint8(result), fps=args.fps or DEFAULT_FPS)
+        written += 1
+    print(f"wrote {written} animations to {args.out} ({suffix})")
+    return 0

@@ -1,0 +1,82 @@
+"""The arguments every model command shares, declared once: which model (``--checkpoint``,
+``--config``), where it runs (``--device``, ``--threads``, ``--precision``) and how motion is
+transferred (relative or absolute, adapt scale), and turning them into a loaded model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional
+
+from ..animate import PRECISIONS, MotionSettings
+from ..assets import BUNDLED_CHECKPOINT
+from ..checkpoint import load_checkpoint
+from ..device import resolve_device, set_threads
+from ..models import FommModel
+
+__all__ = ["add_model_arguments", "add_motion_arguments", "load_model", "motion_settings", "positive_int"]
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, bundled_default: bool = True,
+                        runtime: bool = True) -> None:
+    """``--checkpoint`` (the bundled model unless ``bundled_default`` is False, then required),
+    ``--config``, ``--threads``, and with ``runtime`` (the model runs here, not only loads)
+    ``--device`` and ``--precision``."""
+    group = parser.add_argument_group("model")
+    if bundled_default:
+        group.add_argument("--checkpoint", type=Path, default=BUNDLED_CHECKPOINT,
+                           help="checkpoint, ours or an original .pth.tar (default: the bundled sprites model)")
+    else:
+        group.add_argument("--checkpoint", type=Path, required=True,
+                           help="checkpoint, ours (checkpoint.pth.tar of a run) or an original .pth.tar")
+    group.add_argument("--config", help="YAML config, or a packaged config's name (vox-256, taichi-256, ...); "
+                       "required for original checkpoints, ours carry theirs")
+    group.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
+    if not runtime:
+        return
+    group.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    group.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                       help="arithmetic of the networks: fp32 (default, exact), bf16 or fp16 (autocast: faster "
+                            "where the hardware has it), or auto")
+
+
+def add_motion_arguments(parser: argparse.ArgumentParser) -> None:
+    """Relative or absolute motion and adapt scale; unset ones come from the config's
+    ``animate_params.normalization_params``."""
+    group = parser.add_argument_group("motion transfer (defaults: the config's animate_params.normalization_params)")
+    motion = group.add_mutually_exclusive_group()
+    motion.add_argument("--relative", dest="relative", action="store_true", default=None,
+                        help="transfer motion relative to the first (or best) driving frame")
+    motion.add_argument("--absolute", dest="relative", action="store_false",
+                        help="use the driving keypoints as they are")
+    group.add_argument("--adapt-scale", "--adapt_scale", dest="adapt_scale", action="store_true", default=None,
+                       help="scale the motion by the ratio of the keypoint hull sizes")
+
+
+def load_model(args: argparse.Namespace) -> FommModel:
+    """The model named by :func:`add_model_arguments`' options, on the chosen device."""
+    set_threads(getattr(args, "threads", None))
+    device = resolve_device(getattr(args, "device", "cpu"))
+    return load_checkpoint(args.checkpoint, config=args.config, device=device)
+
+
+def motion_settings(args: argparse.Namespace, model: FommModel) -> MotionSettings:
+    """The motion options given on the command line, the config's defaults for the others."""
+    defaults = model.config.animate_params.normalization_params
+    relative: Optional[bool] = getattr(args, "relative", None)
+    adapt: Optional[bool] = getattr(args, "adapt_scale", None)
+    return MotionSettings(
+        relative=defaults.use_relative_movement if relative is None else relative,
+        adapt_scale=defaults.adapt_movement_scale if adapt is None else adapt,
+        relative_jacobian=defaults.use_relative_jacobian)
