@@ -211,7 +211,7 @@ def test_make_dataset_layout_meta_and_round_trip(tmp_path: Path) -> None:
             np.testing.assert_array_equal(gt.keypoints, video.keypoints)
             np.testing.assert_array_equal(gt.visibility, video.visibility)
             assert gt.flow is None
-    with pytest.raises(FileExistsError):
+    with pytest.raises(DataError, match="already holds a dataset"):
         make_dataset("sprites", out, videos=2, frames=2, size=SIZE)
 
 
