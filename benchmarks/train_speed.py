@@ -1,4 +1,4 @@
-"""Seconds per training iteration of ``fomm.train.Trainer`` on this machine.
+"""Seconds per training iteration of ``fomm.training.Trainer`` on this machine.
 
 Setups:
 
@@ -23,16 +23,13 @@ import os
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
 from fomm.config import load_config
-from fomm.losses import Vgg19Features
-from fomm.train import Trainer
-
-CONFIGS = Path(__file__).resolve().parents[1] / "src" / "fomm" / "configs"
+from fomm.models.vgg import Vgg19Features
+from fomm.training import Trainer
 
 
 class RandomPairs(Dataset):
@@ -51,7 +48,7 @@ class RandomPairs(Dataset):
 
 
 def measure(name: str, batch_size: int | None, steps: int, device: str) -> dict:
-    config = load_config(CONFIGS / f"{name}.yaml")
+    config = load_config(name)  # a packaged config, by name
     params = config.train_params
     assert params is not None and config.dataset_params is not None
     if batch_size is not None:

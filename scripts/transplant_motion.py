@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from fomm.checkpoint import NETWORKS, atomic_torch_save, load_checkpoint
+from fomm.checkpoint import NETWORKS, load_checkpoint
 from fomm.config import load_config
+from fomm.io import atomic_torch_save
 from fomm.models import build_model
 
 

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from fomm.benchmark import VARIANTS, variant_config
 from fomm.cli import main
 from fomm.config import load_config
+from fomm.evaluation.ablation import VARIANTS, variant_config
 
 from .conftest import CONFIGS
 

@@ -157,8 +157,18 @@ def test_mismatched_config_names_keys_and_shapes(original, reference_dir):
 def test_pickled_code_is_refused(tmp_path):
     evil = tmp_path / "evil.pth.tar"
     torch.save({"generator": {}, "kp_detector": {}, "payload": Path("x")}, evil)
-    with pytest.raises(CheckpointError, match="weights_only"):
+    with pytest.raises(CheckpointError, match="refused: the file holds Python objects") as error:
         fomm.load_checkpoint(evil)
+    assert "pathlib.PosixPath" in str(error.value) and "weights_only=False" not in str(error.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello world\n", bytes(range(256)) * 20])
+def test_a_file_that_is_not_a_checkpoint_says_so_in_one_line(tmp_path, content):
+    path = tmp_path / "garbage.pth.tar"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a checkpoint") as error:
+        fomm.load_checkpoint(path)
+    assert "\n" not in str(error.value) and "weights_only=False" not in str(error.value)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from fomm.cli import main
-from fomm.landmarks import (
+from fomm.errors import UserError
+from fomm.evaluation import (
     Detections,
     LandmarkDetector,
-    cell_centres,
     landmark_error,
     load_landmark_detector,
     train_landmark_detector,
 )
-from fomm.errors import UserError
+from fomm.evaluation.landmarks import cell_centres
 
 from .test_evaluate import finished_files, make_synthetic
 

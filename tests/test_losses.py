@@ -16,6 +16,7 @@ from fomm.losses import (
 )
 from fomm.models import ImagePyramid, Keypoints
 from fomm.models.discriminator import DiscriminatorOutput
+from fomm.models import vgg
 from fomm.models.vgg import VGG19_FILENAME, Vgg19Features, VggWeightsError, load_vgg19_weights
 
 # torchvision's vgg19: the conv layers sit at these indices of ``features``.
@@ -56,14 +57,39 @@ def test_vgg_weights_load_from_configured_file(tmp_path):
     assert [f.shape[-1] for f in features] == [32, 16, 8, 4, 2]
 
 
-def test_vgg_weights_found_in_torch_hub_cache(tmp_path, monkeypatch):
+def _cache_made_vgg_file(tmp_path, monkeypatch) -> tuple[dict, str]:
+    """A torchvision-layout file made here, in a fresh torch hub cache; returns it and its SHA-256."""
+    import hashlib
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     cache = tmp_path / "hub" / "checkpoints"
     cache.mkdir(parents=True)
     state = torchvision_layout_state_dict()
     torch.save(state, cache / VGG19_FILENAME)
+    return state, hashlib.sha256((cache / VGG19_FILENAME).read_bytes()).hexdigest()
+
+
+def test_vgg_weights_found_in_torch_hub_cache(tmp_path, monkeypatch):
+    state, digest = _cache_made_vgg_file(tmp_path, monkeypatch)
+    # The made file stands in for torchvision's: the hash it is checked against is its own.
+    monkeypatch.setattr(vgg, "VGG19_SHA256_PREFIX", digest[:8])
     network = load_vgg19_weights(None, allow_download=False)
     assert torch.equal(network.features[34].bias, state["features.34.bias"])
+
+
+def test_a_cached_vgg_file_with_the_wrong_hash_is_refused(tmp_path, monkeypatch):
+    _, digest = _cache_made_vgg_file(tmp_path, monkeypatch)
+    assert not digest.startswith(vgg.VGG19_SHA256_PREFIX)
+    with pytest.raises(VggWeightsError, match="SHA-256") as error:
+        load_vgg19_weights(None, allow_download=False)
+    assert "delete it and download it again" in str(error.value)
+
+
+def test_a_garbage_vgg_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "vgg19.pth"
+    path.write_bytes(b"not a weights file at all")
+    with pytest.raises(VggWeightsError, match="not a readable weights file"):
+        load_vgg19_weights(path, allow_download=False)
 
 
 def test_vgg_weights_missing_offline_says_where_to_put_them(tmp_path, monkeypatch):

@@ -6,10 +6,15 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+import fomm
+from fomm.animate import to_uint8
 from fomm.cli import main
 from fomm.data.video import read_video, video_info
+from fomm.evaluation import reconstruct_video
 
 from .test_evaluate import (
     REFERENCE,
@@ -99,3 +104,28 @@ def test_reconstruct_bad_inputs_fail_with_one_line_and_no_output(checkpoint, spr
         assert code == 2, error
         assert error.startswith("fomm reconstruct: error:") and expected in error, error
     assert not out.exists()
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".png"])
+def test_reconstruct_writes_videos_in_the_configs_format(checkpoint, sprites, tmp_path, suffix):
+    """reconstruction_params.format picks the container: a GIF, or a .png strip of the frames."""
+    model = fomm.load_checkpoint(checkpoint)
+    model.config.reconstruction_params.format = suffix
+    formatted = fomm.save_checkpoint(tmp_path / "model.pt", model)
+    out = tmp_path / "recon"
+    assert _reconstruct(formatted, sprites, out, "--embedding", "none") == 0
+    test_videos = sorted((sprites / "test").glob("*.png"))
+    assert finished_files(out) == sorted([path.stem + suffix for path in test_videos]
+                                         + ["metrics.csv", "metrics.json", "per_video.csv"])
+    for path in test_videos:
+        written = read_video(out / (path.stem + suffix))
+        frames = torch.from_numpy(read_video(path, (64, 64, 3))).permute(0, 3, 1, 2).float() / 255
+        expected = to_uint8(reconstruct_video(model, frames).prediction)
+        assert written.shape == expected.shape == (8, 64, 64, 3)
+        difference = np.abs(written.astype(int) - expected.astype(int))
+        if suffix == ".png":  # lossless: exactly the reconstruction
+            assert difference.max() == 0
+        else:  # a GIF's 256-colour palette
+            assert difference.mean() < 1  # measured 0.2
+    if suffix == ".gif":
+        assert video_info(out / (test_videos[0].stem + suffix)).fps == pytest.approx(25.0)

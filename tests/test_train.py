@@ -14,7 +14,8 @@ import yaml
 
 from fomm.checkpoint import load_checkpoint, read_checkpoint
 from fomm.models import build_model
-from fomm.train import CHECKPOINT_NAME, NonFiniteLossError, Trainer, add_train_arguments, run_train
+from fomm.cli import train as train_command
+from fomm.training import CHECKPOINT_NAME, NonFiniteLossError, Trainer, TrainingError
 from tests.train_helpers import (
     TINY_CONFIG,
     MovingBlobs,
@@ -183,7 +184,8 @@ def test_fine_tune_from_an_original_checkpoint(tmp_path):
 
 
 def test_command_line_arguments_and_exit_status(tmp_path, monkeypatch):
-    parser = add_train_arguments(argparse.ArgumentParser())
+    parser = argparse.ArgumentParser()
+    train_command.add_arguments(parser)
     args = parser.parse_args(["--config", "c.yaml", "--max-steps", "2", "--seed", "5", "--device", "cpu"])
     assert (args.config, args.max_steps, args.seed, args.device, args.checkpoint) == ("c.yaml", 2, 5, "cpu", None)
 
@@ -193,9 +195,9 @@ def test_command_line_arguments_and_exit_status(tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "_build_dataset", lambda self: NanBlobs(4))
     args = parser.parse_args(["--config", str(config_path), "--log-dir", str(tmp_path / "log"),
                               "--device", "cpu", "--max-steps", "1", "--no-progress"])
-    assert run_train(args) == 1  # NaN: a clear error, exit status 1
+    assert train_command.run(args) == 1  # NaN: a clear error, exit status 1
     monkeypatch.setattr(Trainer, "_build_dataset", lambda self: MovingBlobs(4))
-    assert run_train(args) == 0
+    assert train_command.run(args) == 0
     assert (tmp_path / "log" / CHECKPOINT_NAME).is_file()
 
 
@@ -236,7 +238,7 @@ def test_torchrun_two_processes_on_generated_sprites(tmp_path):
     config_path = tmp_path / "tiny.yaml"
     config_path.write_text(yaml.safe_dump(_tiny_sprites(tmp_path / "sprites")))
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-               str(free_port()), "-m", "fomm.train", "--config", str(config_path), "--log-dir",
+               str(free_port()), "-m", "fomm.cli", "train", "--config", str(config_path), "--log-dir",
                str(tmp_path / "log"), "--device", "cpu", "--max-steps", "2", "--threads", "1", "--no-progress"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -251,7 +253,7 @@ def test_flow_consistency_term_is_trained_when_weighted(tmp_path):
     config = tiny_config(loss_weights={"flow_consistency": 5})
     result = Trainer(config, tmp_path, device="cpu", dataset=FlowBlobs(8), max_steps=2, progress=False).train()
     assert all("flow_consistency" in step and step["flow_consistency"] >= 0 for step in result.history)
-    with pytest.raises(Exception, match="needs batches with 'flow'"):
+    with pytest.raises(TrainingError, match="needs batches with 'flow'"):
         Trainer(config, tmp_path / "no-flow", device="cpu", dataset=MovingBlobs(8), max_steps=1,
                 progress=False).train()
 
@@ -290,3 +292,65 @@ def test_cli_training_on_real_videos_skips_bad_ones_only_when_asked(tmp_path):
     assert skipped.returncode == 0, skipped.stderr[-2000:]
     assert "broken.mp4" in skipped.stderr
     assert (tmp_path / "run" / "checkpoint.pth.tar").is_file()
+
+
+def test_cli_fine_tunes_the_original_reference_checkpoint_with_its_config(tmp_path):
+    """`fomm train --config <the original's config> --checkpoint <its .pth.tar>`: the checkpoint the
+    original implementation wrote is fine-tuned (its perceptual weights are all 0: no VGG19), and
+    the checkpoint written loads back, holding weights that moved a little from the original's."""
+    import subprocess
+    import sys
+
+    from fomm.data.synthetic.writer import make_dataset
+    from tests.train_helpers import reference_fixture
+
+    original_path, config_source = reference_fixture("checkpoint.pth.tar"), reference_fixture("config.yaml")
+    config = yaml.safe_load(config_source.read_text())
+    make_dataset("sprites", tmp_path / "sprites", videos=4, frames=4, size=64, seed=0, workers=1)
+    config["dataset_params"]["root_dir"] = str(tmp_path / "sprites")
+    config_path = tmp_path / "reference.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    log_dir = tmp_path / "fine-tuned"
+    command = [sys.executable, "-m", "fomm.cli", "train", "--config", str(config_path), "--checkpoint",
+               str(original_path), "--log-dir", str(log_dir), "--device", "cpu", "--max-steps", "2",
+               "--threads", "1", "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "fine-tuning from the original checkpoint" in done.stderr
+
+    data = read_checkpoint(log_dir / CHECKPOINT_NAME)
+    assert not data.is_original and data.training_state["global_step"] == 2
+    model = load_checkpoint(log_dir / CHECKPOINT_NAME)  # strict load with the embedded config
+    original = load_checkpoint(original_path, config=config_source)
+    fresh = build_model(original.config)
+    for name in ("kp_detector", "generator", "discriminator"):
+        tuned = dict(getattr(model, name).named_parameters())
+        for key, value in getattr(original, name).named_parameters():
+            step = (tuned[key] - value).abs().max().item()
+            assert step < 0.01, f"{name}.{key} moved {step}: not fine-tuned from the original"
+        moved = max((tuned[key] - value).abs().max().item() for key, value in getattr(original, name).named_parameters())
+        assert moved > 0, f"{name} did not train"
+    # A fresh model is far from the original: the closeness above is evidence of the fine-tuning.
+    distance = max((a - b).abs().max().item() for a, b in zip(fresh.generator.parameters(),
+                                                              original.generator.parameters()))
+    assert distance > 0.05
+
+
+def test_cli_config_by_packaged_name_and_output_checks(tmp_path, monkeypatch, capsys):
+    from fomm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    # The packaged sprites-64 config is found by name; its dataset (data/sprites-64) is not here.
+    assert main(["train", "--config", "sprites-64", "--device", "cpu", "--max-steps", "1", "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("fomm train: error:") and "data/sprites-64: dataset folder not found" in error, error
+    assert train_command.default_log_dir("sprites-64", None) == train_command.DEFAULT_LOG_ROOT / "sprites-64"
+    assert train_command.default_log_dir("configs/vox-256.yaml", None).name == "vox-256"
+
+    (tmp_path / "taken").write_text("a file")
+    assert main(["train", "--config", "sprites-64", "--log-dir", "taken/run", "--max-steps", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "--log-dir taken/run" in error and "not a folder" in error, error
+    with pytest.raises(SystemExit):
+        main(["train", "--config", "sprites-64", "--threads", "0"])
+    assert "must be at least 1" in capsys.readouterr().err

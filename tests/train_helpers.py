@@ -15,6 +15,17 @@ from torch.utils.data import Dataset
 
 from fomm.config import FommConfig
 
+#: The original implementation's checkpoint, config and outputs (see its README.md).
+REFERENCE_FIXTURES = Path(__file__).resolve().parent / "data" / "fomm-reference"
+
+
+def reference_fixture(name: str) -> Path:
+    """A file of the reference fixture set (``config.yaml``, ``checkpoint.pth.tar``, ...)."""
+    path = REFERENCE_FIXTURES / name
+    assert path.is_file(), f"reference fixture missing: {path}"
+    return path
+
+
 TINY_CONFIG: dict[str, Any] = {
     "dataset_params": {"root_dir": "unused", "frame_shape": [32, 32, 3]},
     "model_params": {
@@ -122,8 +133,8 @@ def _join_group(rank: int, world_size: int, port: int) -> None:
 
 def ddp_train_worker(rank: int, world_size: int, port: int, log_dir: str, out_dir: str) -> None:
     """A 2-step DDP training run on CPU (gloo); saves this rank's final state dicts."""
-    from fomm.distributed import cleanup_distributed
-    from fomm.train import Trainer
+    from fomm.training import Trainer
+    from fomm.training.distributed import cleanup_distributed
 
     _join_group(rank, world_size, port)
     config = tiny_config(loss_weights={"generator_gan": 1, "feature_matching": [1, 1]})
@@ -140,7 +151,7 @@ def batchnorm_worker(rank: int, world_size: int, port: int, inputs: torch.Tensor
     """All-reduce batch norm on this rank's share of ``inputs``; saves stats and gradients."""
     import torch.distributed as dist
 
-    from fomm.distributed import AllReduceBatchNorm2d
+    from fomm.training.distributed import AllReduceBatchNorm2d
 
     _join_group(rank, world_size, port)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)

@@ -16,6 +16,7 @@ or Ctrl-C mid-save leaves the previous checkpoint as it was.
 from __future__ import annotations
 
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -59,8 +60,6 @@ def read_checkpoint(path: str | Path, config: Optional[str | Path | FommConfig] 
     """Read a checkpoint file of either layout; ``config`` (a YAML path or a config) overrides
     the embedded one and is required for original checkpoints."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
     raw = _torch_load(path)
     if not isinstance(raw, dict) or not any(name in raw for name in NETWORKS):
         raise CheckpointError(f"{path}: not a FOMM checkpoint (expected keys {', '.join(NETWORKS)}; "
@@ -163,14 +162,29 @@ def upgrade_legacy_spectral_norm(state_dict: dict[str, Tensor]) -> dict[str, Ten
 
 
 def _torch_load(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}" if not path.exists() else
+                              f"{path} is not a file (give the checkpoint file itself)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(f"{path}: refused to unpickle (checkpoints are loaded with weights_only=True "
-                              f"and may only hold tensors and plain values): {error}") from None
+        reason = _unpickler_reason(str(error))
+        if reason.startswith("Unsupported global"):
+            reason = reason.split(" was not an allowed global")[0]
+            raise CheckpointError(f"{path}: refused: the file holds Python objects, and checkpoints may only hold "
+                                  f"tensors and plain values ({reason})") from None
+        raise CheckpointError(f"{path}: not a checkpoint (unreadable as one: {reason})") from None
     except Exception as error:  # corrupt bytes make the unpickler fail in many ways (IndexError, KeyError...)
-        raise CheckpointError(f"{path}: cannot read checkpoint, the file is truncated or corrupt "
+        raise CheckpointError(f"{path}: not a checkpoint, or a truncated or corrupt one "
                               f"({type(error).__name__}: {error})") from None
+
+
+def _unpickler_reason(message: str) -> str:
+    """The one informative line of torch's long weights-only refusal (which otherwise advises
+    loading with ``weights_only=False``, the unsafe thing)."""
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\s*\n|\nCheck|$)", message, re.S)
+    reason = found.group(1) if found else message.strip().splitlines()[0] if message.strip() else "unknown"
+    return " ".join(reason.split())[:200].rstrip(".")
 
 
 def _resolve_config(path: Path, raw: dict, config: Optional[str | Path | FommConfig],

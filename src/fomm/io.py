@@ -6,14 +6,16 @@ under the final name, and never destroys the previous version of it.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 
-__all__ = ["atomic_path", "atomic_torch_save", "write_text_atomic"]
+__all__ = ["atomic_path", "atomic_torch_save", "staged_outputs", "sweep_stale_temporaries",
+           "write_text_atomic"]
 
 
 def temporary_sibling(path: Path) -> Path:
@@ -22,10 +24,38 @@ def temporary_sibling(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
 
 
+def sweep_stale_temporaries(path: Path) -> list[Path]:
+    """Delete temporaries of ``path`` left by writers that died without cleaning up (SIGKILL, a
+    power cut): those whose process is gone. Returns what was deleted."""
+    swept = []
+    for candidate in path.parent.glob(f".{path.stem}.partial-*{path.suffix}"):
+        match = _TEMPORARY.fullmatch(candidate.name[len(path.stem) + 1:-len(path.suffix) or None])
+        if match and not _process_alive(int(match.group(1))):
+            candidate.unlink(missing_ok=True)
+            swept.append(candidate)
+    return swept
+
+
+_TEMPORARY = re.compile(r"\.partial-(\d+)-[0-9a-f]{8}")
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 @contextmanager
 def atomic_path(path: str | Path, make_parents: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s content to; on success it is flushed to disk
-    and renamed over ``path``; on any exception (Ctrl-C included) it is deleted.
+    and renamed over ``path``; on any exception (Ctrl-C included) it is deleted. Temporaries of
+    the same target left by dead processes are swept first.
 
     >>> with atomic_path("out/result.png") as temporary:
     ...     image.save(temporary)
@@ -33,6 +63,8 @@ def atomic_path(path: str | Path, make_parents: bool = True) -> Iterator[Path]:
     path = Path(path)
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent.is_dir():
+        sweep_stale_temporaries(path)
     temporary = temporary_sibling(path)
     try:
         yield temporary
@@ -40,6 +72,26 @@ def atomic_path(path: str | Path, make_parents: bool = True) -> Iterator[Path]:
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def staged_outputs(paths: Iterable[str | Path]) -> Iterator[dict[Path, Path]]:
+    """All of several outputs or none: yields ``{final path: temporary path}``; the temporaries
+    are renamed to their final names only once every one of them has been written, and all are
+    deleted if anything fails. Final paths must be distinct."""
+    targets = [Path(path) for path in paths]
+    staged = {path: temporary_sibling(path) for path in targets}
+    try:
+        yield staged
+        for path, temporary in staged.items():
+            if not temporary.is_file():
+                raise FileNotFoundError(f"{path} was not written")
+        for path, temporary in staged.items():
+            os.replace(temporary, path)
+    except BaseException:
+        for temporary in staged.values():
+            temporary.unlink(missing_ok=True)
         raise
 
 

@@ -81,7 +81,8 @@ def relative_keypoints(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_i
 
     Appendix A.3 of the paper, with S1 the source, D1 the initial and Dt the current driving frame:
     value ``T_St<-R(p_k) = T_S1<-R(p_k) + s (T_Dt<-R(p_k) - T_D1<-R(p_k))``, and jacobian
-    ``J_Dt J_D1^-1 J_S1`` (the equation before Eq. 13; Eqs. 13-14 then apply it as Eq. 4 does).
+    ``J_Dt J_D1^-1 J_S1`` (the two equations before Eq. 13; Eqs. 13-14 then put them into the
+    first-order approximation of Eq. 6).
     ``s`` is the :func:`movement_scale` (1 unless ``adapt_movement_scale``). Without relative
     movement the driving keypoints are returned as they are (absolute motion).
     Shapes: values ``(B, K, 2)``, jacobians ``(B, K, 2, 2)``.

@@ -32,13 +32,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported as every other user error: one line, exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _load_command(name: str) -> tuple[Callable, Callable]:
     module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
     return module.add_arguments, module.run
 
 
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fomm", description="First Order Motion Model: animate images with "
+    parser = _Parser(prog="fomm", description="First Order Motion Model: animate images with "
                                      "the motion of a video, train on your own videos.")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -21,10 +20,11 @@ from ..assets import BUNDLED_DRIVING, BUNDLED_SOURCE
 from ..config import DatasetParams
 from ..data.media import read_driving_video, read_source_image
 from ..data.video import write_frames
-from ..errors import OutputPathError, UserError
+from ..errors import UserError
+from ..io import staged_outputs
 from ..visualize import side_by_side
 from .arguments import add_model_arguments, add_motion_arguments, load_model, motion_settings, positive_int
-from .outputs import check_output_file, check_output_folder
+from .outputs import check_distinct, check_fps, check_output_file, check_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
         outputs.append(check_output_file(args.gif, (".gif",), "--gif"))
     if args.side_by_side:
         outputs.append(check_output_file(args.side_by_side, VIDEO_SUFFIXES, "--side-by-side"))
-    if args.fps is not None and not (np.isfinite(args.fps) and args.fps > 0):
-        raise UserError(f"--fps must be a positive number, got {args.fps}")
+    check_distinct(outputs, inputs={"--source": args.source, "--driving": args.driving})
+    check_fps(args.fps)
 
     model = load_model(args)
     height, width, _ = model.frame_shape
@@ -95,13 +95,14 @@ def run(args: argparse.Namespace) -> int:
 
     frames = to_uint8(result)
     audio = args.driving if args.audio else None
-    write_frames(out, frames, fps=fps, audio_from=audio)
-    if args.gif:
-        write_frames(args.gif, frames, fps=fps)
-    if args.side_by_side:
-        visualizer = model.config.visualizer_params
-        panels = side_by_side(animator, source, driving, result, visualizer.colormap, visualizer.draw_border)
-        write_frames(args.side_by_side, panels, fps=fps, audio_from=audio)
+    with staged_outputs(outputs) as staged:  # every output, or none of them
+        write_frames(staged[out], frames, fps=fps, audio_from=audio)
+        if args.gif:
+            write_frames(staged[args.gif], frames, fps=fps)
+        if args.side_by_side:
+            visualizer = model.config.visualizer_params
+            panels = side_by_side(animator, source, driving, result, visualizer.colormap, visualizer.draw_border)
+            write_frames(staged[args.side_by_side], panels, fps=fps, audio_from=audio)
     print(f"wrote {len(frames)} frames at {fps:g} fps: " + ", ".join(str(path) for path in outputs))
     return 0
 

@@ -1,3 +1,109 @@
-"""TEMPORARY: delegates to fomm.evaluate until the move to its package lands."""
+"""``fomm evaluate``: the reconstruction protocol on a dataset's test split, and every metric the
+dataset and the given detectors allow (:mod:`fomm.evaluation`), printed as a table and written as
+CSV and JSON. ``fomm reconstruct`` (:mod:`fomm.cli.reconstruct`) is the same command that also
+writes the reconstructed videos.
+"""
 
-from fomm.evaluate import add_evaluate_arguments as add_arguments, run_evaluate as run  # noqa: F401
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional
+
+from ..errors import DataError, UserError
+from ..evaluation import (
+    ColorHistogramEmbedding,
+    EvaluationResult,
+    ReconstructionWriter,
+    evaluate_dataset,
+    load_landmark_detector,
+)
+from .arguments import add_model_arguments, load_model
+from .outputs import check_output_file, check_output_folder
+
+__all__ = ["add_arguments", "add_evaluation_arguments", "run", "run_evaluation"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_evaluation_arguments(parser, reconstruct=False)
+
+
+def add_evaluation_arguments(parser: argparse.ArgumentParser, *, reconstruct: bool) -> None:
+    """The options of ``fomm evaluate``; with ``reconstruct``, ``--out`` is the folder of the
+    videos and metrics (default ``reconstruction/``) and there is no separate ``--videos``."""
+    add_model_arguments(parser)  # the bundled model unless --checkpoint names another
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", type=Path, required=True,
+                      help="dataset folder (train/ and test/, or a flat folder split by the config's seed)")
+    data.add_argument("--num-videos", type=int,
+                      help="evaluate only the first N test videos (default: the config's "
+                           "reconstruction_params.num_videos, else all)")
+    data.add_argument("--max-train-videos", type=int, default=100,
+                      help="train videos used to fit the keypoint regression (ground-truth datasets; default 100)")
+    data.add_argument("--batch-size", type=int, default=8, help="driving frames per forward pass (default 8)")
+    metrics = parser.add_argument_group("metrics")
+    metrics.add_argument("--landmarks", type=Path,
+                         help="landmark detector from `fomm train-landmarks` (enables AKD and MKR)")
+    metrics.add_argument("--embedding", choices=("color-histogram", "none"), default="color-histogram",
+                         help="identity embedding for AED (default: colour histogram, no weights needed)")
+    outputs = parser.add_argument_group("outputs")
+    if reconstruct:
+        outputs.add_argument("--out", type=Path, default=Path("reconstruction"),
+                             help="folder for the reconstructed videos (in the config's reconstruction_params."
+                                  "format) and metrics.csv, per_video.csv, metrics.json (default reconstruction/)")
+    else:
+        outputs.add_argument("--out", type=Path, help="folder for metrics.csv, per_video.csv and metrics.json")
+        outputs.add_argument("--videos", type=Path,
+                             help="also write the reconstructed videos into this folder (in the config's "
+                                  "reconstruction_params.format)")
+    outputs.add_argument("--csv", type=Path, help="also write the metrics table as CSV here")
+    outputs.add_argument("--json", type=Path, help="also write all results as JSON here")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.videos is not None:
+        check_output_folder(args.videos, "--videos")
+    result, videos, files = run_evaluation(args, videos=args.videos)
+    print(result.table())
+    if files:
+        print("wrote " + ", ".join(str(path) for path in files))
+    if videos:
+        print(f"wrote {len(videos)} videos to {args.videos}")
+    return 0
+
+
+def run_evaluation(args: argparse.Namespace, videos: Optional[Path]
+                   ) -> tuple[EvaluationResult, list[Path], list[Path]]:
+    """Check the options, load the model and detectors, evaluate, write the result files; the
+    reconstructed videos go to ``videos`` (a folder the caller has checked) when given. Returns
+    the result, the videos written and the result files written."""
+    _check_options(args)
+    model = load_model(args)
+    detector = load_landmark_detector(args.landmarks, model.device) if args.landmarks is not None else None
+    embedding = ColorHistogramEmbedding() if args.embedding == "color-histogram" else None
+    writer = ReconstructionWriter(videos, model.config.reconstruction_params.format) if videos is not None else None
+    # The config's reconstruction_params.num_videos is the original's default limit.
+    num_videos = args.num_videos if args.num_videos is not None else model.config.reconstruction_params.num_videos
+    result = evaluate_dataset(model, args.dataset, landmark_detector=detector, embedding=embedding,
+                              num_videos=num_videos, batch_size=args.batch_size,
+                              max_train_videos=args.max_train_videos, writer=writer, precision=args.precision,
+                              progress=True)
+    files = result.write(args.out, args.csv, args.json)
+    return result, (writer.written if writer is not None else []), files
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Every option that can be checked before the model loads: counts, the dataset folder and
+    the output paths."""
+    for option, value in (("--num-videos", args.num_videos), ("--max-train-videos", args.max_train_videos),
+                          ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise UserError(f"{option} must be at least 1, got {value}")
+    if not args.dataset.is_dir():
+        raise DataError(f"--dataset {args.dataset}: dataset folder not found")
+    if args.out is not None:
+        check_output_folder(args.out, "--out")
+    if args.csv is not None:
+        check_output_file(args.csv, (".csv",), "--csv", create_folder=True)
+    if args.json is not None:
+        check_output_file(args.json, (".json",), "--json", create_folder=True)

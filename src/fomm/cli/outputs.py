@@ -3,12 +3,16 @@ because of a typo in where to write."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Optional, Sequence
 
-from ..errors import OutputPathError
+from ..errors import OutputPathError, UserError
 
-__all__ = ["check_output_file", "check_output_folder"]
+__all__ = ["check_distinct", "check_fps", "check_output_file", "check_output_folder"]
+
+#: Frame rates a video container holds faithfully (GIF: up to 100, in hundredths of a second).
+MIN_FPS, MAX_FPS = 1.0, 240.0
 
 
 def check_output_file(path: Path, suffixes: Sequence[str], option: str, create_folder: bool = False) -> Path:
@@ -34,3 +38,22 @@ def check_output_folder(path: Path, option: str) -> Path:
     if not path.exists() and not path.parent.is_dir() and path.parent != Path(""):
         raise OutputPathError(f"{option} {path}: folder {path.parent} does not exist")
     return path
+
+
+def check_distinct(outputs: Sequence[Path], inputs: Mapping[str, Optional[Path]]) -> None:
+    """No two outputs the same file, and no output over an input (which would destroy it)."""
+    resolved = [Path(path).resolve() for path in outputs]
+    for position, path in enumerate(resolved):
+        if path in resolved[:position]:
+            raise OutputPathError(f"{outputs[position]} is given as two outputs; each output needs its own file")
+        for option, source in inputs.items():
+            if source is not None and Path(source).exists() and Path(source).resolve() == path:
+                raise OutputPathError(f"{outputs[position]} is also {option}: writing it would destroy the input")
+
+
+def check_fps(fps: Optional[float]) -> None:
+    """A frame rate, when given, is a finite number in [MIN_FPS, MAX_FPS]."""
+    if fps is None:
+        return
+    if not math.isfinite(fps) or not MIN_FPS <= fps <= MAX_FPS:
+        raise UserError(f"--fps must be a number from {MIN_FPS:g} to {MAX_FPS:g}, got {fps:g}")

@@ -1,3 +1,86 @@
-"""TEMPORARY: delegates to fomm.train until the move to its package lands."""
+"""``fomm train``: train a model on a video dataset, resume a run, or fine-tune an original checkpoint.
 
-from fomm.train import add_train_arguments as add_arguments, run_train as run  # noqa: F401
+Multi-process: ``torchrun --nproc_per_node N -m fomm.cli train --config CFG ...`` (each process
+trains on its shard; the effective batch size is ``batch_size x N``; see
+:mod:`fomm.training.trainer`). Exit status: 0 done, 1 the loss diverged, 2 unusable input,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional
+
+from ..checkpoint import CheckpointData, read_checkpoint
+from ..config import load_config
+from ..device import set_threads
+from ..errors import OutputPathError
+from ..training import NonFiniteLossError, Trainer
+from ..training.distributed import cleanup_distributed
+from .arguments import positive_int
+
+#: Where runs go when neither --log-dir nor a run's own checkpoint says: log/<config name>.
+DEFAULT_LOG_ROOT = Path("log")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True,
+                        help="YAML config in the original layout, or a packaged config's name (vox-256, sprites-64, ...)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="start from this checkpoint: one of ours resumes its run exactly, an original "
+                             ".pth.tar is fine-tuned with this config's schedule")
+    parser.add_argument("--log-dir", type=Path, default=None,
+                        help="output folder (default: the checkpoint's folder when resuming, else log/<config name>)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads for torch per process (default: torch's choice; 1 helps on a busy CPU)")
+    parser.add_argument("--seed", type=int, default=None, help="overrides train_params.seed")
+    parser.add_argument("--max-steps", type=positive_int, default=None,
+                        help="stop after this many steps of this run and checkpoint (tests, benchmarks)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip unreadable or too-short videos with a warning (default: stop with an error)")
+
+
+def run(args: argparse.Namespace) -> int:
+    set_threads(args.threads)
+    config = load_config(args.config)
+    checkpoint = read_checkpoint(args.checkpoint, config) if args.checkpoint is not None else None
+    log_dir = _check_log_dir(args.log_dir if args.log_dir is not None else default_log_dir(args.config, checkpoint))
+    try:
+        trainer = Trainer(config, log_dir, device=args.device, checkpoint=checkpoint, seed=args.seed,
+                          max_steps=args.max_steps, progress=not args.no_progress, skip_bad=args.skip_bad)
+        result = trainer.train()
+    except NonFiniteLossError as error:
+        # Not a bad input but a diverged run: its own exit status.
+        print(f"fomm train: error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        cleanup_distributed()
+    if result.interrupted:
+        return 130
+    if trainer.ctx.is_main:
+        print(f"done: epoch {result.epoch}, global step {result.global_step}, "
+              f"{result.seconds_per_step:.3f} s/step; checkpoint {result.checkpoint}", file=sys.stderr)
+    return 0
+
+
+def default_log_dir(config: str, checkpoint: Optional[CheckpointData]) -> Path:
+    """A resumed run continues in its checkpoint's folder; a new or fine-tuning run goes to
+    ``log/<config name>`` (``vox-256`` for ``configs/vox-256.yaml`` and for ``vox-256``)."""
+    if checkpoint is not None and not checkpoint.is_original:
+        return checkpoint.path.parent
+    return DEFAULT_LOG_ROOT / Path(config).stem
+
+
+def _check_log_dir(path: Path) -> Path:
+    """The log folder, or the nearest of its parents that exists, must be a folder (it is
+    created later, with its parents)."""
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                raise OutputPathError(f"--log-dir {path}: {existing} exists and is not a folder")
+            break
+    return path

@@ -10,7 +10,13 @@ Supported inputs (``path``):
 * containers FFmpeg reads: ``.mp4``, ``.mov``, ``.avi``, ``.mkv``, ``.webm``, ``.m4v``, ``.gif``;
 * a folder of frame images, in natural name order (``2.png`` before ``10.png``);
 * an image strip of the original FOMM datasets: one ``.png``/``.jpg`` whose frames are square and
-  concatenated horizontally (width = T * height, each frame height x height).
+  concatenated horizontally (width = T * height, each frame height x height);
+* an animated PNG or WebP (every frame, at the rate its frame durations give).
+
+Frames are read the right way up: a video's display matrix (the rotation a phone records
+instead of turning the pixels) and an image's EXIF orientation are applied, as players and
+viewers do. Frame ``i`` of a container is the ``i``-th in presentation order, found by timestamp,
+so variable-frame-rate videos seek correctly.
 
 Frames come out as ``uint8`` RGB arrays ``(H, W, 3)`` (or float32 in [0, 1] where asked for).
 Grayscale becomes RGB by repetition, an alpha channel is dropped (as the original code did), and
@@ -24,6 +30,7 @@ interrupted write never leaves a complete-looking file behind.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -50,6 +57,7 @@ __all__ = [
     "iter_frames",
     "read_video",
     "read_frames_at",
+    "read_image",
     "write_frames",
     "write_video",
     "to_rgb_uint8",
@@ -73,8 +81,9 @@ _SEEK_MIN_GAP = 24
 class VideoInfo:
     """What a cheap look at a video tells: no frame is decoded except for image headers.
 
-    ``kind`` is ``"container"`` (FFmpeg-readable file, GIF included), ``"strip"`` or
-    ``"folder"``. ``fps`` is None where the format has no frame rate (strips and folders).
+    ``kind`` is ``"container"`` (FFmpeg-readable file, GIF included), ``"strip"``,
+    ``"animation"`` (animated PNG/WebP) or ``"folder"``. ``fps`` is None where the format has no
+    frame rate (strips and folders).
     ``height``/``width`` are those of one stored frame, before any resize.
     """
 
@@ -171,38 +180,102 @@ def _frame_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda entry: _natural_key(entry.name))
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the image header only."""
+# EXIF orientations 5 to 8 turn the picture a quarter: the stored width is the shown height.
+_EXIF_ORIENTATION = 0x0112
+_QUARTER_TURN_ORIENTATIONS = frozenset({5, 6, 7, 8})
+# Formats whose several frames are the frames of an animation. Others with several pictures
+# (a TIFF's pages, the preview inside a phone's MPO JPEG) are read as their first picture.
+_ANIMATED_FORMATS = frozenset({"PNG", "WEBP"})
+
+
+def _open_image(path: Path):
+    """A Pillow image (lazily decoded), errors turned into VideoReadError."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            width, height = image.size
+        image = Image.open(path)
     except FileNotFoundError:
         raise VideoReadError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise VideoReadError(f"{path}: not a readable image ({error})") from None
+    width, height = image.size
     if width <= 0 or height <= 0:
+        image.close()
         raise VideoReadError(f"{path}: image has no pixels ({width}x{height})")
+    return image
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(height, width) as the image is shown (EXIF orientation applied), from its header only."""
+    with _open_image(path) as image:
+        width, height = image.size
+        if image.getexif().get(_EXIF_ORIENTATION) in _QUARTER_TURN_ORIENTATIONS:
+            width, height = height, width
     return height, width
 
 
-def _read_image(path: Path) -> np.ndarray:
-    """One image file -> ``(H, W, 3)`` uint8 RGB."""
-    import imageio.v3 as iio
+def _is_animated(path: Path) -> bool:
+    """True for an animated PNG or WebP with more than one frame (read from its header)."""
+    with _open_image(path) as image:
+        return image.format in _ANIMATED_FORMATS and getattr(image, "n_frames", 1) > 1
 
+
+def _pixels(image, path: Path) -> np.ndarray:
+    """The current frame of a Pillow image -> ``(H, W, 3)`` uint8 RGB."""
     try:
-        image = iio.imread(path)
-    except FileNotFoundError:
-        raise VideoReadError(f"{path}: file not found") from None
-    except Exception as error:  # imageio raises plugin-specific errors for broken files
+        if image.mode in ("1", "L", "LA", "RGB", "RGBA") or image.mode.startswith("I;16"):
+            array = np.asarray(image)  # to_rgb_uint8 knows these layouts (16-bit scaled down)
+        else:  # palette, CMYK, YCbCr, 32-bit: Pillow converts them exactly
+            array = np.asarray(image.convert("RGBA" if "transparency" in image.info else "RGB"))
+    except (OSError, ValueError, SyntaxError) as error:  # truncated or corrupt pixel data
         raise VideoReadError(f"{path}: cannot decode image ({error})") from None
-    if image.ndim == 4:  # a multi-page image (e.g. an animated PNG): keep the first page
-        image = image[0]
     try:
-        return to_rgb_uint8(image)
+        return to_rgb_uint8(array)
     except ValueError as error:
         raise VideoReadError(f"{path}: {error}") from None
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """One image file -> ``(H, W, 3)`` uint8 RGB, the right way up.
+
+    The EXIF orientation a camera records (a phone held sideways stores its picture turned and
+    says so in the header) is applied, as every image viewer does. An animated image gives its
+    first frame. Raises VideoReadError for a missing or undecodable file.
+    """
+    from PIL import ImageOps
+
+    path = Path(path)
+    with _open_image(path) as image:
+        try:
+            upright = ImageOps.exif_transpose(image)
+        except (OSError, ValueError, SyntaxError) as error:
+            raise VideoReadError(f"{path}: cannot decode image ({error})") from None
+        return _pixels(upright if upright is not None else image, path)
+
+
+def _iter_animation(path: Path) -> Iterator[np.ndarray]:
+    """Frames of an animated PNG/WebP, composited as a viewer shows them (Pillow applies each
+    frame's disposal and blending when frames are visited in order)."""
+    with _open_image(path) as image:
+        for index in range(getattr(image, "n_frames", 1)):
+            image.seek(index)
+            yield _pixels(image, path)
+
+
+def _animation_info(path: Path) -> VideoInfo:
+    """Frame count, size and rate of an animated image; the rate is the mean over its frames'
+    durations (an animation may hold one frame longer than the others)."""
+    with _open_image(path) as image:
+        width, height = image.size
+        count = getattr(image, "n_frames", 1)
+        durations = []
+        for index in range(count):
+            image.seek(index)
+            image.load()  # WebP reports a frame's duration once the frame is loaded
+            durations.append(float(image.info.get("duration") or 0.0))
+    total = sum(durations)
+    fps = 1000.0 * count / total if total > 0 else None
+    return VideoInfo(path, "animation", count, height, width, fps, False)
 
 
 def _strip_layout(path: Path, height: int, width: int) -> int:
@@ -216,7 +289,7 @@ def _strip_layout(path: Path, height: int, width: int) -> int:
 
 
 def _iter_strip(path: Path) -> Iterator[np.ndarray]:
-    image = _read_image(path)
+    image = read_image(path)
     height, width = image.shape[:2]
     for index in range(_strip_layout(path, height, width)):
         yield image[:, index * height : (index + 1) * height]
@@ -261,6 +334,28 @@ def _container_frame_count(path: Path) -> int:
         return count
 
 
+def _quarter_turns(rotation: float, path: Path) -> int:
+    """Counter-clockwise quarter turns (0-3) that bring a frame upright, from the display
+    matrix's rotation in degrees (counter-clockwise). Phones record multiples of 90 degrees;
+    anything else is rounded to the nearest quarter turn."""
+    turns = int(round(rotation / 90.0))
+    if abs(rotation - 90.0 * turns) > 1.0:
+        logger.warning("%s: display rotation of %g degrees rounded to %d", path, rotation, 90 * turns)
+    return turns % 4
+
+
+def _upright(image: np.ndarray, turns: int) -> np.ndarray:
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+def _stream_turns(path: Path, container, stream) -> int:
+    """Quarter turns of the first decoded frame's display matrix, the rotation a phone writes
+    into the container (FFmpeg attaches it to every frame; players apply it, decoders do not)."""
+    for frame in _decode_rgb(path, container, stream):
+        return _quarter_turns(frame.rotation, path)
+    return 0
+
+
 def _container_info(path: Path) -> VideoInfo:
     with _open_container(path) as container:
         stream = container.streams.video[0]
@@ -269,6 +364,8 @@ def _container_info(path: Path) -> VideoInfo:
         height, width = stream.codec_context.height, stream.codec_context.width
         has_audio = bool(container.streams.audio)
         header_frames = int(stream.frames)
+        if width > 0 and height > 0 and _stream_turns(path, container, stream) % 2:
+            height, width = width, height
     if width <= 0 or height <= 0:
         raise VideoReadError(f"{path}: video stream has no frame size in its header")
     num_frames = header_frames if header_frames > 0 else _container_frame_count(path)
@@ -284,10 +381,12 @@ def _decode_rgb(path: Path, container, stream) -> Iterator["av.VideoFrame"]:
         raise VideoReadError(f"{path}: corrupt video data ({_ffmpeg_reason(error)})") from None
 
 
-def _to_rgb(frame: "av.VideoFrame", reformatter: VideoReformatter) -> np.ndarray:
-    """Decoded frame -> (H, W, 3) uint8. One reformatter per video reuses its colour-conversion
-    context; ``frame.to_ndarray(format=...)`` builds a new one per frame (10x slower at 64x64)."""
-    return reformatter.reformat(frame, format="rgb24").to_ndarray()
+def _to_rgb(frame: "av.VideoFrame", reformatter: VideoReformatter, path: Path) -> np.ndarray:
+    """Decoded frame -> (H, W, 3) uint8, the right way up. One reformatter per video reuses its
+    colour-conversion context; ``frame.to_ndarray(format=...)`` builds a new one per frame
+    (10x slower at 64x64)."""
+    image = reformatter.reformat(frame, format="rgb24").to_ndarray()
+    return _upright(image, _quarter_turns(frame.rotation, path)) if frame.rotation else image
 
 
 def _iter_container(path: Path) -> Iterator[np.ndarray]:
@@ -295,64 +394,78 @@ def _iter_container(path: Path) -> Iterator[np.ndarray]:
         stream = container.streams.video[0]
         reformatter = VideoReformatter()
         for frame in _decode_rgb(path, container, stream):
-            yield _to_rgb(frame, reformatter)
+            yield _to_rgb(frame, reformatter, path)
 
 
-def _seekable_rate(path: Path, stream) -> Optional[Fraction]:
-    """Frame rate to map timestamps to frame indices, or None when that mapping is unsafe.
-
-    Seeking needs a constant frame rate (so that index = time * fps) and a format with keyframe
-    indexes; GIF frames depend on the frames before them, so GIFs are always decoded in order.
-    """
-    if path.suffix.lower() == ".gif" or stream.frames <= 0 or not stream.average_rate:
+@functools.lru_cache(maxsize=256)
+def _presentation_times(path: str, modified_ns: int, size: int) -> Optional[tuple[int, ...]]:
+    """Presentation timestamps of the video stream's frames in display order, read from the
+    packets without decoding (a few milliseconds per thousand frames), or None when the
+    container does not give every frame its own timestamp. Frame ``i`` of the video is the
+    frame shown at ``times[i]``, whatever the frame rate does in between; ``modified_ns`` and
+    ``size`` make a rewritten file a new cache entry."""
+    with _open_container(Path(path)) as container:
+        stream = container.streams.video[0]
+        times = []
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:  # the demuxer's end-of-stream marker
+                    continue
+                if packet.pts is None:
+                    return None
+                times.append(int(packet.pts))
+        except (av.FFmpegError, OSError) as error:
+            raise VideoReadError(f"{path}: corrupt video data ({_ffmpeg_reason(error)})") from None
+    times.sort()
+    if len(set(times)) != len(times):
         return None
-    if stream.duration is None or stream.time_base is None:
+    return tuple(times)
+
+
+def _frame_times(path: Path) -> Optional[tuple[int, ...]]:
+    """:func:`_presentation_times` for ``path``; None for GIFs, whose frames each build on the
+    one before and are therefore decoded in order."""
+    if path.suffix.lower() == ".gif":
         return None
-    rate = Fraction(stream.average_rate)
-    expected = float(stream.duration * stream.time_base * rate)
-    return rate if abs(expected - stream.frames) <= 1.0 else None
+    status = path.stat()
+    return _presentation_times(str(path.resolve()), status.st_mtime_ns, status.st_size)
 
 
 def _container_frames_at(path: Path, wanted: list[int]) -> dict[int, np.ndarray]:
-    """Decode the (sorted, unique) frame indices ``wanted``, seeking over long gaps."""
+    """Decode the (sorted, unique) frame indices ``wanted``, seeking over long gaps.
+
+    A frame's index is found from its presentation timestamp (its rank among all the stream's
+    timestamps), never from time x frame rate, so variable-frame-rate videos (phones record
+    them) give the same frames here as when decoded in order.
+    """
+    times = _frame_times(path)
+    if times is None:
+        return _sequential_frames_at(path, wanted)
+    index_of = {time: index for index, time in enumerate(times)}
     found: dict[int, np.ndarray] = {}
     with _open_container(path) as container:
         stream = container.streams.video[0]
-        rate = _seekable_rate(path, stream)
-        start = stream.start_time or 0
-        # float is exact enough to round timestamps to frame indices, and much cheaper
-        seconds_to_index = float(stream.time_base * rate) if rate is not None else 0.0
         reformatter = VideoReformatter()
         position = -1  # index of the last decoded frame
         frames: Optional[Iterator] = None
-        pending = list(wanted)
-        while pending:
-            target = pending[0]
-            if rate is not None and target - position > _SEEK_MIN_GAP:
-                timestamp = start + int(Fraction(target) / rate / stream.time_base)
-                container.seek(timestamp, stream=stream, backward=True, any_frame=False)
+        for target in (index for index in wanted if index < len(times)):
+            if target - position > _SEEK_MIN_GAP:
+                container.seek(times[target], stream=stream, backward=True, any_frame=False)
                 frames = _decode_rgb(path, container, stream)
             elif frames is None:
                 frames = _decode_rgb(path, container, stream)
-            counter = position
             for frame in frames:
-                if rate is not None and frame.pts is not None:
-                    index = int(round((frame.pts - start) * seconds_to_index))
-                else:
-                    index = counter + 1
-                counter = index
-                if index > target:
-                    # Timestamps and counting disagree (a variable frame rate in disguise):
-                    # give up on seeking and decode everything in order.
-                    logger.debug("%s: seek landed past frame %d, decoding in order", path, target)
+                index = index_of.get(frame.pts)
+                if index is None or index > target:
+                    # A decoder that invents timestamps, or a seek that overshot: decode in order.
+                    logger.debug("%s: frame timestamps do not index the stream, decoding in order", path)
                     return _sequential_frames_at(path, wanted)
+                position = index
                 if index == target:
-                    found[target] = _to_rgb(frame, reformatter)
-                    pending.pop(0)
+                    found[target] = _to_rgb(frame, reformatter, path)
                     break
             else:
                 break  # end of stream
-            position = counter
     return found
 
 
@@ -365,7 +478,7 @@ def _sequential_frames_at(path: Path, wanted: list[int]) -> dict[int, np.ndarray
         reformatter = VideoReformatter()
         for index, frame in enumerate(_decode_rgb(path, container, stream)):
             if index in targets:
-                found[index] = _to_rgb(frame, reformatter)
+                found[index] = _to_rgb(frame, reformatter, path)
             if index >= last:
                 break
     return found
@@ -380,7 +493,7 @@ def _kind(path: Path) -> str:
         return "folder"
     suffix = path.suffix.lower()
     if suffix in IMAGE_EXTENSIONS:
-        return "strip"
+        return "animation" if path.is_file() and _is_animated(path) else "strip"
     if suffix in VIDEO_EXTENSIONS:
         return "container"
     if not path.exists():
@@ -394,6 +507,9 @@ def _kind(path: Path) -> str:
 def video_info(path: PathLike) -> VideoInfo:
     """Frame count, frame size, fps and audio presence, read from headers (no full decode).
 
+    Sizes are those of the frames as shown: a video's display rotation (read from its first
+    frame) and an image's EXIF orientation are applied.
+
     Raises VideoReadError for a missing, empty or unreadable file and for a video with no frames.
     """
     path = Path(path)
@@ -405,6 +521,8 @@ def video_info(path: PathLike) -> VideoInfo:
     elif kind == "strip":
         height, width = _image_size(path)
         info = VideoInfo(path, kind, _strip_layout(path, height, width), height, height, None, False)
+    elif kind == "animation":
+        info = _animation_info(path)
     else:
         info = _container_info(path)
     if info.num_frames <= 0:
@@ -426,9 +544,11 @@ def iter_frames(path: PathLike, frame_shape: FrameShape = None) -> Iterator[np.n
     path = Path(path)
     kind = _kind(path)
     if kind == "folder":
-        source: Iterable[np.ndarray] = (_read_image(file) for file in _frame_files(path))
+        source: Iterable[np.ndarray] = (read_image(file) for file in _frame_files(path))
     elif kind == "strip":
         source = _iter_strip(path)
+    elif kind == "animation":
+        source = _iter_animation(path)
     else:
         source = _iter_container(path)
     count = 0
@@ -456,8 +576,8 @@ def read_frames_at(
     """The frames at ``indices`` (any order, repeats allowed) as ``(len(indices), H, W, 3)``.
 
     Only what is needed is decoded: a container stops after the last wanted frame and seeks to
-    the nearest keyframe over long gaps when its frame rate is constant; a folder reads only
-    the wanted files. Raises IndexError for a negative index and VideoReadError when an index
+    the nearest keyframe over long gaps (frames are found by presentation timestamp, so a
+    variable frame rate is fine); a folder reads only the wanted files. Raises IndexError for a negative index and VideoReadError when an index
     lies beyond the frames the video really holds.
     """
     path = Path(path)
@@ -470,9 +590,9 @@ def read_frames_at(
     kind = _kind(path)
     if kind == "folder":
         files = _frame_files(path)
-        found = {index: _read_image(files[index]) for index in wanted if index < len(files)}
-    elif kind == "strip":
-        frames = list(_iter_strip(path))
+        found = {index: read_image(files[index]) for index in wanted if index < len(files)}
+    elif kind in ("strip", "animation"):
+        frames = list(_iter_strip(path) if kind == "strip" else _iter_animation(path))
         found = {index: frames[index] for index in wanted if index < len(frames)}
     else:
         found = _container_frames_at(path, wanted)

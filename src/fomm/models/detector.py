@@ -1,5 +1,5 @@
-"""Keypoint detector: heatmaps -> keypoint values and local affine jacobians (section 3.1 and
-Eq. 1 of the paper: the motion near each keypoint is its value plus a first-order term)."""
+"""Keypoint detector: heatmaps -> keypoint values and local affine jacobians (section 3.1 of the
+paper: near each keypoint, motion is its value plus a first-order, affine term)."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ class KeypointDetector(nn.Module):
         grid = coordinate_grid(height, width, dtype=heatmap.dtype, device=heatmap.device)
         value = torch.einsum("bkhw,hwc->bkc", heatmap, grid)
 
-        # Its jacobian d/dp T_X<-R(p)|p_k (Eq. 1's first-order term), pooled under the same heatmap.
+        # Its jacobian d/dp T_X<-R(p)|p_k (the first-order term), pooled under the same heatmap.
         jacobian = None
         if self.jacobian is not None:
             jacobian_map = self.jacobian(feature_map).view(batch, self.num_jacobian_maps, 4, height, width)

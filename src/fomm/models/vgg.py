@@ -8,6 +8,7 @@ with ``FOMM_OFFLINE=1``). A file is always read with ``weights_only=True``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Optional
@@ -18,10 +19,11 @@ from torch import Tensor, nn
 from ..errors import UserError
 
 __all__ = ["VGG19_FILENAME", "VGG19_URL", "VGG19_LAYERS", "VggWeightsError", "Vgg19Features",
-           "find_vgg19_weights", "load_vgg19_weights"]
+           "cached_vgg19_path", "find_vgg19_weights", "load_vgg19_weights", "verify_vgg19_hash"]
 
 VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
 VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILENAME}"
+VGG19_SHA256_PREFIX = "dcbb9e9d"  # torchvision publishes the hash prefix in the file name
 
 # torchvision's vgg19 "features": conv channel counts, "M" = 2x2 max pool. Every conv is followed
 # by a ReLU, so the indices of ``features.N`` match torchvision's exactly.
@@ -80,51 +82,78 @@ class Vgg19Features(nn.Module):
         return outputs
 
 
+def cached_vgg19_path() -> Path:
+    """Where torch's hub cache keeps the file: ``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILENAME
+
+
 def find_vgg19_weights(configured: Optional[str | Path] = None) -> Optional[Path]:
-    """Path of the VGG19 weights file: ``configured`` (must exist), else torch's hub cache
-    (``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth``), else None."""
+    """Path of the VGG19 weights file: ``configured`` (must exist), else torch's hub cache, else None."""
     if configured is not None:
         path = Path(configured).expanduser()
         if not path.is_file():
             raise VggWeightsError(f"train_params.vgg19_weights points to {path}, which does not exist")
         return path
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILENAME
+    cached = cached_vgg19_path()
     return cached if cached.is_file() else None
+
+
+def verify_vgg19_hash(path: Path) -> None:
+    """The cached (or downloaded) file must be torchvision's: its SHA-256 starts with the hash in
+    its published name (``dcbb9e9d``), as torch's own hub checks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(VGG19_SHA256_PREFIX):
+        raise VggWeightsError(f"{path}: not torchvision's {VGG19_FILENAME} (SHA-256 {digest.hexdigest()[:16]}..., "
+                              f"expected {VGG19_SHA256_PREFIX}...): delete it and download it again from {VGG19_URL}")
 
 
 def load_vgg19_weights(configured: Optional[str | Path] = None, allow_download: Optional[bool] = None) -> Vgg19Features:
     """A :class:`Vgg19Features` with torchvision's ImageNet weights.
 
-    ``allow_download`` None means "unless ``FOMM_OFFLINE=1`` is set". Raises
+    ``allow_download`` None means "unless ``FOMM_OFFLINE=1`` is set". A downloaded or cached file
+    is checked against its published hash; every file is read with ``weights_only=True``. Raises
     :class:`VggWeightsError` saying where to put the file when it is not found and cannot be
     downloaded.
     """
     if allow_download is None:
         allow_download = os.environ.get("FOMM_OFFLINE", "0") in ("", "0")
     path = find_vgg19_weights(configured)
-    if path is not None:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    elif allow_download:
+    if path is None and allow_download:
+        path = cached_vgg19_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            state_dict = torch.hub.load_state_dict_from_url(VGG19_URL, map_location="cpu", progress=True)
-        except Exception as error:  # URLError, HTTPError, timeouts, SSL errors...
+            # Checks the hash while downloading to a temporary file, renamed only when it matches.
+            torch.hub.download_url_to_file(VGG19_URL, str(path), hash_prefix=VGG19_SHA256_PREFIX, progress=True)
+        except Exception as error:  # URLError, HTTPError, timeouts, SSL errors, a hash mismatch...
             raise VggWeightsError(_missing_weights_message(f"download failed: {error}")) from None
-    else:
+    elif path is None:
         raise VggWeightsError(_missing_weights_message("downloads are disabled"))
+    if configured is None:
+        verify_vgg19_hash(path)
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise VggWeightsError(f"{path}: not a readable weights file ({type(error).__name__}: "
+                              f"{' '.join(str(error).split())[:200]})") from None
+    if not isinstance(state_dict, dict):
+        raise VggWeightsError(f"{path}: not a state dict of torchvision's vgg19")
     network = Vgg19Features()
     features = {key: value for key, value in state_dict.items() if key.startswith("features.")}
     if not features:
-        raise VggWeightsError(f"{path or VGG19_URL}: no 'features.*' keys; not torchvision's vgg19 layout")
+        raise VggWeightsError(f"{path}: no 'features.*' keys; not torchvision's vgg19 layout")
     # Strict on the feature part: a wrong file (vgg16, vgg19_bn) fails here with the names.
     incompatible = network.load_state_dict(features, strict=False)
     if incompatible.missing_keys or incompatible.unexpected_keys:
-        raise VggWeightsError(f"{path or VGG19_URL}: not torchvision's vgg19 features "
+        raise VggWeightsError(f"{path}: not torchvision's vgg19 features "
                               f"(missing {incompatible.missing_keys[:4]}, unexpected {incompatible.unexpected_keys[:4]})")
     return network
 
 
 def _missing_weights_message(reason: str) -> str:
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILENAME
+    cached = cached_vgg19_path()
     return (f"VGG19 ImageNet weights not found ({reason}). The perceptual loss needs torchvision's "
             f"'{VGG19_FILENAME}' ({VGG19_URL}). Either put that file at {cached} "
             f"(torch's hub cache; set TORCH_HOME to move it), or set train_params.vgg19_weights to its "

@@ -1,7 +1,8 @@
-"""Quality benchmark of the model variants: ``fomm benchmark quality --dataset sprites --budget ITERS``.
+"""An experiment, not library core: the quality benchmark of the model variants
+(``fomm benchmark quality --dataset sprites --budget ITERS``).
 
 Six variants are trained from the same seed, on the same data, for exactly the same number of
-iterations, then evaluated on the test split with :func:`fomm.evaluate.evaluate_dataset`:
+iterations, then evaluated on the test split with :func:`fomm.evaluation.evaluate_dataset`:
 
 ===  ====================  ==================================================================
 key  name                  change to the dataset's base config (``configs/<kind>-64.yaml``)
@@ -20,30 +21,29 @@ Common to every variant, so that a fixed budget means the same thing for all: a 
 rate (no ``epoch_milestones``: the base schedule is stated in epochs of a full run, not of a budget),
 no intermediate checkpoints, decoded frames cached in memory, ``train_params.seed`` = ``--seed``.
 
-Metrics (units of :mod:`fomm.evaluate`): reconstruction L1, AKD and MKR with a landmark detector
-trained on the ground truth (:func:`fomm.landmarks.train_landmark_detector`, once per dataset;
-n/a on warped photos, whose ground-truth points are a jittered grid of frame 0 that no detector can
-find from one frame), keypoint regression error and temporal jitter against ground truth, dense
-flow end-point error where the dataset has ground-truth flow (warped photos), and seconds per
-training iteration (wall clock of :meth:`Trainer.train` / steps, including the final checkpoint
-write; on a shared machine this is noisy).
+Metrics (units of :mod:`fomm.evaluation.metrics`): reconstruction L1, AKD and MKR with a landmark
+detector trained on the ground truth (:func:`fomm.evaluation.train_landmark_detector`, once per
+dataset; n/a on warped photos, whose ground-truth points are a jittered grid of frame 0 that no
+detector can find from one frame), keypoint regression error and temporal jitter against ground
+truth, dense flow end-point error where the dataset has ground-truth flow (warped photos), and
+seconds per training iteration (wall clock of :meth:`Trainer.train` / steps, including the final
+checkpoint write; on a shared machine this is noisy).
 
-Outputs in ``--out``: ``table.md``, ``table.csv``, ``results.json``, ``loss_curves.png``,
+Outputs in ``out``: ``table.md``, ``table.csv``, ``results.json``, ``loss_curves.png``,
 ``metrics.png``, the generated dataset (``dataset/``), the landmark detector (``landmarks.pt``) and
 one folder per variant (``runs/<key>-<name>/``: checkpoint, logs, ``result.json``). A variant whose
 ``result.json`` matches the run's settings (config, budget, seed, evaluation) is not trained again,
-so an interrupted benchmark continues where it stopped.
+so an interrupted benchmark continues where it stopped. Progress goes to :mod:`logging` or to the
+``log`` callback of :func:`run_quality_benchmark`.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,24 +51,32 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .config import FommConfig, GraphParams, load_config
-from .data.synthetic.writer import read_meta
-from .errors import UserError
+from ..config import FommConfig, GraphParams, load_config
+from ..data.synthetic.writer import make_dataset, read_meta
+from ..device import set_threads
+from ..errors import ConfigError, DataError, UserError
+from ..io import write_text_atomic
+from ..training import Trainer
+from ..visualize import save_figure
+from .landmarks import TrainedLandmarkDetector, load_landmark_detector, save_landmark_detector, train_landmark_detector
+from .protocol import evaluate_dataset
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "COLUMNS",
+    "KINDS",
     "VARIANTS",
+    "BenchmarkResult",
     "Variant",
     "VariantResult",
-    "BenchmarkResult",
-    "variant_config",
+    "plot_loss_curves",
+    "plot_metrics",
     "run_quality_benchmark",
-    "add_benchmark_arguments",
-    "run_benchmark",
+    "variant_config",
 ]
 
-CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 KINDS = ("sprites", "warped-photos")
 #: Settings of the flow-consistency variants (e, f).
 FLOW_CONSISTENCY_WEIGHT = 10.0
@@ -113,7 +121,7 @@ def variant_config(base: FommConfig, variant: Variant, *, budget: int, seed: int
     config = base.model_copy(deep=True)
     model, train = config.model_params, config.train_params
     if train is None or config.dataset_params is None:
-        raise UserError("the base config needs dataset_params and train_params")
+        raise ConfigError("the base config needs dataset_params and train_params")
     if not variant.jacobian:
         model.common_params.estimate_jacobian = False
         train.loss_weights.equivariance_jacobian = 0.0
@@ -230,11 +238,6 @@ def _format(value: Optional[float]) -> str:
 
 def _make_dataset(kind: str, out: Path, videos: int, frames: int, size: int, seed: int) -> Path:
     """Generate (or reuse, when its meta.json matches) the synthetic dataset in ``out``."""
-    try:
-        from .data.synthetic.writer import make_dataset
-    except ImportError:  # pragma: no cover - layout of the synthetic package
-        from .data.synthetic import make_dataset  # type: ignore[attr-defined]
-
     meta = read_meta(out)
     wanted = {"kind": kind, "videos": videos, "frames": frames, "seed": seed}
     if meta and all(meta.get(k) == v for k, v in wanted.items()) and list(meta.get("frame_shape", []))[:1] == [size]:
@@ -261,17 +264,15 @@ def _settings_key(config: FommConfig, budget: int, eval_settings: dict) -> dict:
 
 
 def _train_and_evaluate(variant: Variant, config: FommConfig, run_dir: Path, budget: int, seed: int,
-                        detector, landmark_note: str, eval_videos: Optional[int], max_train_videos: int,
-                        progress: bool) -> VariantResult:
-    from .evaluate import evaluate_dataset
-    from .train import Trainer
-
+                        detector: Optional[TrainedLandmarkDetector], landmark_note: str,
+                        eval_videos: Optional[int], max_train_videos: int, progress: bool) -> VariantResult:
+    """Train one variant for exactly ``budget`` steps in ``run_dir`` and evaluate it."""
     trainer = Trainer(config, run_dir, device="cpu", seed=seed, max_steps=budget, progress=progress)
     trained = trainer.train()
     if trained.interrupted:
         raise KeyboardInterrupt
     if trained.steps_this_run != budget:
-        raise UserError(f"variant ({variant.key}) trained {trained.steps_this_run} steps instead of {budget}")
+        raise RuntimeError(f"variant ({variant.key}) trained {trained.steps_this_run} steps instead of {budget}")
     model = trainer.model
     model.eval()
     started = time.perf_counter()
@@ -313,7 +314,7 @@ def run_quality_benchmark(
     batch_size: Optional[int] = None,
     threads: Optional[int] = 1,
     progress: bool = False,
-    log: Callable[[str], object] = print,
+    log: Callable[[str], object] = logger.info,
 ) -> BenchmarkResult:
     """Train and evaluate ``variants`` (keys of :data:`VARIANTS`) for ``budget`` iterations each.
 
@@ -325,18 +326,16 @@ def run_quality_benchmark(
     regression. ``batch_size`` overrides the config's. Writes the outputs listed in the module
     docstring and returns the results.
     """
-    from .landmarks import load_landmark_detector, save_landmark_detector, train_landmark_detector
-
     if budget < 1:
-        raise UserError(f"--budget must be at least 1, got {budget}")
+        raise UserError(f"budget must be at least 1 iteration, got {budget}")
     unknown = [key for key in variants if key not in VARIANTS]
     if unknown or not variants:
         raise UserError(f"unknown variant(s) {', '.join(unknown) or '(none given)'}; choose from "
                         + ", ".join(f"{v.key} ({v.name})" for v in VARIANTS.values()))
     if eval_videos is not None and eval_videos < 1:
-        raise UserError(f"--eval-videos must be at least 1, got {eval_videos}")
+        raise DataError(f"the number of evaluation videos must be at least 1, got {eval_videos}")
     if threads:
-        torch.set_num_threads(threads)
+        set_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -347,7 +346,7 @@ def run_quality_benchmark(
     else:
         root = Path(dataset)
         if not root.is_dir():
-            raise UserError(f"--dataset must be one of {', '.join(KINDS)} or a dataset folder; {root} is neither")
+            raise DataError(f"dataset must be one of {', '.join(KINDS)} or a dataset folder; {root} is neither")
         meta = read_meta(root)
         kind = meta.get("kind")
         if meta.get("frame_shape"):
@@ -378,7 +377,7 @@ def run_quality_benchmark(
         landmark_note = ("warped photos: the ground-truth points are a random jittered grid of frame 0 that "
                          "no detector can find from one frame")
     else:
-        landmark_note = "no landmark detector (--landmarks) for a dataset of unknown kind"
+        landmark_note = "no landmark detector given, and none can be trained for a dataset of unknown kind"
 
     eval_settings = {"eval_videos": eval_videos, "max_train_videos": max_train_videos,
                      "landmarks": landmark_info.get("path")}
@@ -400,7 +399,7 @@ def run_quality_benchmark(
                                      eval_videos, max_train_videos, progress)
         data = result.to_dict()
         data["run_settings"] = wanted
-        saved.write_text(json.dumps(data) + "\n")
+        write_text_atomic(saved, json.dumps(data) + "\n")
         log(f"({key}) {variant.name}: {result.seconds_per_iter:.3f} s/iter, L1 {_format(result.metrics['L1'])}, "
             f"keypoint error {_format(result.metrics.get('keypoint_error'))}")
         results.append(result)
@@ -421,8 +420,6 @@ def run_quality_benchmark(
 
 
 def _write_outputs(benchmark: BenchmarkResult, out: Path) -> None:
-    from .evaluate import write_text_atomic
-
     title = (f"Quality benchmark: {benchmark.kind or benchmark.dataset}, {benchmark.budget} iterations per "
              f"variant, seed {benchmark.seed}\n\n")
     write_text_atomic(out / "table.md", title + benchmark.markdown() + "\n")
@@ -445,12 +442,10 @@ def _smooth(values: list[float], window: int) -> list[float]:
 def plot_loss_curves(benchmark: BenchmarkResult, path: Path) -> None:
     """Two panels: the perceptual (reconstruction) loss, the one term every variant shares, and the
     total generator loss (which adds each variant's own terms), both as running means."""
-    import matplotlib
+    from matplotlib.figure import Figure  # heavy and only needed here
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=80)
+    figure = Figure(figsize=(11, 4), dpi=80, layout="tight")
+    axes = figure.subplots(1, 2)
     window = max(1, benchmark.budget // 20)
     for result in benchmark.variants:
         steps = range(1, len(result.losses) + 1)
@@ -467,24 +462,19 @@ def plot_loss_curves(benchmark: BenchmarkResult, path: Path) -> None:
         axis.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
     figure.suptitle(f"{benchmark.kind or Path(benchmark.dataset).name}: running mean over {window} iterations")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def plot_metrics(benchmark: BenchmarkResult, path: Path) -> None:
     """One bar chart per metric (lower is better for all), variants side by side; n/a metrics omitted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # heavy and only needed here
 
     columns = [(key, title) for key, title in COLUMNS
                if any(r.metrics.get(key) is not None for r in benchmark.variants)]
     cols = min(4, max(1, len(columns)))
     rows = max(1, math.ceil(len(columns) / cols))
-    figure, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.9 * rows), dpi=80, squeeze=False)
+    figure = Figure(figsize=(3.2 * cols, 2.9 * rows), dpi=80, layout="tight")
+    axes = figure.subplots(rows, cols, squeeze=False)
     labels = [r.key for r in benchmark.variants]
     colours = [f"C{i}" for i in range(len(labels))]
     for index, (key, title) in enumerate(columns):
@@ -499,56 +489,6 @@ def plot_metrics(benchmark: BenchmarkResult, path: Path) -> None:
     legend = ", ".join(f"{r.key}: {r.name}" for r in benchmark.variants)
     figure.suptitle(f"{benchmark.kind or Path(benchmark.dataset).name}, {benchmark.budget} iterations: {legend}",
                     fontsize=9)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
-# --------------------------------------------------------------------------------------------
-# command line
-
-
-def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
-    quality = sub.add_parser("quality", help="train the model variants on equal terms and compare their metrics",
-                             description=__doc__.split("\n")[0])
-    quality.add_argument("--dataset", required=True,
-                         help="sprites, warped-photos (generated into OUT/dataset) or a dataset folder")
-    quality.add_argument("--budget", type=int, required=True, help="training iterations per variant")
-    quality.add_argument("--out", type=Path, help="output folder (default: log/benchmark-quality-<dataset>)")
-    quality.add_argument("--videos", type=int, default=40, help="videos of a generated dataset")
-    quality.add_argument("--frames", type=int, default=32, help="frames per video of a generated dataset")
-    quality.add_argument("--size", type=int, default=64, help="frame size of a generated dataset")
-    quality.add_argument("--seed", type=int, default=0, help="dataset, training and landmark-detector seed")
-    quality.add_argument("--variants", default=",".join(VARIANTS),
-                         help="comma-separated keys: " + ", ".join(f"{v.key} {v.name}" for v in VARIANTS.values()))
-    quality.add_argument("--landmarks", type=Path, help="landmark detector (fomm train-landmarks) for AKD/MKR")
-    quality.add_argument("--landmark-epochs", type=int, default=10,
-                         help="epochs of the landmark detector trained when --landmarks is not given")
-    quality.add_argument("--eval-videos", type=int, help="evaluate on the first N test videos only")
-    quality.add_argument("--max-train-videos", type=int, default=16,
-                         help="train videos used to fit the keypoint regression")
-    quality.add_argument("--batch-size", type=int, help="overrides the config's batch size")
-    quality.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    quality.add_argument("--progress", action="store_true", help="progress bars while training")
-
-
-def run_benchmark(args: argparse.Namespace) -> int:
-    if getattr(args, "benchmark", None) != "quality":
-        raise UserError("choose a benchmark: fomm benchmark quality --dataset ... --budget ...")
-    variants = [key.strip() for key in args.variants.split(",") if key.strip()]
-    name = args.dataset if args.dataset in KINDS else Path(args.dataset).name
-    out = args.out if args.out is not None else Path("log") / f"benchmark-quality-{name}"
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    result = run_quality_benchmark(args.dataset, args.budget, out, videos=args.videos, frames=args.frames,
-                                   size=args.size, seed=args.seed, variants=variants, landmarks=args.landmarks,
-                                   landmark_epochs=args.landmark_epochs, eval_videos=args.eval_videos,
-                                   max_train_videos=args.max_train_videos, batch_size=args.batch_size,
-                                   threads=args.threads, progress=args.progress, log=log)
-    print(result.markdown())
-    print(f"wrote {out}/table.md, table.csv, results.json, loss_curves.png, metrics.png", file=sys.stderr)
-    return 0

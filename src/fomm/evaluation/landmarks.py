@@ -1,9 +1,9 @@
-"""Landmark detectors for the AKD / MKR metrics, and a small one trained on synthetic ground truth.
+"""A small landmark detector trained on synthetic ground truth, for the AKD / MKR metrics.
 
 The papers measure animation quality with an *external* landmark detector (a face-alignment
 network for VoxCeleb, OpenPose for Tai-Chi): landmarks are detected on the generated frame and on
-the driving frame it should reproduce, and compared (see :mod:`fomm.evaluate`). Any detector fits
-the :class:`LandmarkDetector` protocol:
+the driving frame it should reproduce, and compared (:func:`fomm.evaluation.metrics.compare_landmarks`).
+Any detector fits the :class:`~fomm.evaluation.metrics.LandmarkDetector` protocol:
 
     frames (T, 3, H, W) float in [0, 1]  ->  Detections(points (T, J, 2), detected (T, J) bool)
 
@@ -15,27 +15,30 @@ For the synthetic datasets, whose videos carry ground-truth keypoints and visibi
 CNN: a U-Net-like encoder/decoder to one heatmap per joint at quarter resolution, the joint position
 being the soft-argmax of its heatmap, plus a visibility logit per joint computed from the decoder
 features pooled under that joint's heatmap and the global image features. A joint counts as
-detected when its predicted visibility exceeds 0.5. ``fomm train-landmarks`` trains and saves one
-(with its own small config embedded, written atomically); :func:`load_landmark_detector` loads it.
+detected when its predicted visibility exceeds 0.5. :func:`save_landmark_detector` writes one
+(with its own small config embedded, atomically); :func:`load_landmark_detector` loads it.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional, Protocol, runtime_checkable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data.synthetic.writer import read_meta
-from .errors import UserError
+from ..data.datasets import list_videos
+from ..data.synthetic.writer import ground_truth_path, load_ground_truth, read_meta
+from ..data.video import read_video
+from ..errors import CheckpointError, DataError, UserError
+from ..io import atomic_torch_save
+from .metrics import Detections, landmark_error
 
 logger = logging.getLogger(__name__)
 
@@ -43,58 +46,17 @@ FORMAT_NAME = "fomm-landmarks"
 FORMAT_VERSION = 1
 
 __all__ = [
-    "Detections",
-    "LandmarkDetector",
     "LandmarkConfig",
-    "LandmarkNet",
-    "TrainedLandmarkDetector",
-    "LandmarkTrainingResult",
     "LandmarkData",
+    "LandmarkNet",
+    "LandmarkTrainingResult",
+    "TrainedLandmarkDetector",
+    "cell_centres",
     "load_landmark_data",
-    "landmark_error",
-    "train_landmark_detector",
-    "save_landmark_detector",
     "load_landmark_detector",
-    "add_train_landmarks_arguments",
-    "run_train_landmarks",
+    "save_landmark_detector",
+    "train_landmark_detector",
 ]
-
-
-# --------------------------------------------------------------------------------------------
-# the interface
-
-
-class Detections(NamedTuple):
-    """Landmarks of ``T`` frames: ``points`` ``(T, J, 2)`` float, (x, y) in [-1, 1]; ``detected``
-    ``(T, J)`` bool, False where the detector did not find the landmark (its point is then
-    meaningless). A plain ``(points, detected)`` tuple of numpy arrays or tensors is accepted
-    wherever a ``Detections`` is expected."""
-
-    points: np.ndarray
-    detected: np.ndarray
-
-
-@runtime_checkable
-class LandmarkDetector(Protocol):
-    """Anything that maps frames ``(T, 3, H, W)`` float in [0, 1] (a tensor, any ``H x W``) to
-    :class:`Detections` ``(points (T, J, 2) in [-1, 1], detected (T, J) bool)``; ``J`` must not
-    depend on the frames."""
-
-    def __call__(self, frames: Tensor) -> Detections: ...
-
-
-def as_detections(result: object) -> Detections:
-    """Normalise a detector's return value to numpy :class:`Detections`, checking shapes."""
-    try:
-        points, detected = result  # type: ignore[misc]
-    except (TypeError, ValueError):
-        raise TypeError(f"a landmark detector must return (points, detected), got {type(result).__name__}") from None
-    points = points.detach().cpu().numpy() if isinstance(points, Tensor) else np.asarray(points)
-    detected = detected.detach().cpu().numpy() if isinstance(detected, Tensor) else np.asarray(detected)
-    if points.ndim != 3 or points.shape[-1] != 2 or detected.shape != points.shape[:2]:
-        raise ValueError(f"landmark detector returned points {points.shape} and flags {detected.shape}; "
-                         "expected (T, J, 2) and (T, J)")
-    return Detections(points.astype(np.float64), detected.astype(bool))
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,7 +86,8 @@ def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential
 
 
 def cell_centres(cells: int, size: int) -> Tensor:
-    """Normalised coordinates of the centres of ``cells`` equal cells across ``size`` pixels.
+    """Normalised coordinates ``(cells,)`` of the centres of ``cells`` equal cells across ``size``
+    pixels.
 
     Cell ``i`` covers pixels ``[i s, (i + 1) s)`` with ``s = size / cells``; its centre is at pixel
     ``(i + 0.5) s - 0.5`` (pixel centres at integers), in [-1, 1] that is ``2 c / (size - 1) - 1``.
@@ -199,13 +162,14 @@ def _resize(frames: Tensor, size: int) -> Tensor:
 
 
 class TrainedLandmarkDetector:
-    """A :class:`LandmarkNet` as a :class:`LandmarkDetector`: frames of any size are resized to the
-    network's input size; ``detected`` is ``sigmoid(visibility logit) > 0.5``."""
+    """A :class:`LandmarkNet` as a :class:`~fomm.evaluation.metrics.LandmarkDetector`: frames of
+    any size are resized to the network's input size; ``detected`` is
+    ``sigmoid(visibility logit) > 0.5``."""
 
     def __init__(self, net: LandmarkNet, device: Optional[torch.device] = None, batch_size: int = 64,
                  metrics: Optional[dict] = None) -> None:
-        self.net = net.eval().to(device or torch.device("cpu"))
         self.device = device or torch.device("cpu")
+        self.net = net.eval().to(self.device)
         self.batch_size = batch_size
         self.metrics = metrics or {}
 
@@ -234,8 +198,8 @@ class TrainedLandmarkDetector:
 
 @dataclass
 class LandmarkData:
-    """Frames with ground truth: ``frames`` ``(N, 3, S, S)`` float32 in [0, 1], ``points``
-    ``(N, J, 2)`` float32 in [-1, 1], ``visible`` ``(N, J)`` bool; ``videos`` counts the videos."""
+    """Frames with ground truth: ``frames`` ``(N, 3, S, S)`` uint8, ``points`` ``(N, J, 2)``
+    float32 in [-1, 1], ``visible`` ``(N, J)`` bool; ``videos`` counts the videos."""
 
     frames: Tensor
     points: Tensor
@@ -243,19 +207,7 @@ class LandmarkData:
     videos: int
 
 
-def synthetic_ground_truth() -> tuple[Callable, Callable]:
-    """``(ground_truth_path, load_ground_truth)`` of :mod:`fomm.data.synthetic`: where a video's
-    ``.npz`` ground truth lives, and its loader (keypoints, visibility, optional flow)."""
-    try:
-        from .data.synthetic import ground_truth_path, load_ground_truth
-    except ImportError:  # the package may re-export them only from its writer module
-        from .data.synthetic.writer import ground_truth_path, load_ground_truth
-    return ground_truth_path, load_ground_truth
-
-
 def _split_folder(root: Path, split: str) -> Path:
-    from .errors import DataError
-
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
     folder = root / split
@@ -268,12 +220,8 @@ def _split_folder(root: Path, split: str) -> Path:
 def load_landmark_data(root: str | Path, split: str, size: int, max_videos: Optional[int] = None) -> LandmarkData:
     """Every frame of the ``split`` videos of a dataset with ground truth, resized to ``size``.
 
-    Raises DataError for a missing folder or no videos, UserError when videos lack ground truth.
+    Raises DataError for a missing folder, no videos, or videos without ground truth.
     """
-    from .data.datasets import list_videos
-    from .errors import DataError
-    from .data.video import read_video
-    ground_truth_path, load_ground_truth = synthetic_ground_truth()
     folder = _split_folder(Path(root), split)
     videos = list_videos(folder)[:max_videos]
     if not videos:
@@ -281,7 +229,7 @@ def load_landmark_data(root: str | Path, split: str, size: int, max_videos: Opti
     frames, points, visible = [], [], []
     for path in videos:
         if not ground_truth_path(path).is_file():
-            raise UserError(f"{path}: no ground-truth keypoints ({ground_truth_path(path).name}); "
+            raise DataError(f"{path}: no ground-truth keypoints ({ground_truth_path(path).name}); "
                             "landmark training needs a synthetic dataset (`fomm make-dataset`)")
         truth = load_ground_truth(path)
         video = read_video(path, (size, size, 3))
@@ -297,21 +245,6 @@ def load_landmark_data(root: str | Path, split: str, size: int, max_videos: Opti
     return LandmarkData(torch.cat(frames), torch.cat(points), torch.cat(visible), len(videos))
 
 
-def landmark_error(points: Tensor | np.ndarray, truth: Tensor | np.ndarray, visible: Tensor | np.ndarray,
-                   width: int, height: Optional[int] = None) -> float:
-    """Mean euclidean distance between ``points`` and ``truth`` ``(N, J, 2)`` in [-1, 1] over the
-    ``visible`` ``(N, J)`` entries, in % of the image width: pixel offsets are ``dx (W-1)/2``,
-    ``dy (H-1)/2`` and the distance is divided by ``W``. NaN when nothing is visible."""
-    points, truth = np.asarray(points, dtype=np.float64), np.asarray(truth, dtype=np.float64)
-    visible = np.asarray(visible, dtype=bool)
-    height = width if height is None else height
-    scale = np.array([(width - 1) / 2, (height - 1) / 2])
-    distance = np.linalg.norm((points - truth) * scale, axis=-1)
-    if not visible.any():
-        return float("nan")
-    return float(distance[visible].mean() / width * 100)
-
-
 # --------------------------------------------------------------------------------------------
 # training
 
@@ -319,9 +252,9 @@ def landmark_error(points: Tensor | np.ndarray, truth: Tensor | np.ndarray, visi
 @dataclass
 class LandmarkTrainingResult:
     """What :func:`train_landmark_detector` reports. Errors are mean distances over visible joints
-    of the test split, in % of the image width (see :func:`landmark_error`); ``visibility_accuracy``
-    is the share of test (frame, joint) pairs whose detected flag equals the ground-truth
-    visibility. ``initial_*`` are the untrained network's numbers, for comparison."""
+    of the test split, in % of the image width (see :func:`~fomm.evaluation.metrics.landmark_error`);
+    ``visibility_accuracy`` is the share of test (frame, joint) pairs whose detected flag equals the
+    ground-truth visibility. ``initial_*`` are the untrained network's numbers, for comparison."""
 
     detector: TrainedLandmarkDetector
     test_error: float
@@ -345,7 +278,7 @@ def _to_float(frames: Tensor) -> Tensor:
     return frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
 
 
-def _evaluate(detector: TrainedLandmarkDetector, data: LandmarkData) -> tuple[float, float]:
+def _score(detector: TrainedLandmarkDetector, data: LandmarkData) -> tuple[float, float]:
     """(mean error in % of width over visible joints, visibility accuracy) on ``data``."""
     points, probabilities = [], []
     for batch in data.frames.split(256):
@@ -398,11 +331,14 @@ def train_landmark_detector(
     ``size`` defaults to the dataset's frame size from ``meta.json`` (64 when unknown), rounded up
     to a multiple of 16. Adam with a cosine learning-rate decay; ``seed`` fixes initialisation and
     batch order. ``on_epoch(epoch, mean_loss)`` is called after each epoch.
+
+    Raises UserError for ``epochs`` or ``batch_size`` below 1, DataError for a dataset that lacks
+    a split, videos or ground truth.
     """
     if epochs < 1:
-        raise UserError(f"--epochs must be at least 1, got {epochs}")
+        raise UserError(f"epochs must be at least 1, got {epochs}")
     if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UserError(f"batch size must be at least 1, got {batch_size}")
     start = time.perf_counter()
     root = Path(dataset)
     meta = read_meta(root)
@@ -412,7 +348,7 @@ def train_landmark_detector(
     train = load_landmark_data(root, "train", size, max_videos)
     test = load_landmark_data(root, "test", size)
     if train.points.shape[1] != test.points.shape[1]:
-        raise UserError(f"{root}: train videos have {train.points.shape[1]} keypoints, test videos "
+        raise DataError(f"{root}: train videos have {train.points.shape[1]} keypoints, test videos "
                         f"{test.points.shape[1]}")
     device = device or torch.device("cpu")
     torch.manual_seed(seed)
@@ -421,7 +357,7 @@ def train_landmark_detector(
                             epochs=epochs, seed=seed)
     net = LandmarkNet(config).to(device)
     detector = TrainedLandmarkDetector(net, device)
-    initial_error, _ = _evaluate(detector, test)
+    initial_error, _ = _score(detector, test)
 
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
@@ -444,11 +380,12 @@ def train_landmark_detector(
             total += loss.item() * len(index)
             count += len(index)
         losses.append(total / max(count, 1))
+        logger.debug("landmark detector epoch %d/%d: loss %.4f", epoch + 1, epochs, losses[-1])
         if on_epoch is not None:
             on_epoch(epoch + 1, losses[-1])
     net.eval()
-    test_error, accuracy = _evaluate(detector, test)
-    train_error, _ = _evaluate(detector, train)
+    test_error, accuracy = _score(detector, test)
+    train_error, _ = _score(detector, train)
     detector.metrics = {"test_error_percent_width": test_error, "visibility_accuracy": accuracy}
     return LandmarkTrainingResult(detector=detector, test_error=test_error, initial_test_error=initial_error,
                                   train_error=train_error, visibility_accuracy=accuracy,
@@ -462,87 +399,35 @@ def train_landmark_detector(
 
 def save_landmark_detector(path: str | Path, detector: TrainedLandmarkDetector) -> Path:
     """Atomically write the detector (config, weights, test metrics) to ``path``."""
-    from .checkpoint import atomic_torch_save
-
-    path = Path(path)
     payload = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": asdict(detector.config),
                "state_dict": {k: v.detach().cpu() for k, v in detector.net.state_dict().items()},
                "metrics": dict(detector.metrics)}
-    atomic_torch_save(payload, path)
-    return path
+    return atomic_torch_save(payload, Path(path))
 
 
 def load_landmark_detector(path: str | Path, device: Optional[torch.device] = None) -> TrainedLandmarkDetector:
     """Load a detector written by :func:`save_landmark_detector` (``fomm train-landmarks``).
 
-    Raises UserError for a missing, unreadable or foreign file.
+    Raises CheckpointError for a missing, unreadable or foreign file.
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"landmark detector not found: {path}")
+        raise CheckpointError(f"landmark detector not found: {path}")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for corrupt files
-        raise UserError(f"{path}: cannot read the landmark detector ({type(error).__name__}: "
-                        f"{str(error).splitlines()[0] if str(error) else ''})") from None
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        raise CheckpointError(f"{path}: cannot read the landmark detector ({type(error).__name__}: "
+                              f"{first_line})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
-        raise UserError(f"{path}: not a landmark detector written by `fomm train-landmarks`")
+        raise CheckpointError(f"{path}: not a landmark detector written by `fomm train-landmarks`")
     if int(raw.get("format_version", 0)) > FORMAT_VERSION:
-        raise UserError(f"{path}: written by a newer fomm (landmark format {raw['format_version']})")
+        raise CheckpointError(f"{path}: written by a newer fomm (landmark format {raw['format_version']})")
     try:
         config = LandmarkConfig(**raw["config"])
         net = LandmarkNet(config)
         net.load_state_dict(raw["state_dict"], strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise UserError(f"{path}: landmark detector does not fit its config ({str(error).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: landmark detector does not fit its config "
+                              f"({str(error).splitlines()[0]})") from None
     return TrainedLandmarkDetector(net, device, metrics=raw.get("metrics", {}))
-
-
-# --------------------------------------------------------------------------------------------
-# fomm train-landmarks
-
-
-def add_train_landmarks_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", type=Path, required=True,
-                        help="synthetic dataset with ground truth (train/ and test/, from `fomm make-dataset`)")
-    parser.add_argument("--out", type=Path, default=Path("landmarks.pt"), help="where to write the detector")
-    parser.add_argument("--epochs", type=int, default=10, help="passes over the training frames")
-    parser.add_argument("--seed", type=int, default=0, help="initialisation and batch-order seed")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (cosine decay)")
-    parser.add_argument("--width", type=int, default=16, help="channels of the first stage")
-    parser.add_argument("--size", type=int, help="input size (default: the dataset's frame size)")
-    parser.add_argument("--max-videos", type=int, help="use at most this many training videos")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--threads", type=int,
-                        help="CPU threads for torch (1 is often fastest on a busy shared machine)")
-
-
-def run_train_landmarks(args: argparse.Namespace) -> int:
-    from .device import resolve_device
-
-    if args.max_videos is not None and args.max_videos < 1:
-        raise UserError(f"--max-videos must be at least 1, got {args.max_videos}")
-    if args.out.suffix == "" or args.out.is_dir():
-        raise UserError(f"--out must be a file name such as landmarks.pt, got {args.out}")
-    try:
-        device = resolve_device(args.device)
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-
-    def report(epoch: int, loss: float) -> None:
-        print(f"epoch {epoch}/{args.epochs}: loss {loss:.4f}", flush=True)
-
-    result = train_landmark_detector(args.dataset, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
-                                     learning_rate=args.lr, width=args.width, size=args.size,
-                                     max_videos=args.max_videos, device=device, on_epoch=report)
-    save_landmark_detector(args.out, result.detector)
-    print(f"test error {result.test_error:.2f}% of width (untrained {result.initial_test_error:.2f}%), "
-          f"train error {result.train_error:.2f}%, visibility accuracy {result.visibility_accuracy:.3f} "
-          f"on {result.test_frames} test frames; {result.seconds:.0f} s")
-    print(f"wrote {args.out}")
-    return 0

@@ -25,6 +25,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Sampler
 
+from ..errors import DataError
+
 __all__ = [
     "DistributedContext",
     "AllReduceBatchNorm2d",
@@ -206,7 +208,7 @@ class EpochSampler(Sampler[int]):
     def __init__(self, dataset_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
                  shuffle: bool = True) -> None:
         if dataset_size <= 0:
-            raise ValueError("the training dataset is empty")
+            raise DataError("the training dataset is empty: no sample to train on")
         self.dataset_size = dataset_size
         self.rank = rank
         self.world_size = world_size

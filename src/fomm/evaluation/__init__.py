@@ -1,0 +1,103 @@
+"""Evaluation: the metrics of the papers and the protocol that computes them on a dataset.
+
+* :mod:`~fomm.evaluation.metrics`: the metric functions on arrays (L1, AKD/MKR, AED, keypoint
+  regression error, jitter, flow EPE) and the detector/embedding protocols they take.
+* :mod:`~fomm.evaluation.protocol`: the reconstruction protocol on a dataset's test split
+  (:func:`evaluate_dataset`).
+* :mod:`~fomm.evaluation.results`: the results table, its CSV/JSON files, the reconstruction videos.
+* :mod:`~fomm.evaluation.landmarks`: a small landmark detector trained on synthetic ground truth.
+* :mod:`~fomm.evaluation.ablation`: the variant quality benchmark, an experiment (import it by
+  its module name; it pulls in training).
+
+    from fomm.evaluation import ColorHistogramEmbedding, evaluate_dataset
+    result = evaluate_dataset(model, "data/sprites-64", embedding=ColorHistogramEmbedding())
+    print(result.table())
+"""
+
+from .landmarks import (
+    LandmarkConfig,
+    LandmarkData,
+    LandmarkNet,
+    LandmarkTrainingResult,
+    TrainedLandmarkDetector,
+    load_landmark_data,
+    load_landmark_detector,
+    save_landmark_detector,
+    train_landmark_detector,
+)
+from .metrics import (
+    ColorHistogramEmbedding,
+    Detections,
+    EmbeddingNetwork,
+    KeypointRegression,
+    LandmarkComparison,
+    LandmarkDetector,
+    as_detections,
+    compare_landmarks,
+    embedding_distances,
+    fit_keypoint_regression,
+    flow_end_point_error,
+    keypoint_error,
+    l1_error,
+    landmark_error,
+    point_distances,
+    resize_flow,
+    temporal_jitter,
+    velocity_errors,
+)
+from .protocol import (
+    DatasetSplit,
+    OnVideo,
+    Reconstruction,
+    dataset_split,
+    detect_keypoints,
+    evaluate_dataset,
+    fit_regression_on_train_split,
+    reconstruct_dataset,
+    reconstruct_video,
+)
+from .results import RECONSTRUCTION_FORMATS, EvaluationResult, Metric, ReconstructionWriter, VideoMetrics
+
+__all__ = [
+    "RECONSTRUCTION_FORMATS",
+    "ColorHistogramEmbedding",
+    "DatasetSplit",
+    "Detections",
+    "EmbeddingNetwork",
+    "EvaluationResult",
+    "KeypointRegression",
+    "LandmarkComparison",
+    "LandmarkConfig",
+    "LandmarkData",
+    "LandmarkDetector",
+    "LandmarkNet",
+    "LandmarkTrainingResult",
+    "Metric",
+    "OnVideo",
+    "Reconstruction",
+    "ReconstructionWriter",
+    "TrainedLandmarkDetector",
+    "VideoMetrics",
+    "as_detections",
+    "compare_landmarks",
+    "dataset_split",
+    "detect_keypoints",
+    "embedding_distances",
+    "evaluate_dataset",
+    "fit_keypoint_regression",
+    "fit_regression_on_train_split",
+    "flow_end_point_error",
+    "keypoint_error",
+    "l1_error",
+    "landmark_error",
+    "load_landmark_data",
+    "load_landmark_detector",
+    "point_distances",
+    "reconstruct_dataset",
+    "reconstruct_video",
+    "resize_flow",
+    "save_landmark_detector",
+    "temporal_jitter",
+    "train_landmark_detector",
+    "velocity_errors",
+]

@@ -1,0 +1,181 @@
+"""The networks and their losses in one ``forward`` each, the unit DistributedDataParallel wraps.
+
+:class:`GeneratorFullModel` runs the keypoint detector and the generator and returns the weighted
+generator losses; :class:`DiscriminatorFullModel` returns the discriminator's. Equation numbers
+refer to Siarohin et al., "First Order Motion Model for Image Animation", NeurIPS 2019.
+
+Under autocast the networks may run in reduced precision, but every loss is computed in float32
+(half-precision sums of many small differences lose too much).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..config import LossWeights, TrainParams
+from ..errors import ConfigError
+from ..geometry import RandomWarp
+from ..keypoints import Keypoints
+from ..losses import (
+    PerceptualLoss,
+    discriminator_gan_loss,
+    equivariance_jacobian_loss,
+    equivariance_value_loss,
+    feature_matching_loss,
+    flow_consistency_loss,
+    generator_gan_loss,
+)
+from ..models import DiscriminatorOutput, ImagePyramid
+from .errors import TrainingError
+
+__all__ = ["DiscriminatorFullModel", "GeneratorFullModel"]
+
+
+class GeneratorFullModel(nn.Module):
+    """Keypoint detector + generator + their losses in one forward.
+
+    ``forward(source, driving)`` with ``(B, C, H, W)`` batches in [0, 1] returns
+    ``(losses, generated)``: weighted scalar losses keyed by the original names (``perceptual``,
+    ``gen_gan``, ``feature_matching``, ``equivariance_value``, ``equivariance_jacobian``; ours:
+    ``flow_consistency``), only those with a non-zero weight, and a dict of tensors for the
+    discriminator step and the visualisation: ``prediction`` ``(B, C, H, W)``, ``kp_source`` and
+    ``kp_driving`` values ``(B, K, 2)``, and ``deformed`` / ``occlusion_map`` when the generator
+    makes them.
+
+    The discriminator is used but not registered as a submodule: the gradients this loss leaves on
+    it are discarded (as in the original), and keeping it out means DDP does not synchronise them.
+    """
+
+    def __init__(self, kp_detector: nn.Module, generator: nn.Module, discriminator: nn.Module,
+                 train_params: TrainParams, num_channels: int, vgg: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.kp_detector = kp_detector
+        self.generator = generator
+        self._discriminator = [discriminator]  # a list hides it from nn.Module registration
+        self.weights: LossWeights = train_params.loss_weights
+        self.transform_params = train_params.transform_params
+        self.pyramid = ImagePyramid(train_params.scales, num_channels)
+        self.perceptual = PerceptualLoss(self.weights.perceptual, train_params.perceptual_backbone, vgg)
+        if (self.weights.equivariance_value or self.weights.equivariance_jacobian) and self.transform_params is None:
+            raise ConfigError("train_params.loss_weights.equivariance_value/equivariance_jacobian are non-zero "
+                              "but train_params.transform_params (sigma_affine, sigma_tps, points_tps) is missing")
+
+    @property
+    def discriminator(self) -> nn.Module:
+        return self._discriminator[0]
+
+    def forward(self, source: Tensor, driving: Tensor, flow: Optional[Tensor] = None,
+                nearby: Optional[Tensor] = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """``flow`` ``(B, 2, H, W)`` (source -> driving optical flow, normalised units) and
+        ``nearby`` ``(B,)`` bool are needed by the flow-consistency loss only."""
+        weights = self.weights
+        source_detection = self.kp_detector.detect(source)
+        kp_source = source_detection.keypoints
+        kp_driving = self.kp_detector(driving)
+        output = self.generator(source, kp_source=kp_source, kp_driving=kp_driving)
+        losses: dict[str, Tensor] = {}
+        pyramid_real = self.pyramid(driving)
+        pyramid_fake = self.pyramid(output.prediction)
+
+        if self.perceptual.enabled:
+            # Eq. (8): the reconstruction loss, summed over the pyramid's scales.
+            losses["perceptual"] = self.perceptual(_float_maps(pyramid_fake), _float_maps(pyramid_real))
+
+        if weights.generator_gan != 0:
+            losses.update(self._gan_losses(pyramid_real, pyramid_fake, kp_driving))
+
+        if weights.equivariance_value != 0 or weights.equivariance_jacobian != 0:
+            losses.update(self._equivariance_losses(driving, kp_driving))
+
+        if weights.flow_consistency != 0:
+            if flow is None:
+                raise TrainingError("loss_weights.flow_consistency needs batches with 'flow' (dataset_params "
+                                    "compute_flow, set automatically for dataset_params datasets)")
+            with _autocast_off(driving.device):
+                losses["flow_consistency"] = weights.flow_consistency * flow_consistency_loss(
+                    kp_source.float(), source_detection.heatmap.float(), kp_driving.float(), flow.float(), mask=nearby)
+
+        generated = {"prediction": output.prediction, "kp_source": kp_source.value, "kp_driving": kp_driving.value}
+        if output.deformed is not None:
+            generated["deformed"] = output.deformed
+        if output.occlusion_map is not None:
+            generated["occlusion_map"] = output.occlusion_map
+        return losses, generated
+
+    def _gan_losses(self, pyramid_real: dict[str, Tensor], pyramid_fake: dict[str, Tensor],
+                    kp_driving: Keypoints) -> dict[str, Tensor]:
+        """The generator's least-squares GAN loss and, when weighted, feature matching."""
+        weights = self.weights
+        kp_condition = Keypoints(kp_driving.value.detach())
+        fake = _float_output(self.discriminator(pyramid_fake, kp=kp_condition))
+        # Run on the real frames even without feature matching, as the original: each training
+        # forward advances the spectral norm's power iteration.
+        real = _float_output(self.discriminator(pyramid_real, kp=kp_condition))
+        losses = {"gen_gan": weights.generator_gan * generator_gan_loss(fake)}
+        if sum(weights.feature_matching) != 0:
+            losses["feature_matching"] = feature_matching_loss(real, fake, weights.feature_matching)
+        return losses
+
+    def _equivariance_losses(self, driving: Tensor, kp_driving: Keypoints) -> dict[str, Tensor]:
+        """Keypoints detected on a randomly warped driving frame, mapped back through the known
+        warp, must be the driving frame's keypoints (values and jacobians)."""
+        weights, params = self.weights, self.transform_params
+        assert params is not None  # checked in __init__
+        transform = RandomWarp(driving.shape[0], params.sigma_affine, params.sigma_tps, params.points_tps,
+                               device=driving.device)
+        transformed_kp = self.kp_detector(transform.transform_frame(driving))
+        losses: dict[str, Tensor] = {}
+        # The chain-rule jacobian and the 2x2 inverse are done in float32 even under autocast.
+        with _autocast_off(driving.device):
+            kp, transformed = kp_driving.float(), transformed_kp.float()
+            if weights.equivariance_value != 0:
+                # Eq. (10): T_{X<-R}(p_k) = T_{X<-Y} o T_{Y<-R}(p_k), X the driving frame, Y its warp.
+                losses["equivariance_value"] = weights.equivariance_value * equivariance_value_loss(
+                    kp, transformed, transform)
+            if weights.equivariance_jacobian != 0:
+                # Eqs. (11)-(12): the chain rule of the jacobians, as J_X^-1 (dT_{X<-Y} J_Y) = identity.
+                losses["equivariance_jacobian"] = weights.equivariance_jacobian * equivariance_jacobian_loss(
+                    kp, transformed, transform)
+        return losses
+
+
+class DiscriminatorFullModel(nn.Module):
+    """Discriminator + its least-squares loss.
+
+    ``forward(driving, prediction, kp_driving)``: the ``(B, C, H, W)`` real and generated frames and
+    the ``(B, K, 2)`` driving keypoint values (the discriminator's condition when ``use_kp``); the
+    prediction and keypoints are detached here. Returns ``{'disc_gan': weighted loss}``.
+    """
+
+    def __init__(self, discriminator: nn.Module, train_params: TrainParams, num_channels: int) -> None:
+        super().__init__()
+        self.discriminator = discriminator
+        self.weight = train_params.loss_weights.discriminator_gan
+        self.pyramid = ImagePyramid(train_params.scales, num_channels)
+
+    def forward(self, driving: Tensor, prediction: Tensor, kp_driving: Tensor) -> dict[str, Tensor]:
+        kp_condition = Keypoints(kp_driving.detach())
+        real = _float_output(self.discriminator(self.pyramid(driving), kp=kp_condition))
+        fake = _float_output(self.discriminator(self.pyramid(prediction.detach()), kp=kp_condition))
+        return {"disc_gan": self.weight * discriminator_gan_loss(real, fake)}
+
+
+def _float_maps(values: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {key: value.float() for key, value in values.items()}
+
+
+def _float_output(output: DiscriminatorOutput) -> DiscriminatorOutput:
+    """The discriminator's maps in float32 (they may be half precision under autocast)."""
+    output.prediction_maps = _float_maps(output.prediction_maps)
+    output.feature_maps = {key: [value.float() for value in maps] for key, maps in output.feature_maps.items()}
+    return output
+
+
+def _autocast_off(device: torch.device) -> AbstractContextManager:
+    if device.type == "cuda":
+        return torch.autocast("cuda", enabled=False)
+    return nullcontext()

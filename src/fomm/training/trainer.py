@@ -1,0 +1,530 @@
+"""The training loop of one config, from scratch, resumed, or fine-tuned from an original checkpoint.
+
+One iteration, as the original ``train.py``: the keypoint detector and generator take an Adam step
+on the generator losses (reconstruction pyramid, equivariance, generator GAN and feature matching;
+ours: optical-flow consistency, which turns on ``dataset_params.compute_flow``), then, when
+``loss_weights.generator_gan != 0``, the discriminator takes an Adam step on the least-squares
+discriminator loss. Learning rates follow ``MultiStepLR(epoch_milestones, gamma=0.1)`` per epoch;
+an epoch is ``num_repeats`` passes over the training videos (``DatasetRepeater``).
+
+Checkpoints (``<log_dir>/checkpoint.pth.tar``, written atomically by rank 0) are taken every
+``checkpoint_freq`` epochs and at the end, with the optimiser, scheduler and random states of every
+process, the epoch and the step within it. Resuming from one is exact: on the CPU with
+``num_workers: 0`` a resumed run reproduces the parameters of the uninterrupted run (to float
+rounding); with DataLoader workers a run resumed mid-epoch sees different augmentations for the rest
+of that epoch (worker generators are not checkpointed). An original ``.pth.tar`` is fine-tuned
+instead: its weights and, where they fit, its optimiser states are loaded, and training starts at
+epoch 0 of this config's schedule with this config's learning rates.
+
+Ctrl-C stops without writing a checkpoint (the last complete one stays). A non-finite loss stops
+with :class:`~fomm.training.errors.NonFiniteLossError` naming the term and the step, before any
+parameter update and without touching the last good checkpoint.
+
+Scale-out: the same run under ``torchrun --nproc_per_node N`` trains each process on its own shard
+of every epoch with ``DistributedDataParallel`` (:mod:`fomm.training.distributed`), batch norm
+synchronised across processes, rank 0 alone logging and checkpointing. The effective batch size is
+``train_params.batch_size x world size`` and an epoch has ``world size`` times fewer steps.
+
+Mixed precision (``mixed_precision: bf16 | fp16``) applies on CUDA only (autocast; fp16 with a
+gradient scaler); the loss arithmetic itself stays in float32.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import sys
+import time
+import warnings
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import imageio.v3 as iio
+import torch
+import yaml
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from ..checkpoint import CheckpointData, load_state_dicts, read_checkpoint, save_checkpoint
+from ..config import FommConfig, TrainParams
+from ..data import DatasetRepeater, FramesDataset
+from ..device import resolve_device
+from ..errors import ConfigError
+from ..io import atomic_path, write_text_atomic
+from ..models import FommModel, build_model
+from ..models.vgg import load_vgg19_weights
+from ..visualize import training_grid
+from .distributed import (
+    DistributedContext,
+    EpochSampler,
+    all_gather_objects,
+    all_reduce_mean,
+    convert_batchnorm,
+    init_distributed,
+)
+from .errors import NonFiniteLossError, TrainingError
+from .full_models import DiscriminatorFullModel, GeneratorFullModel
+from .rng import capture_rng_state, derive_seed, reseed_dataset, restore_rng_state, seed_everything
+
+__all__ = ["ADAM_BETAS", "CHECKPOINT_NAME", "NETWORK_NAMES", "TrainResult", "Trainer"]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pth.tar"
+ADAM_BETAS = (0.5, 0.999)
+NETWORK_NAMES = ("generator", "kp_detector", "discriminator")
+#: The epoch index of the seed of the training randomness (equivariance warps), far from any real
+#: epoch so that it never equals a dataset's per-epoch seed.
+_TRAINING_STREAM = 2**31 - 1
+
+
+@dataclass
+class TrainResult:
+    """What a :meth:`Trainer.train` call did. ``epoch`` counts finished epochs; ``history`` has
+    one dict of loss values (averaged over processes) per step of this call."""
+
+    epoch: int
+    step_in_epoch: int
+    global_step: int
+    steps_this_run: int
+    checkpoint: Optional[Path]
+    interrupted: bool = False
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.seconds / max(self.steps_this_run, 1)
+
+
+class Trainer:
+    """Training of one config, from scratch or from a checkpoint; see the module doc.
+
+    Args:
+        config: the whole config (``train_params`` required; ``dataset_params`` unless ``dataset``
+            is given).
+        log_dir: where the checkpoint, TensorBoard events, visualisations and a config copy go.
+        device: ``auto``, ``cpu``, ``cuda``, ... (under torchrun each process takes its GPU).
+        checkpoint: resume from one of our checkpoints, or fine-tune from an original ``.pth.tar``
+            (a path, or the file already read with ``read_checkpoint(path, config)``).
+        seed: overrides ``train_params.seed``.
+        max_steps: stop after this many steps of this call (a checkpoint is written then).
+        dataset: a training dataset of ``{'source', 'driving'}`` dicts of ``(C, H, W)`` frames in
+            [0, 1] instead of ``dataset_params``.
+        vgg: a ready VGG19 feature network (``perceptual_backbone: vgg19``) instead of loading the
+            ImageNet weights (tests and benchmarks).
+        progress: show the tqdm progress bar (rank 0 only anyway).
+        skip_bad: skip unreadable videos of ``dataset_params`` with a warning instead of stopping.
+    """
+
+    def __init__(self, config: FommConfig, log_dir: str | Path, *, device: str = "auto",
+                 checkpoint: Optional[str | Path | CheckpointData] = None, seed: Optional[int] = None,
+                 max_steps: Optional[int] = None, dataset: Optional[Dataset] = None,
+                 vgg: Optional[nn.Module] = None, progress: bool = True, skip_bad: bool = False) -> None:
+        if config.train_params is None:
+            raise ConfigError("the config has no train_params section: it cannot be trained")
+        self.config = config
+        self.params: TrainParams = config.train_params
+        self.log_dir = Path(log_dir)
+        self.max_steps = max_steps
+        self.skip_bad = skip_bad
+        self.progress = progress
+        self.seed = self.params.seed if seed is None else seed
+        self.ctx: DistributedContext = init_distributed(resolve_device(device))
+        self.device = self.ctx.device
+        self.checkpoint_path = self.log_dir / CHECKPOINT_NAME
+
+        seed_everything(self.seed)  # identical initial weights on every process
+        self.model: FommModel = build_model(config)
+        self.start_epoch, self.start_step_in_epoch, self.global_step = 0, 0, 0
+        resume_state: dict[str, Any] = {}
+        if checkpoint is not None:
+            resume_state = self._load_checkpoint(checkpoint)
+        self._prepare_model()
+
+        self.amp_dtype = self._amp_dtype()
+        self.train_discriminator = self.params.loss_weights.generator_gan != 0
+        self.generator_full, self.discriminator_full = self._full_models(vgg)
+        self.optimizers = self._optimizers()
+        self.schedulers = {name: torch.optim.lr_scheduler.MultiStepLR(optimizer, self.params.epoch_milestones, gamma=0.1)
+                           for name, optimizer in self.optimizers.items()}
+        use_scaler = self.amp_dtype == torch.float16
+        self.scalers = {"generator": torch.amp.GradScaler("cuda", enabled=use_scaler),
+                        "discriminator": torch.amp.GradScaler("cuda", enabled=use_scaler)}
+        self._restore_training_state(resume_state)
+
+        self.dataset = dataset if dataset is not None else self._build_dataset()
+        self.sampler = EpochSampler(len(self.dataset), self.ctx.rank, self.ctx.world_size, seed=self.seed)
+        self.steps_per_epoch = self.sampler.num_samples // self.params.batch_size
+        if self.steps_per_epoch == 0:
+            raise TrainingError(f"the training set ({len(self.dataset)} samples over {self.ctx.world_size} process(es)) "
+                                f"is smaller than one batch of train_params.batch_size={self.params.batch_size}; "
+                                f"lower batch_size or raise train_params.num_repeats")
+        self._resume_rng = resume_state.get("rng_states")
+        self._epoch = self.start_epoch
+        self._saved_at: Optional[tuple[int, int]] = None
+        # Training randomness (the equivariance warps) differs between processes; the weights above
+        # were drawn before this, identical everywhere.
+        torch.manual_seed(derive_seed(self.seed, _TRAINING_STREAM, self.ctx.rank))
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _prepare_model(self) -> None:
+        self.model.to(self.device)
+        if self.ctx.is_distributed:
+            for name in NETWORK_NAMES:
+                setattr(self.model, name, convert_batchnorm(getattr(self.model, name), self.device))
+        self.model.train()
+
+    def _full_models(self, vgg: Optional[nn.Module]) -> tuple[nn.Module, nn.Module]:
+        num_channels = self.config.model_params.common_params.num_channels
+        weights = self.params.loss_weights
+        if self.params.perceptual_backbone == "vgg19" and sum(weights.perceptual) != 0 and vgg is None:
+            vgg = load_vgg19_weights(self.params.vgg19_weights)
+        generator_full = GeneratorFullModel(self.model.kp_detector, self.model.generator, self.model.discriminator,
+                                            self.params, num_channels, vgg).to(self.device)
+        discriminator_full = DiscriminatorFullModel(self.model.discriminator, self.params, num_channels).to(self.device)
+        if self.train_discriminator:
+            return self._wrap(generator_full), self._wrap(discriminator_full)
+        return self._wrap(generator_full), discriminator_full
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        rates = {"generator": self.params.lr_generator, "kp_detector": self.params.lr_kp_detector,
+                 "discriminator": self.params.lr_discriminator}
+        return {name: torch.optim.Adam(getattr(self.model, name).parameters(), lr=rates[name], betas=ADAM_BETAS)
+                for name in ("generator", "kp_detector", "discriminator")}
+
+    def _amp_dtype(self) -> Optional[torch.dtype]:
+        mode = self.params.mixed_precision
+        if mode == "no":
+            return None
+        if self.device.type != "cuda":
+            self._log(f"train_params.mixed_precision: {mode} applies on CUDA only; training in float32 "
+                      f"on {self.device}", logging.WARNING)
+            return None
+        if mode == "bf16" and not torch.cuda.is_bf16_supported():
+            raise ConfigError("train_params.mixed_precision: bf16 asked for, but this GPU does not support "
+                              "bfloat16; use fp16")
+        return torch.bfloat16 if mode == "bf16" else torch.float16
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        if not self.ctx.is_distributed:
+            return module
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        # Without a dense-motion network the generator ignores the keypoints, so the detector may
+        # get no gradient at all; only then pay for DDP's search for unused parameters.
+        unused = self.config.model_params.generator_params.dense_motion_params is None
+        return DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=unused)
+
+    def _build_dataset(self) -> Dataset:
+        if self.config.dataset_params is None:
+            raise ConfigError("the config has no dataset_params section: there is no data to train on")
+        params = self.config.dataset_params
+        if self.params.loss_weights.flow_consistency != 0:
+            # The flow-consistency loss needs the source -> driving optical flow from the data workers.
+            params = params.model_copy(update={"compute_flow": True})
+            if params.nearby_pair_ratio == 0:
+                warnings.warn("loss_weights.flow_consistency > 0 but dataset_params.nearby_pair_ratio is 0: "
+                              "no pair is nearby, so the flow-consistency loss stays 0", stacklevel=2)
+        dataset: Dataset = FramesDataset(params, is_train=True, skip_bad=self.skip_bad)
+        if self.params.num_repeats > 1:
+            dataset = DatasetRepeater(dataset, self.params.num_repeats)
+        return dataset
+
+    def _load_checkpoint(self, checkpoint: str | Path | CheckpointData) -> dict[str, Any]:
+        data = checkpoint if isinstance(checkpoint, CheckpointData) else read_checkpoint(checkpoint, self.config)
+        load_state_dicts(self.model, data)
+        if data.is_original:
+            self._log(f"fine-tuning from the original checkpoint {data.path} (its epoch {data.epoch}); "
+                      f"training starts at epoch 0 of this config")
+            return {"original_optimizers": {name: data.training_state.get(f"optimizer_{name}")
+                                            for name in NETWORK_NAMES}}
+        state = dict(data.training_state)
+        self.start_epoch = int(state.get("epoch", 0))
+        self.start_step_in_epoch = int(state.get("step_in_epoch", 0))
+        self.global_step = int(state.get("global_step", 0))
+        self._log(f"resuming from {data.path}: epoch {self.start_epoch}, step {self.start_step_in_epoch} of it, "
+                  f"global step {self.global_step}")
+        return state
+
+    def _restore_training_state(self, state: dict[str, Any]) -> None:
+        if "original_optimizers" in state:
+            for name, saved in state["original_optimizers"].items():
+                if saved is not None:
+                    self._load_original_optimizer(name, saved)
+            return
+        for name, optimizer in self.optimizers.items():
+            if f"optimizer_{name}" in state:
+                optimizer.load_state_dict(state[f"optimizer_{name}"])
+            if f"scheduler_{name}" in state:
+                self.schedulers[name].load_state_dict(state[f"scheduler_{name}"])
+        for name, scaler in self.scalers.items():
+            if state.get(f"scaler_{name}"):
+                scaler.load_state_dict(state[f"scaler_{name}"])
+
+    def _load_original_optimizer(self, name: str, saved: dict) -> None:
+        """Adam moments of an original checkpoint, when they fit; this config's learning rates."""
+        optimizer = self.optimizers[name]
+        configured = [dict(group) for group in optimizer.param_groups]
+        try:
+            optimizer.load_state_dict(saved)
+        except (ValueError, KeyError, RuntimeError) as error:
+            warnings.warn(f"optimizer state of '{name}' in the original checkpoint does not fit ({error}); "
+                          f"starting it fresh", stacklevel=2)
+            return
+        for group, fresh in zip(optimizer.param_groups, configured):
+            group["lr"] = group["initial_lr"] = fresh["lr"]
+            group["betas"] = fresh["betas"]
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def _autocast(self) -> AbstractContextManager:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def train_step(self, batch: dict[str, Any]) -> tuple[dict[str, float], dict[str, Tensor]]:
+        """One generator (+ kp detector) step and, with a GAN, one discriminator step.
+
+        Returns the loss values (averaged over processes) and the generated tensors. Raises
+        :class:`NonFiniteLossError` before any update when a loss is not finite.
+        """
+        source = batch["source"].to(self.device, non_blocking=True)
+        driving = batch["driving"].to(self.device, non_blocking=True)
+        flow, nearby = batch.get("flow"), batch.get("nearby")
+        if flow is not None:
+            flow = flow.to(self.device, non_blocking=True)
+        if isinstance(nearby, Tensor):
+            nearby = nearby.to(self.device, dtype=torch.bool)
+        with self._autocast():
+            losses, generated = self.generator_full(source, driving, flow, nearby)
+        values = self._checked_values(losses)
+        generator_optimizers = (self.optimizers["generator"], self.optimizers["kp_detector"])
+        self._step(losses, generator_optimizers, self.scalers["generator"])
+
+        if self.train_discriminator:
+            optimizer = self.optimizers["discriminator"]
+            with self._autocast():
+                disc_losses = self.discriminator_full(driving, generated["prediction"].detach(),
+                                                      generated["kp_driving"].detach())
+            values.update(self._checked_values(disc_losses))
+            self._step(disc_losses, (optimizer,), self.scalers["discriminator"])
+            optimizer.zero_grad(set_to_none=True)
+        return values, generated
+
+    def _step(self, losses: dict[str, Tensor], optimizers: Iterable[torch.optim.Optimizer],
+              scaler: torch.amp.GradScaler) -> None:
+        """Backward of the summed losses and one (scaled, clipped) step of ``optimizers``."""
+        optimizers = tuple(optimizers)
+        for optimizer in optimizers:
+            # Also drops what an earlier backward left: the generator loss reaches the discriminator.
+            optimizer.zero_grad(set_to_none=True)
+        scaler.scale(sum(loss.float() for loss in losses.values())).backward()
+        self._clip(optimizers, scaler)
+        for optimizer in optimizers:
+            scaler.step(optimizer)
+        scaler.update()
+
+    def _checked_values(self, losses: dict[str, Tensor]) -> dict[str, float]:
+        """Loss values averaged over processes (one small all-reduce), checked to be finite on
+        every process at once so that all of them stop together."""
+        names = list(losses)
+        if not names:
+            raise ConfigError("every train_params.loss_weights entry is zero: nothing to train")
+        stacked = all_reduce_mean(torch.stack([losses[name].detach().float() for name in names]))
+        values = dict(zip(names, stacked.tolist()))
+        for name, value in values.items():
+            if not math.isfinite(value):
+                raise NonFiniteLossError(name, value, self.global_step, self._epoch, self.checkpoint_path)
+        return values
+
+    def _clip(self, optimizers: tuple[torch.optim.Optimizer, ...], scaler: torch.amp.GradScaler) -> None:
+        if self.params.grad_clip is None:
+            return
+        parameters = []
+        for optimizer in optimizers:
+            scaler.unscale_(optimizer)
+            parameters += [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(parameters, self.params.grad_clip)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def train(self) -> TrainResult:
+        """Train until ``num_epochs`` (or ``max_steps`` of this call, or Ctrl-C)."""
+        self._epoch = self.start_epoch
+        result = TrainResult(epoch=self.start_epoch, step_in_epoch=self.start_step_in_epoch,
+                             global_step=self.global_step, steps_this_run=0,
+                             checkpoint=self.checkpoint_path if self.checkpoint_path.is_file() else None)
+        writer = self._open_logs()
+        progress = self._progress_bar()
+        started = time.perf_counter()
+        try:
+            self._loop(result, writer, progress)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            kept = f"; the last one ({self.checkpoint_path}) is kept" if result.checkpoint else ""
+            self._log(f"interrupted at global step {self.global_step}; no checkpoint written{kept}",
+                      logging.WARNING)
+        finally:
+            result.seconds = time.perf_counter() - started
+            if progress is not None:
+                progress.close()
+            if writer is not None:
+                writer.close()
+        return result
+
+    def _loop(self, result: TrainResult, writer: Optional[SummaryWriter], progress: Optional[tqdm]) -> None:
+        params = self.params
+        epoch, skip = self.start_epoch, self.start_step_in_epoch
+        if self._resume_rng is not None and skip == 0:
+            self._restore_rng(self._resume_rng)  # at an epoch boundary: before anything draws
+        generated: dict[str, Tensor] = {}
+        batch: dict[str, Any] = {}
+        while epoch < params.num_epochs:
+            self._epoch = epoch
+            self._log_learning_rates(writer, epoch)
+            loader = self._epoch_loader(epoch, skip)
+            if self._resume_rng is not None and skip > 0:
+                self._restore_rng(self._resume_rng)  # mid-epoch: after the per-epoch reseed
+            self._resume_rng = None
+            step_in_epoch = skip
+            for batch in loader:
+                values, generated = self.train_step(batch)
+                step_in_epoch += 1
+                self.global_step += 1
+                result.steps_this_run += 1
+                result.history.append(values)
+                self._log_step(writer, progress, values, epoch)
+                if self._budget_spent(result):
+                    break
+            skip = 0
+            if step_in_epoch >= self.steps_per_epoch:  # the epoch is complete
+                self._advance_schedules()
+                epoch += 1
+                step_in_epoch = 0
+                if epoch % params.checkpoint_freq == 0 or epoch == params.num_epochs:
+                    self._save(epoch, 0, result)
+                    self._visualise(writer, batch, generated, epoch)
+            if self._budget_spent(result):
+                if self._saved_at != (epoch, step_in_epoch):  # same decision on every rank
+                    self._save(epoch, step_in_epoch, result)
+                break
+        self._epoch = epoch
+
+    def _budget_spent(self, result: TrainResult) -> bool:
+        return self.max_steps is not None and result.steps_this_run >= self.max_steps
+
+    def _advance_schedules(self) -> None:
+        with warnings.catch_warnings():
+            # The discriminator's optimiser never steps without a GAN; its schedule still advances
+            # so that turning the GAN on later finds the right learning rate.
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+            for scheduler in self.schedulers.values():
+                scheduler.step()
+
+    def _epoch_loader(self, epoch: int, skip: int) -> DataLoader:
+        self.sampler.set_epoch(epoch, start=skip * self.params.batch_size)
+        seed = derive_seed(self.seed, epoch, self.ctx.rank)
+        reseed_dataset(self.dataset, seed)
+        generator = torch.Generator()
+        generator.manual_seed(seed)
+        return DataLoader(self.dataset, batch_size=self.params.batch_size, sampler=self.sampler, drop_last=True,
+                          num_workers=self.params.num_workers, pin_memory=self.device.type == "cuda",
+                          generator=generator)
+
+    # -- checkpoints and random states -----------------------------------------------------------
+
+    def _save(self, epoch: int, step_in_epoch: int, result: TrainResult) -> None:
+        rng_states = all_gather_objects(capture_rng_state(self.dataset))  # collective: every rank calls it
+        self._saved_at = (epoch, step_in_epoch)
+        result.epoch, result.step_in_epoch, result.global_step = epoch, step_in_epoch, self.global_step
+        if not self.ctx.is_main:
+            return
+        self.model.epoch = epoch
+        state: dict[str, Any] = {
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "global_step": self.global_step,
+            "seed": self.seed,
+            "world_size": self.ctx.world_size,
+            "rng_states": rng_states,
+        }
+        for name, optimizer in self.optimizers.items():
+            state[f"optimizer_{name}"] = optimizer.state_dict()
+            state[f"scheduler_{name}"] = self.schedulers[name].state_dict()
+        for name, scaler in self.scalers.items():
+            state[f"scaler_{name}"] = scaler.state_dict() if scaler.is_enabled() else {}
+        save_checkpoint(self.checkpoint_path, self.model, state)
+        result.checkpoint = self.checkpoint_path
+
+    def _restore_rng(self, states: list) -> None:
+        if len(states) != self.ctx.world_size:
+            warnings.warn(f"the checkpoint was written by {len(states)} process(es), this run has "
+                          f"{self.ctx.world_size}: random streams start afresh", stacklevel=2)
+            return
+        restore_rng_state(states[self.ctx.rank], self.dataset)
+
+    # -- logging -------------------------------------------------------------------------------
+
+    def _log(self, message: str, level: int = logging.INFO) -> None:
+        """Log from rank 0 only: the other processes would repeat the same lines."""
+        if self.ctx.is_main:
+            logger.log(level, message)
+
+    def _open_logs(self) -> Optional[SummaryWriter]:
+        if not self.ctx.is_main:
+            return None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.log_dir / "config.yaml", yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        world = self.ctx.world_size
+        self._log(f"training on {self.device} x {world} process(es); effective batch size "
+                  f"{self.params.batch_size} x {world} = {self.params.batch_size * world}; "
+                  f"{self.steps_per_epoch} steps per epoch; logs in {self.log_dir}")
+        return SummaryWriter(log_dir=str(self.log_dir))
+
+    def _progress_bar(self) -> Optional[tqdm]:
+        if not (self.ctx.is_main and self.progress):
+            return None
+        total = self.params.num_epochs * self.steps_per_epoch
+        if self.max_steps is not None:
+            total = min(total, self.global_step + self.max_steps)
+        return tqdm(total=total, initial=self.global_step, unit="it", dynamic_ncols=True, file=sys.stderr)
+
+    def _log_step(self, writer: Optional[SummaryWriter], progress: Optional[tqdm], values: dict[str, float],
+                  epoch: int) -> None:
+        if writer is not None:
+            for name, value in values.items():
+                writer.add_scalar(f"loss/{name}", value, self.global_step)
+            writer.add_scalar("loss/total", sum(values.values()), self.global_step)
+        if progress is not None:
+            progress.set_description(f"epoch {epoch + 1}/{self.params.num_epochs}")
+            progress.set_postfix({name: f"{value:.4g}" for name, value in values.items()}, refresh=False)
+            progress.update(1)
+
+    def _log_learning_rates(self, writer: Optional[SummaryWriter], epoch: int) -> None:
+        if writer is None:
+            return
+        for name, optimizer in self.optimizers.items():
+            writer.add_scalar(f"lr/{name}", optimizer.param_groups[0]["lr"], epoch)
+
+    def _visualise(self, writer: Optional[SummaryWriter], batch: dict[str, Any], generated: dict[str, Tensor],
+                   epoch: int) -> None:
+        """The last batch of the epoch as a picture: ``<log_dir>/train-vis/epoch-NNNNN.png`` and
+        TensorBoard."""
+        if writer is None or not generated:
+            return
+        vis = self.config.visualizer_params
+        grid = training_grid(batch["source"], batch["driving"], generated["prediction"],
+                             kp_source=generated.get("kp_source"), kp_driving=generated.get("kp_driving"),
+                             deformed=generated.get("deformed"), occlusion_map=generated.get("occlusion_map"),
+                             colormap=vis.colormap, kp_size=max(1, vis.kp_size * batch["source"].shape[-1] // 256),
+                             draw_border=vis.draw_border)
+        with atomic_path(self.log_dir / "train-vis" / f"epoch-{epoch:05d}.png") as temporary:
+            iio.imwrite(temporary, grid)
+        writer.add_image("train/visualisation", grid, epoch, dataformats="HWC")

@@ -1,0 +1,186 @@
+"""The command line as a user meets it: one-line errors, the original demo.py's flags, packaged
+config names from any folder, the config's motion defaults, and dataset-level animation."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import fomm
+from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
+from fomm.config import PACKAGED_CONFIGS
+from fomm.data.synthetic import make_dataset
+from fomm.data.video import read_video, video_info
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "fomm.cli", *args], capture_output=True, text=True,
+                          timeout=180, cwd=cwd, env=environment)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, command: str, expected: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"fomm {command}".strip() + ": error:"), result.stderr
+    assert expected in lines[0]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["animate", "--device", "cuda"], "CUDA is not available"),
+    (["animate", "--device", "gpu"], "unknown device 'gpu'"),
+    (["visualize", "--device", "cuda"], "CUDA is not available"),
+    (["demo", "--device", "cuda:3"], "CUDA"),
+    (["make-dataset", "sprites", "--out", "ds", "--size", "7", "--videos", "1", "--workers", "1"], "size >= 8"),
+    (["animate", "--config", "no-such-config"], "packaged configs"),
+    (["animate", "--best-frame", "999"], "out of range"),
+    (["animate", "--threads", "0"], "--threads: must be at least 1"),
+    (["animate", "--threads", "-1"], "--threads: must be at least 1"),
+    (["animate", "--batch-size", "0"], "--batch-size: must be at least 1"),
+    (["animate", "--fps", "nan"], "--fps must be a number"),
+    (["animate", "--fps", "inf"], "--fps must be a number"),
+    (["animate", "--fps", "0"], "--fps must be a number"),
+    (["animate", "--fps", "0.0001"], "--fps must be a number"),
+    (["animate", "--out", "."], "is a folder"),
+    (["animate", "--out", "missing/result.mp4"], "does not exist"),
+    (["animate", "--out", "result.avi"], "unknown extension"),
+    (["animate", "--out", "a.mp4", "--side-by-side", "a.mp4"], "two outputs"),
+    (["animate", "--gif", "bad.png"], "unknown extension"),
+    (["animate", "--checkpoint", "."], "not a file"),
+    (["nonsense"], "invalid choice"),
+], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
+def test_user_errors_are_one_line_with_exit_status_2(argv, expected, tmp_path):
+    if "cuda" in " ".join(argv) and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = run_cli(*argv, cwd=tmp_path)
+    assert_one_line_error(result, argv[0] if argv[0] != "nonsense" else "", expected)
+    assert "Traceback" not in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # nothing written
+
+
+def test_an_output_over_its_input_is_refused_and_the_input_kept(tmp_path):
+    driving = tmp_path / "driving.mp4"
+    driving.write_bytes(BUNDLED_DRIVING.read_bytes())
+    result = run_cli("animate", "--driving", str(driving), "--out", str(driving))
+    assert_one_line_error(result, "animate", "would destroy the input")
+    assert driving.read_bytes() == BUNDLED_DRIVING.read_bytes()
+
+
+def test_every_output_is_written(tmp_path):
+    out, panels, gif = tmp_path / "result.mp4", tmp_path / "panels.mp4", tmp_path / "result.gif"
+    result = run_cli("animate", "--out", str(out), "--gif", str(gif), "--side-by-side", str(panels), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["panels.mp4", "result.gif", "result.mp4"]
+    assert video_info(panels).num_frames == video_info(out).num_frames == len(read_video(gif))
+
+
+def test_the_original_demo_py_flags_work(tmp_path):
+    out = tmp_path / "demo_py.mp4"
+    result = run_cli("animate", "--source_image", str(BUNDLED_SOURCE), "--driving_video", str(BUNDLED_DRIVING),
+                     "--result_video", str(out), "--relative", "--adapt_scale", "--find_best_frame", "--cpu",
+                     "--checkpoint", str(BUNDLED_CHECKPOINT), "--config", str(PACKAGED_CONFIGS / "sprites-64-fullres.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert video_info(out).num_frames == video_info(BUNDLED_DRIVING).num_frames
+
+
+def test_best_frame_spellings_agree_and_change_the_reference_frame(tmp_path):
+    outputs = {}
+    for name, flags in {"default": [], "dash": ["--best-frame", "5"], "underscore": ["--best_frame", "5"]}.items():
+        outputs[name] = tmp_path / f"{name}.gif"  # GIF: encoded deterministically, unlike x264
+        result = run_cli("animate", "--out", str(outputs[name]), "--device", "cpu", *flags)
+        assert result.returncode == 0, result.stderr
+    frames = {name: read_video(path).astype(np.int16) for name, path in outputs.items()}
+    # One thread and the same input: the animation is deterministic, and so is a GIF's encoding.
+    assert np.array_equal(frames["dash"], frames["underscore"])
+    assert np.abs(frames["dash"] - frames["default"]).mean() > 1.0  # another reference pose
+
+
+def _original_layout_checkpoint(path: Path, config_name: str) -> Path:
+    """A checkpoint as the original ``Logger.save_cpk`` writes it: state dicts, no config."""
+    model = fomm.build_model(fomm.load_config(config_name))
+    torch.save({name: getattr(model, name).state_dict() for name in ("generator", "kp_detector", "discriminator")}
+               | {"epoch": 0}, path)
+    return path
+
+
+def test_a_packaged_config_name_works_from_any_folder(tmp_path):
+    checkpoint = _original_layout_checkpoint(tmp_path / "original.pth.tar", "sprites-64")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for config in ("sprites-64", "sprites-64.yaml", "configs/sprites-64.yaml"):
+        result = run_cli("visualize", "--checkpoint", str(checkpoint), "--config", config, "--out", "motion.png",
+                         "--device", "cpu", cwd=elsewhere)
+        assert result.returncode == 0, result.stderr
+        assert (elsewhere / "motion.png").stat().st_size > 10_000
+        (elsewhere / "motion.png").unlink()
+
+
+def _config_with_motion_defaults(tmp_path: Path, reference_dir: Path, relative: bool) -> Path:
+    data = yaml.safe_load((reference_dir / "config.yaml").read_text())
+    data.setdefault("animate_params", {})["normalization_params"] = {
+        "adapt_movement_scale": False, "use_relative_movement": relative, "use_relative_jacobian": True}
+    path = tmp_path / f"relative-{relative}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_the_configs_normalization_params_are_the_defaults_of_animate(tmp_path, reference_dir):
+    checkpoint = reference_dir / "checkpoint.pth.tar"
+
+    def animate(config: Path, name: str, *flags: str) -> np.ndarray:
+        out = tmp_path / f"{name}.gif"
+        result = run_cli("animate", "--checkpoint", str(checkpoint), "--config", str(config), "--out", str(out),
+                         "--device", "cpu", *flags)
+        assert result.returncode == 0, result.stderr
+        return read_video(out)
+
+    absolute_config = _config_with_motion_defaults(tmp_path, reference_dir, relative=False)
+    relative_config = _config_with_motion_defaults(tmp_path, reference_dir, relative=True)
+    absolute = animate(absolute_config, "absolute-by-config")
+    assert np.array_equal(absolute, animate(relative_config, "absolute-by-flag", "--absolute"))
+    relative = animate(relative_config, "relative-by-config")
+    assert np.array_equal(relative, animate(absolute_config, "relative-by-flag", "--relative"))
+    assert np.abs(absolute.astype(np.int16) - relative).mean() > 0.3
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pairs") / "sprites"
+    make_dataset(kind="sprites", out=root, videos=8, frames=5, size=64, seed=3, test_fraction=0.5, workers=1,
+                 progress=False)
+    return root
+
+
+def test_animate_a_datasets_pairs(small_dataset, tmp_path):
+    out = tmp_path / "animations"
+    result = run_cli("animate", "--dataset", str(small_dataset), "--out", str(out), "--num-pairs", "3",
+                     "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    written = sorted(out.iterdir())
+    assert len(written) == 3 and all(path.suffix == ".mp4" for path in written)
+    for path in written:  # <source>-<driving>.mp4, as long as the driving video
+        driving = path.stem.split("-")[-1]
+        assert video_info(path).num_frames == len(read_video(next((small_dataset / "test").glob(f"{driving}.*"))))
+
+
+def test_animate_the_pairs_of_a_csv(small_dataset, tmp_path):
+    names = sorted(path.stem for path in (small_dataset / "test").iterdir())
+    pairs = tmp_path / "pairs.csv"
+    with open(pairs, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "driving"])
+        writer.writerows([(names[0], names[1]), (names[2], names[0])])
+    out = tmp_path / "animations"
+    result = run_cli("animate", "--dataset", str(small_dataset), "--pairs", str(pairs), "--out", str(out),
+                     "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in out.iterdir()) == sorted([f"{names[0]}-{names[1]}.mp4",
+                                                                  f"{names[2]}-{names[0]}.mp4"])

@@ -1,0 +1,69 @@
+"""Atomic writes: complete files or none, the previous version kept on failure, and temporaries
+of dead writers swept on the next write."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fomm.io import atomic_path, atomic_torch_save, staged_outputs, sweep_stale_temporaries, write_text_atomic
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
+    target = write_text_atomic(tmp_path / "notes.txt", "first")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            temporary.write_text("half of the seco")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "first"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_stale_temporaries_of_dead_writers_are_swept_and_live_ones_kept(tmp_path):
+    target = tmp_path / "checkpoint.pth.tar"
+    dead = tmp_path / f".checkpoint.pth.partial-{_dead_pid()}-0123abcd.tar"
+    live = tmp_path / f".checkpoint.pth.partial-{os.getppid()}-4567abcd.tar"  # our parent: alive
+    other = tmp_path / f".other.pth.partial-{_dead_pid()}-89abcdef.tar"  # another target's: not ours to judge
+    for path in (dead, live, other):
+        path.write_bytes(b"x" * 100)
+    atomic_torch_save({"step": torch.tensor(1)}, target)
+    assert torch.load(target, weights_only=True)["step"].item() == 1
+    assert not dead.exists() and live.exists() and other.exists()
+    assert sweep_stale_temporaries(tmp_path / "other.pth.tar") == [other]
+
+
+def test_files_are_written_with_the_umask_not_0600(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = atomic_torch_save({"a": torch.zeros(1)}, tmp_path / "model.pt")
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_staged_outputs_are_all_written_or_none(tmp_path):
+    finals = [tmp_path / "result.mp4", tmp_path / "result.gif", tmp_path / "panels.mp4"]
+    (tmp_path / "result.mp4").write_text("previous result")
+    with pytest.raises(OSError):
+        with staged_outputs(finals) as staged:
+            staged[finals[0]].write_text("new result")
+            staged[finals[1]].write_text("new gif")
+            raise OSError("No space left on device")  # while writing the third
+    assert (tmp_path / "result.mp4").read_text() == "previous result"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["result.mp4"]
+    with staged_outputs(finals) as staged:
+        for path in finals:
+            staged[path].write_text(path.name)
+    assert [path.read_text() for path in finals] == ["result.mp4", "result.gif", "panels.mp4"]
+    assert len(list(tmp_path.iterdir())) == 3
