@@ -67,3 +67,35 @@ def test_staged_outputs_are_all_written_or_none(tmp_path):
             staged[path].write_text(path.name)
     assert [path.read_text() for path in finals] == ["result.mp4", "result.gif", "panels.mp4"]
     assert len(list(tmp_path.iterdir())) == 3
+
+
+@pytest.fixture()
+def small_filesystem(tmp_path):
+    """A 64 KiB tmpfs (root only: skipped where mounting is not allowed)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_is_a_one_line_error_and_keeps_the_previous_file(small_filesystem):
+    from fomm.errors import OutputPathError
+
+    target = atomic_torch_save({"small": torch.zeros(10)}, small_filesystem / "checkpoint.pth.tar")
+    before = target.read_bytes()
+    with pytest.raises(OutputPathError, match="No space left on device") as error:
+        atomic_torch_save({"big": torch.zeros(100_000)}, target)
+    assert str(target) in str(error.value) and "\n" not in str(error.value)
+    assert target.read_bytes() == before
+    assert [path.name for path in small_filesystem.iterdir()] == ["checkpoint.pth.tar"]
+
+
+def test_a_read_only_filesystem_is_a_one_line_error(small_filesystem):
+    from fomm.errors import OutputPathError
+
+    subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
+    with pytest.raises(OutputPathError, match="Read-only file system"):
+        write_text_atomic(small_filesystem / "notes.txt", "hello")

@@ -354,3 +354,44 @@ def test_cli_config_by_packaged_name_and_output_checks(tmp_path, monkeypatch, ca
     with pytest.raises(SystemExit):
         main(["train", "--config", "sprites-64", "--threads", "0"])
     assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_a_second_run_on_the_same_log_dir_refuses_and_names_the_first(tmp_path):
+    """Two `fomm train` on one --log-dir would overwrite each other's checkpoint: while the first
+    runs, the second stops at once with one line naming it, and the first finishes undisturbed."""
+    import copy
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from fomm.data.synthetic.writer import make_dataset
+
+    from .train_helpers import TINY_CONFIG
+
+    make_dataset("sprites", tmp_path / "sprites", videos=4, frames=4, size=32, seed=0, workers=1)
+    config = copy.deepcopy(TINY_CONFIG)
+    config["dataset_params"] = {"root_dir": str(tmp_path / "sprites"), "frame_shape": [32, 32, 3]}
+    config["train_params"].update(num_epochs=100, epoch_milestones=[50])  # long enough to overlap
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    log_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "fomm.cli", "train", "--config", str(config_path), "--log-dir", str(log_dir),
+               "--threads", "1", "--no-progress"]
+    first = subprocess.Popen(command + ["--max-steps", "40"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lock = log_dir / ".fomm.lock"
+        deadline = time.monotonic() + 120
+        while not (lock.is_file() and lock.read_text().startswith("pid")) and first.poll() is None:
+            assert time.monotonic() < deadline, "the first run never took its log folder"
+            time.sleep(0.05)
+        assert first.poll() is None, "the first run ended before the second could start"
+        second = subprocess.run(command + ["--max-steps", "1"], capture_output=True, text=True, timeout=120)
+    finally:
+        out, err = first.communicate(timeout=300)
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"pid {first.pid}" in lines[0] and "fomm train" in lines[0]
+    assert first.returncode == 0, err[-2000:]
+    assert read_checkpoint(log_dir / CHECKPOINT_NAME).training_state["global_step"] == 40

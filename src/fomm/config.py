@@ -12,7 +12,7 @@ never needs editing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -138,8 +138,12 @@ class GeneratorParams(_Section):
     dense_motion_params: Optional[DenseMotionParams] = None
 
 
+#: Image-pyramid scales: at least one, each in (0, 1] (1 is the full image).
+PyramidScales = Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=1)]
+
+
 class DiscriminatorParams(_Section):
-    scales: list[float] = [1.0]
+    scales: PyramidScales = [1.0]
     block_expansion: int = Field(64, gt=0)
     max_features: int = Field(512, gt=0)
     num_blocks: int = Field(4, gt=0)
@@ -197,7 +201,7 @@ class TrainParams(_Section):
     lr_discriminator: float = Field(2e-4, ge=0)
     lr_kp_detector: float = Field(2e-4, ge=0)
     batch_size: int = Field(gt=0)
-    scales: list[float] = [1.0]
+    scales: PyramidScales = [1.0]
     checkpoint_freq: int = Field(1, gt=0)
     transform_params: Optional[TransformParams] = None
     loss_weights: LossWeights = LossWeights()

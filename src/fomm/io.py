@@ -5,6 +5,7 @@ under the final name, and never destroys the previous version of it.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import uuid
@@ -14,8 +15,14 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
+from .errors import OutputPathError
+
 __all__ = ["atomic_path", "atomic_torch_save", "staged_outputs", "sweep_stale_temporaries",
-           "write_text_atomic"]
+           "write_text_atomic", "FolderLock"]
+
+
+#: Failures of the storage, not of the program: reported as the user's problem, in one line.
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 def temporary_sibling(path: Path) -> Path:
@@ -70,9 +77,22 @@ def atomic_path(path: str | Path, make_parents: bool = True) -> Iterator[Path]:
         yield temporary
         _fsync(temporary)
         os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
+    except OSError as error:
+        _remove(temporary)
+        if error.errno in _STORAGE_ERRORS:
+            raise OutputPathError(f"cannot write {path}: {os.strerror(error.errno)}") from None
         raise
+    except BaseException:
+        _remove(temporary)
+        raise
+
+
+def _remove(path: Path) -> None:
+    """Delete a temporary if it is there; a read-only file system refuses even that (EROFS)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 @contextmanager
@@ -91,7 +111,7 @@ def staged_outputs(paths: Iterable[str | Path]) -> Iterator[dict[Path, Path]]:
             os.replace(temporary, path)
     except BaseException:
         for temporary in staged.values():
-            temporary.unlink(missing_ok=True)
+            _remove(temporary)
         raise
 
 
@@ -115,5 +135,61 @@ def atomic_torch_save(payload: Any, path: str | Path) -> Path:
     complete on disk."""
     path = Path(path)
     with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
+        # Through a Python file, so that a full disk surfaces as OSError(ENOSPC), not as torch's
+        # opaque "enforce fail" RuntimeError.
+        try:
+            with open(temporary, "wb") as file:
+                torch.save(payload, file)
+        except RuntimeError as error:
+            raise _storage_cause(error) or error
     return path
+
+
+def _storage_cause(error: BaseException) -> OSError | None:
+    """The OSError behind torch's writer failure (it re-raises the file's error as a
+    RuntimeError, with the OSError as its context)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class FolderLock:
+    """An exclusive claim on a folder for the life of a process (``fcntl.flock`` on
+    ``<folder>/.fomm.lock``): a second process that asks gets an :class:`OutputPathError` naming
+    the first. The kernel drops the claim when its process ends, even by SIGKILL, so a crashed
+    run never leaves a stale lock."""
+
+    NAME = ".fomm.lock"
+
+    def __init__(self, folder: str | Path, purpose: str = "in use") -> None:
+        self.path = Path(folder) / self.NAME
+        self.purpose = purpose
+        self._file = None
+
+    def __enter__(self) -> "FolderLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = open(self.path, "a+")
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "another process"
+            file.close()
+            raise OutputPathError(f"{self.path.parent} is {self.purpose} by {holder}; wait for it to finish or "
+                                  f"choose another folder") from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"pid {os.getpid()}")
+        file.flush()
+        self._file = file
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._file is not None:
+            self._file.close()  # closing releases the flock
+            self._file = None

@@ -1,4 +1,6 @@
-"""A user's media for animation: one source image and one driving video, of any size and format.
+"""A user's media for animation: one source image and one driving video, of any size and format,
+read the right way up (see :mod:`fomm.data.video`): a phone's rotated video or JPEG, a
+variable-frame-rate clip and an animated PNG/WebP driving video all read as they play.
 
 Errors name the file and what is wrong with it (:class:`fomm.errors.DataError`).
 """
@@ -10,29 +12,24 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import DataError
-from .video import IMAGE_EXTENSIONS, iter_frames, read_video, to_rgb_uint8, video_info
+from ..errors import DataError, VideoReadError
+from .video import IMAGE_EXTENSIONS, iter_frames, read_image, read_video, video_info
 
 __all__ = ["read_source_image", "read_driving_video"]
 
 
 def read_source_image(path: Path) -> np.ndarray:
-    """The source as an ``(H, W, 3)`` uint8 RGB array: an image file, or a video's first frame."""
+    """The source as an ``(H, W, 3)`` uint8 RGB array, the right way up: an image file (its EXIF
+    orientation applied; an animated image gives its first frame), or a video's first frame
+    (its display rotation applied)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"source not found: {path}")
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        import imageio.v3 as iio
-
         try:
-            image = iio.imread(path)
-        except Exception as error:  # imageio raises many types for unreadable images
-            raise DataError(f"source {path}: not a readable image ({error})") from None
-        if image.ndim == 4:  # animated PNG/WebP: keep the first frame
-            image = image[0]
-        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
-            raise DataError(f"source {path}: unsupported image layout {image.shape}")
-        return to_rgb_uint8(image)
+            return read_image(path)
+        except VideoReadError as error:
+            raise DataError(f"source {error}") from None
     first = next(iter(iter_frames(path)), None)
     if first is None:
         raise DataError(f"source {path}: has no frames")

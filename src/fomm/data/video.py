@@ -79,7 +79,8 @@ _SEEK_MIN_GAP = 24
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a cheap look at a video tells: no frame is decoded except for image headers.
+    """What a cheap look at a video tells: headers, plus a container's first frame (for its
+    display rotation) and an animation's frame durations; nothing else is decoded.
 
     ``kind`` is ``"container"`` (FFmpeg-readable file, GIF included), ``"strip"``,
     ``"animation"`` (animated PNG/WebP) or ``"folder"``. ``fps`` is None where the format has no
@@ -427,7 +428,10 @@ def _frame_times(path: Path) -> Optional[tuple[int, ...]]:
     one before and are therefore decoded in order."""
     if path.suffix.lower() == ".gif":
         return None
-    status = path.stat()
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        raise VideoReadError(f"{path}: file not found") from None
     return _presentation_times(str(path.resolve()), status.st_mtime_ns, status.st_size)
 
 
@@ -655,6 +659,7 @@ def write_video(
     fps: float = 25.0,
     audio_from: Optional[PathLike] = None,
     crf: int = 18,
+    audio_start: float = 0.0,
 ) -> Path:
     """Write frames to ``.mp4``/``.mov``/``.mkv`` (H.264, yuv420p) or ``.gif``, atomically.
 
@@ -662,8 +667,9 @@ def write_video(
     frames (streamed: a long video never has to sit in memory for container formats); uint8,
     or float in [0, 1]. Odd sizes are padded by one edge row/column for H.264.
     ``audio_from``: a video whose audio track is copied (AAC/MP3/ALAC remuxed, anything else
-    re-encoded to AAC) and cut at the end of the new video; ignored with a warning for GIF or
-    when that video has no audio. ``crf``: x264 quality (lower is better, 18 is near lossless).
+    re-encoded to AAC) from ``audio_start`` seconds on (a cut-out segment keeps its own sound)
+    and cut at the end of the new video; ignored with a warning for GIF or when that video has
+    no audio. ``crf``: x264 quality (lower is better, 18 is near lossless).
     GIF stores frame delays in hundredths of a second, so its fps is kept exactly only where
     100 / fps is whole (25, 20, 10, ...): 30 fps reads back as 33.3.
     Returns the path written.
@@ -682,7 +688,7 @@ def write_video(
                 logger.warning("%s: GIF cannot hold audio; audio of %s not copied", path, audio_from)
             count = _write_gif(temporary, _frames_uint8(frames), fps)
         else:
-            count = _write_container(temporary, _frames_uint8(frames), fps, audio_from, crf)
+            count = _write_container(temporary, _frames_uint8(frames), fps, audio_from, crf, audio_start)
         if count == 0:
             raise VideoWriteError(f"{path}: no frames to write")
     logger.debug("wrote %s (%d frames at %g fps)", path, count, fps)
@@ -725,6 +731,7 @@ def _write_container(
     fps: float,
     audio_from: Optional[PathLike],
     crf: int,
+    audio_start: float = 0.0,
 ) -> int:
     rate = Fraction(fps).limit_denominator(1001)
     audio_source = _open_audio_source(Path(audio_from)) if audio_from is not None else None
@@ -747,7 +754,7 @@ def _write_container(
             for packet in video.encode():  # flush the encoder's delayed frames
                 output.mux(packet)
             if audio is not None:
-                _copy_audio(output, audio, audio_source, duration=count / float(rate))
+                _copy_audio(output, audio, audio_source, start=audio_start, duration=count / float(rate))
     except (av.FFmpegError, OSError) as error:
         raise VideoWriteError(f"{path}: encoding failed ({_ffmpeg_reason(error)})") from None
     finally:
@@ -783,21 +790,34 @@ def _add_audio_stream(output, source, path: Path) -> tuple:
     return stream, False
 
 
-def _copy_audio(output, audio: tuple, source, duration: float) -> None:
-    """Remux or re-encode the source's first audio stream, up to ``duration`` seconds."""
+def _copy_audio(output, audio: tuple, source, start: float, duration: float) -> None:
+    """Remux or re-encode the source's first audio stream from ``start`` seconds, for
+    ``duration`` seconds, at packet (remux) or frame (re-encode) granularity."""
     out_stream, remux = audio
     in_stream = source.streams.audio[0]
+    end = start + duration
+    if start > 0:
+        source.seek(int(start / in_stream.time_base), stream=in_stream, backward=True)
     if remux:
+        shift = int(round(start / in_stream.time_base)) if start > 0 else 0
         for packet in source.demux(in_stream):
             if packet.dts is None:  # the demuxer's end-of-stream marker
                 continue
-            if packet.pts is not None and float(packet.pts * packet.time_base) >= duration:
-                break
+            if packet.pts is not None:
+                seconds = float(packet.pts * packet.time_base)
+                if seconds >= end:
+                    break
+                if seconds < start:
+                    continue
+            packet.pts = None if packet.pts is None else packet.pts - shift
+            packet.dts = packet.dts - shift
             packet.stream = out_stream
             output.mux(packet)
         return
     for frame in source.decode(in_stream):
-        if frame.time is not None and frame.time >= duration:
+        if frame.time is not None and frame.time < start:
+            continue
+        if frame.time is not None and frame.time >= end:
             break
         frame.pts = None  # let the encoder number the resampled frames itself
         for packet in out_stream.encode(frame):

@@ -1,8 +1,9 @@
 """The networks and their losses in one ``forward`` each, the unit DistributedDataParallel wraps.
 
 :class:`GeneratorFullModel` runs the keypoint detector and the generator and returns the weighted
-generator losses; :class:`DiscriminatorFullModel` returns the discriminator's. Equation numbers
-refer to Siarohin et al., "First Order Motion Model for Image Animation", NeurIPS 2019.
+generator losses; :class:`DiscriminatorFullModel` returns the discriminator's. The comments name
+the terms of section 3.4 of Siarohin et al., "First Order Motion Model for Image Animation",
+NeurIPS 2019.
 
 Under autocast the networks may run in reduced precision, but every loss is computed in float32
 (half-precision sums of many small differences lose too much).
@@ -82,7 +83,8 @@ class GeneratorFullModel(nn.Module):
         pyramid_fake = self.pyramid(output.prediction)
 
         if self.perceptual.enabled:
-            # Eq. (8): the reconstruction loss, summed over the pyramid's scales.
+            # The reconstruction loss of section 3.4, L_rec = sum_i |N_i(D^) - N_i(D)|, summed over the
+            # pyramid's scales.
             losses["perceptual"] = self.perceptual(_float_maps(pyramid_fake), _float_maps(pyramid_real))
 
         if weights.generator_gan != 0:
@@ -133,11 +135,11 @@ class GeneratorFullModel(nn.Module):
         with _autocast_off(driving.device):
             kp, transformed = kp_driving.float(), transformed_kp.float()
             if weights.equivariance_value != 0:
-                # Eq. (10): T_{X<-R}(p_k) = T_{X<-Y} o T_{Y<-R}(p_k), X the driving frame, Y its warp.
+                # Equivariance of values: T_{X<-R}(p_k) = T_{X<-Y} o T_{Y<-R}(p_k), X the driving frame, Y its warp.
                 losses["equivariance_value"] = weights.equivariance_value * equivariance_value_loss(
                     kp, transformed, transform)
             if weights.equivariance_jacobian != 0:
-                # Eqs. (11)-(12): the chain rule of the jacobians, as J_X^-1 (dT_{X<-Y} J_Y) = identity.
+                # Equivariance of jacobians: the chain rule, as J_X^-1 (dT_{X<-Y} J_Y) = identity.
                 losses["equivariance_jacobian"] = weights.equivariance_jacobian * equivariance_jacobian_loss(
                     kp, transformed, transform)
         return losses

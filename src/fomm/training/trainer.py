@@ -56,7 +56,7 @@ from ..config import FommConfig, TrainParams
 from ..data import DatasetRepeater, FramesDataset
 from ..device import resolve_device
 from ..errors import ConfigError
-from ..io import atomic_path, write_text_atomic
+from ..io import FolderLock, atomic_path, write_text_atomic
 from ..models import FommModel, build_model
 from ..models.vgg import load_vgg19_weights
 from ..visualize import training_grid
@@ -361,6 +361,12 @@ class Trainer:
         result = TrainResult(epoch=self.start_epoch, step_in_epoch=self.start_step_in_epoch,
                              global_step=self.global_step, steps_this_run=0,
                              checkpoint=self.checkpoint_path if self.checkpoint_path.is_file() else None)
+        # One run per log folder: two would overwrite each other's checkpoint.
+        lock = FolderLock(self.log_dir, "training (fomm train)") if self.ctx.is_main else nullcontext()
+        with lock:
+            return self._train(result)
+
+    def _train(self, result: TrainResult) -> TrainResult:
         writer = self._open_logs()
         progress = self._progress_bar()
         started = time.perf_counter()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -44,6 +45,9 @@ from fomm.data.synthetic.common import SyntheticVideo
 from fomm.errors import DataError
 
 KINDS: tuple[str, ...] = ("sprites", "warped-photos")
+#: Bounds that keep a typo (--size 100000) from asking for hundreds of GiB.
+MAX_SIZE = 1024
+MAX_VIDEO_BYTES = 2 * 2**30
 VIDEO_FORMATS: tuple[str, ...] = ("png-strip", "png-folder", "mp4")
 DEFAULT_FORMAT = "png-strip"
 #: Bump when generated content changes, so stale datasets can be recognised from meta.json.
@@ -200,9 +204,12 @@ def read_meta(root: str | os.PathLike) -> dict:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
+        meta = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: expected a JSON object of dataset facts, found a {type(meta).__name__}")
+    return meta
 
 
 def ground_truth_path(video_path: str | os.PathLike) -> Path:
@@ -222,9 +229,23 @@ def load_ground_truth(video_path: str | os.PathLike) -> GroundTruth:
     path = ground_truth_path(video_path)
     if not path.is_file():
         raise DataError(f"no ground truth for {video_path}: expected {path}")
-    with np.load(path, allow_pickle=False) as data:
-        flow = data["flow"].astype(np.float32) if "flow" in data.files else None
-        return GroundTruth(keypoints=data["keypoints"], visibility=data["visibility"], flow=flow)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"keypoints", "visibility"} - set(data.files)
+            if missing:
+                raise DataError(f"{path}: ground truth without {', '.join(sorted(missing))}")
+            flow = data["flow"].astype(np.float32) if "flow" in data.files else None
+            keypoints, visibility = data["keypoints"], data["visibility"]
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        # allow_pickle=False refuses object arrays with a ValueError; garbage fails in many ways.
+        raise DataError(f"{path}: not a readable ground-truth file ({' '.join(str(error).split())[:160]})") from None
+    if keypoints.dtype.kind != "f" or keypoints.ndim != 3 or keypoints.shape[-1] != 2:
+        raise DataError(f"{path}: keypoints must be a float (T, J, 2) array, got {keypoints.dtype} {keypoints.shape}")
+    if visibility.shape != keypoints.shape[:2]:
+        raise DataError(f"{path}: visibility {visibility.shape} does not match keypoints {keypoints.shape}")
+    return GroundTruth(keypoints=keypoints, visibility=visibility.astype(bool), flow=flow)
 
 
 @dataclass(frozen=True)
@@ -319,9 +340,15 @@ def make_dataset(
         raise DataError(f"unknown video format {video_format!r}; choose from {VIDEO_FORMATS}")
     if videos < 1 or frames < 1 or size < 8:
         raise DataError(f"need videos >= 1, frames >= 1, size >= 8 (got {videos}, {frames}, {size})")
+    if size > MAX_SIZE:
+        raise DataError(f"size {size} is above {MAX_SIZE}: the synthetic datasets are for small models "
+                        f"(a {size}x{size} frame alone is {3 * size * size / 2**20:.0f} MiB)")
+    if frames * 3 * size * size > MAX_VIDEO_BYTES:
+        raise DataError(f"{frames} frames of {size}x{size} make a video of {frames * 3 * size * size / 2**30:.1f} GiB "
+                        f"in memory; at most {MAX_VIDEO_BYTES / 2**30:.0f} GiB: fewer frames or a smaller size")
     if video_format == "mp4" and size % 2:
         raise DataError(f"mp4 (yuv420p) needs an even frame size, got {size}")
-    if not 0.0 <= test_fraction <= 1.0:
+    if not (math.isfinite(test_fraction) and 0.0 <= test_fraction <= 1.0):
         raise DataError(f"test_fraction must be in [0, 1], got {test_fraction}")
     start = time.perf_counter()
     root = Path(out)
