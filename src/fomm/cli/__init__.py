@@ -21,6 +21,7 @@ from ..errors import UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "animate": ("animate", "animate a source image with the motion of a driving video (or a dataset's pairs)"),
     "demo": ("demo", "animate the bundled sample with the bundled model (no downloads)"),
+    "crop": ("crop", "find the face or body in an image or video and write it cropped for animation"),
     "train": ("train", "train a model on a video dataset"),
     "evaluate": ("evaluate", "reconstruction and keypoint-quality metrics (L1, AKD, MKR, AED, keypoint error)"),
     "reconstruct": ("reconstruct", "`fomm evaluate` that also writes the reconstructed videos (alias)"),

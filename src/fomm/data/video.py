@@ -52,6 +52,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "is_video_path",
+    "is_animation",
     "video_info",
     "count_frames",
     "iter_frames",
@@ -215,8 +216,12 @@ def _image_size(path: Path) -> tuple[int, int]:
     return height, width
 
 
-def _is_animated(path: Path) -> bool:
-    """True for an animated PNG or WebP with more than one frame (read from its header)."""
+def is_animation(path: PathLike) -> bool:
+    """True for an animated PNG or WebP of more than one frame (read from its header): such a
+    file is read as a video, every other image file as a picture (or an image strip)."""
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+        return False
     with _open_image(path) as image:
         return image.format in _ANIMATED_FORMATS and getattr(image, "n_frames", 1) > 1
 
@@ -497,7 +502,7 @@ def _kind(path: Path) -> str:
         return "folder"
     suffix = path.suffix.lower()
     if suffix in IMAGE_EXTENSIONS:
-        return "animation" if path.is_file() and _is_animated(path) else "strip"
+        return "animation" if is_animation(path) else "strip"
     if suffix in VIDEO_EXTENSIONS:
         return "container"
     if not path.exists():

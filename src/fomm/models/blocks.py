@@ -6,9 +6,24 @@ Attribute names (``conv``, ``norm``, ``down_blocks``, ``up_blocks``, ``encoder``
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def full_precision(like: Tensor) -> AbstractContextManager:
+    """A region where autocast is off, for the numerically delicate steps (keypoint statistics,
+    sampling grids) of networks that otherwise run in bf16/fp16. Without autocast it changes
+    nothing. Widen the region's inputs with :func:`at_least_fp32`: tensors made under autocast
+    stay reduced."""
+    return torch.autocast(like.device.type, enabled=False)
+
+
+def at_least_fp32(tensor: Tensor) -> Tensor:
+    """``tensor`` in fp32 if it is bf16 or fp16, unchanged otherwise (fp64 stays fp64)."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
 
 
 def channels_at(level: int, block_expansion: int, max_features: int) -> int:
@@ -159,8 +174,9 @@ class AntiAliasDownsample(nn.Module):
         if self.scale == 1.0:
             return x
         pad = (self.pad_before, self.pad_after, self.pad_before, self.pad_after)
-        out = F.conv2d(F.pad(x, pad), self.weight, groups=self.weight.shape[0])
-        return out[:, :, :: self.step, :: self.step]
+        # Strided: only the kept pixels are computed (the same sums as blurring everything and
+        # keeping every step-th pixel from index 0).
+        return F.conv2d(F.pad(x, pad), self.weight.to(x.dtype), stride=self.step, groups=self.weight.shape[0])
 
 
 class ImagePyramid(nn.Module):

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ..config import CommonParams, GraphParams, KeypointDetectorParams
 from ..geometry import coordinate_grid
 from ..keypoints import Keypoints
-from .blocks import AntiAliasDownsample, Hourglass
+from .blocks import AntiAliasDownsample, Hourglass, at_least_fp32, full_precision
 from .graph import KeypointGraph
 
 
@@ -75,8 +75,18 @@ class KeypointDetector(nn.Module):
             image = self.down(image)
         feature_map = self.predictor(image)
         logits = self.kp(feature_map)
+        jacobian_map = self.jacobian(feature_map) if self.jacobian is not None else None
+        # Under reduced-precision autocast the convolutions run in bf16/fp16, but the keypoints are
+        # statistics of the heatmaps: they are computed in fp32 (no-op without autocast).
+        with full_precision(logits):
+            return self._keypoints(at_least_fp32(logits), None if jacobian_map is None else at_least_fp32(jacobian_map),
+                                   feature_map)
+
+    def _keypoints(self, logits: Tensor, jacobian_map: Optional[Tensor], feature_map: Tensor) -> KeypointDetection:
+        """Heatmaps, keypoint values and jacobians from the ``(B, K, h, w)`` logits and the
+        ``(B, 4 * maps, h, w)`` jacobian map."""
         batch, num_kp, height, width = logits.shape
-        heatmap = F.softmax(logits.view(batch, num_kp, -1) / self.temperature, dim=2).view(logits.shape)
+        heatmap = F.softmax(logits.reshape(batch, num_kp, -1) / self.temperature, dim=2).view(logits.shape)
 
         # The keypoint is the expected coordinate under its heatmap: T_X<-R(p_k) in the paper.
         grid = coordinate_grid(height, width, dtype=heatmap.dtype, device=heatmap.device)
@@ -84,11 +94,11 @@ class KeypointDetector(nn.Module):
 
         # Its jacobian d/dp T_X<-R(p)|p_k (the first-order term), pooled under the same heatmap.
         jacobian = None
-        if self.jacobian is not None:
-            jacobian_map = self.jacobian(feature_map).view(batch, self.num_jacobian_maps, 4, height, width)
+        if jacobian_map is not None:
+            jacobian_map = jacobian_map.reshape(batch, self.num_jacobian_maps, 4, height, width)
             weighted = heatmap.unsqueeze(2) * jacobian_map
-            jacobian = weighted.view(batch, num_kp, 4, -1).sum(dim=-1).view(batch, num_kp, 2, 2)
+            jacobian = weighted.reshape(batch, num_kp, 4, -1).sum(dim=-1).view(batch, num_kp, 2, 2)
         keypoints = Keypoints(value=value, jacobian=jacobian)
         if self.graph is not None:
-            keypoints = self.graph(keypoints, heatmap, feature_map)
+            keypoints = self.graph(keypoints, heatmap, at_least_fp32(feature_map))
         return KeypointDetection(keypoints=keypoints, heatmap=heatmap, feature_map=feature_map)

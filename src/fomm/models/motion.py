@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..config import DenseMotionParams
 from ..geometry import coordinate_grid, inverse_2x2, keypoints_to_gaussian, warp
-from .blocks import AntiAliasDownsample, Hourglass
+from .blocks import AntiAliasDownsample, Hourglass, at_least_fp32, full_precision
 from ..keypoints import Keypoints
 
 
@@ -93,16 +93,20 @@ class DenseMotion(nn.Module):
         if self.scale_factor != 1:
             source = self.down(source)
         batch, _, height, width = source.shape
-        heatmaps = self.heatmap_representation(height, width, kp_source, kp_driving)
-        motions = sparse_motions(height, width, kp_source, kp_driving)
-        sparse_deformed = self.deform_source(source, motions)
+        with full_precision(source):
+            heatmaps = self.heatmap_representation(height, width, kp_source, kp_driving)
+            motions = sparse_motions(height, width, kp_source, kp_driving)
+            sparse_deformed = self.deform_source(at_least_fp32(source), motions)
 
         features = torch.cat([heatmaps, sparse_deformed], dim=2).view(batch, -1, height, width)
         prediction = self.hourglass(features)
-        mask = F.softmax(self.mask(prediction), dim=1)
-        deformation = torch.einsum("bkhw,bkhwc->bhwc", mask, motions)
-        occlusion_map = None
-        if self.occlusion is not None:
-            occlusion_map = torch.sigmoid(self.occlusion(prediction))
+        mask_logits = self.mask(prediction)
+        occlusion_logits = self.occlusion(prediction) if self.occlusion is not None else None
+        # The sampling grid is a mask-weighted sum of coordinates: fp32 even under bf16/fp16
+        # autocast, where a rounded grid would shift pixels (no-op without autocast).
+        with full_precision(mask_logits):
+            mask = F.softmax(at_least_fp32(mask_logits), dim=1)
+            deformation = torch.einsum("bkhw,bkhwc->bhwc", mask, motions)
+            occlusion_map = None if occlusion_logits is None else torch.sigmoid(at_least_fp32(occlusion_logits))
         return Motion(deformation=deformation, mask=mask, sparse_deformed=sparse_deformed,
                       occlusion_map=occlusion_map)
