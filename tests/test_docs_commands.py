@@ -32,7 +32,35 @@ SHELL_BLOCK = re.compile(r"^```(?:bash|sh|shell|console)\s*$(.*?)^```", re.M | r
 
 # The exact command (as collected: continuation lines joined, trailing comment dropped) -> why it
 # is only parsed, not run.
-NOT_RUN: dict[str, str] = {}
+_PUBLISHED = "needs a published checkpoint, which the user downloads"
+_HOURS = "trains for hours; tests/test_train.py runs `fomm train` end to end with --max-steps"
+_TORCHRUN = "needs several GPUs; the slow test in tests/test_train.py runs torchrun on two CPU processes"
+_MADE = ("the workspace's dataset is made by this command with --videos 8 (200 videos take a minute); "
+         "the training and evaluation commands after it run on that")
+NOT_RUN: dict[str, str] = {
+    "fomm animate --checkpoint vox-cpk.pth.tar --config vox-256 --source face.jpg --driving talking.mp4 "
+    "--out result.mp4 --adapt-scale --find-best-frame --audio --side-by-side panels.mp4 --gif result.gif": _PUBLISHED,
+    "fomm make-dataset sprites --out data/sprites-64 --videos 200 --frames 32 --size 64": _MADE,
+    "fomm train --config configs/sprites-64.yaml --log-dir runs/sprites": _HOURS,
+    "torchrun --nproc_per_node 4 -m fomm.cli train --config configs/vox-256.yaml --log-dir runs/vox": _TORCHRUN,
+    "fomm benchmark quality --dataset sprites --budget 400":
+        "trains six model variants (an hour); tests/test_benchmark.py runs it with a tiny budget",
+    "fomm make-dataset sprites --out data/sprites-64 --videos 200 --frames 32 --size 64 --seed 0": _MADE,
+    "fomm train --config configs/sprites-64.yaml --log-dir runs/sprites-64 --device cpu --threads 1": _HOURS,
+    "fomm train --config sprites-64-stage2.yaml --checkpoint stage1.pth.tar --log-dir runs/sprites-64-ft "
+    "--threads 2": _HOURS + " (and the files of the stages before it)",
+    "fomm train --config configs/sprites-64-fullres.yaml --checkpoint runs/sprites-64-stage3-init.pth.tar "
+    "--log-dir runs/sprites-64-stage3 --device cpu --threads 2": _HOURS + " (and the files of the stages before it)",
+    "fomm make-dataset sprites --out data/sprites-64-landmarks --videos 200 --frames 32 --size 64 --seed 1":
+        "200 videos take a minute; `fomm train-landmarks` runs below on the workspace's dataset",
+    "fomm train-landmarks --dataset data/sprites-64-landmarks --out landmarks.pt --threads 1":
+        "five minutes on 200 videos; docs/evaluation.md's `fomm train-landmarks` runs on the workspace's dataset",
+    "fomm train --config configs/my.yaml --log-dir runs/my --device auto --threads 1":
+        "configs/my.yaml is the user's own config for their own videos",
+    "fomm train --config configs/my.yaml --checkpoint runs/my/checkpoint.pth.tar":
+        "resumes the user's own run above",
+    "fomm train --config vox-256 --checkpoint vox-cpk.pth.tar --log-dir runs/ft": _PUBLISHED,
+}
 
 
 @dataclass(frozen=True)
@@ -70,7 +98,7 @@ def collect_commands() -> list[DocCommand]:
                     argv = _fomm_arguments(part.strip()) if part.strip() else None
                     if argv is not None:
                         commands.append(DocCommand(doc.relative_to(REPO).as_posix(), first_line + offset,
-                                                   part.strip(), tuple(argv)))
+                                                   " ".join(part.split()), tuple(argv)))
     return commands
 
 
@@ -111,27 +139,31 @@ def test_documented_command_parses(command: DocCommand):
 
 def _make_workspace(root: Path) -> None:
     """What a reader has by the time they run the docs' commands: their own media (here, copies
-    of the bundled sample), a small sprites dataset and a training run's checkpoint (here, the
-    bundled model written where training writes it)."""
-    import torch
+    of the bundled sample), a small sprites dataset (made by the docs' own command, with fewer
+    videos), a training run's checkpoint (here, the bundled model written where training writes
+    it) and a landmark detector (made by docs/evaluation.md's command)."""
+    import imageio.v3 as iio
 
     import fomm
     from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
-    from fomm.data.synthetic import make_dataset
+    from fomm.data.media import read_source_image
 
     for name in ("me.png", "face.png", "face.jpg", "img.png", "source.png"):
-        from fomm.data.media import read_source_image
-        import imageio.v3 as iio
-
         iio.imwrite(root / name, read_source_image(BUNDLED_SOURCE))
     for name in ("dance.mp4", "video.mp4", "talking.mp4", "driving.mp4"):
         shutil.copyfile(BUNDLED_DRIVING, root / name)
-    make_dataset(kind="sprites", out=root / "data" / "sprites-64", videos=6, frames=8, size=64, seed=0,
-                 workers=1, progress=False)
+    _run(root, "make-dataset", "sprites", "--out", "data/sprites-64", "--videos", "8", "--frames", "32",
+         "--size", "64", "--seed", "0", "--workers", "1", "--quiet")
     model = fomm.load_checkpoint(BUNDLED_CHECKPOINT)
     for run in ("sprites", "sprites-64"):
         fomm.save_checkpoint(root / "runs" / run / "checkpoint.pth.tar", model)
-    torch.set_num_threads(1)
+    _run(root, "train-landmarks", "--dataset", "data/sprites-64", "--out", "landmarks.pt")
+
+
+def _run(folder: Path, *argv: str) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, OMP_NUM_THREADS="1", FOMM_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "fomm.cli", *argv], cwd=folder, capture_output=True, text=True,
+                          timeout=300, env=environment)
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +178,5 @@ RUNNABLE = [command for command in COMMANDS if command.text not in NOT_RUN]
 
 @pytest.mark.parametrize("command", RUNNABLE, ids=str)
 def test_documented_command_runs(command: DocCommand, workspace: Path):
-    environment = dict(os.environ, OMP_NUM_THREADS="1", FOMM_OFFLINE="1")
-    result = subprocess.run([sys.executable, "-m", "fomm.cli", *command.argv], cwd=workspace,
-                            capture_output=True, text=True, timeout=300, env=environment)
+    result = _run(workspace, *command.argv)
     assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"

@@ -85,10 +85,14 @@ def fit_frames(frames: np.ndarray, height: int, width: int, crop: str, what: str
     if crop in ("none", "center"):
         return prepare_frames(frames, height, width, crop=crop == "center")
     detector = make_detector(DEFAULT_DETECTORS[crop])
-    if len(frames) == 1:
-        _, box = subject_crop(frames[0], detector, DEFAULT_MARGINS[crop], height / width, what=what, subject=crop)
-    else:
-        _, box = video_crop(frames, detector, DEFAULT_MARGINS[crop], height / width, what=what, subject=crop)
+    try:
+        if len(frames) == 1:
+            _, box = subject_crop(frames[0], detector, DEFAULT_MARGINS[crop], height / width, what=what,
+                                  subject=crop)
+        else:
+            _, box = video_crop(frames, detector, DEFAULT_MARGINS[crop], height / width, what=what, subject=crop)
+    except DataError as error:
+        raise DataError(f"{error} to crop to: choose the crop 'center' or 'none', or another {what}") from None
     cropped = np.stack([crop_frame(frame, box, (height, width)) for frame in frames])
     return prepare_frames(cropped, height, width)
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from ..animate import Animator, prepare_frames, to_uint8
 from ..assets import BUNDLED_DRIVING, BUNDLED_SOURCE
 from ..config import DatasetParams
+from ..crop import crop_to_subject
 from ..data.media import read_driving_video, read_source_image
 from ..data.video import write_frames
 from ..errors import UserError
@@ -46,8 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     media.add_argument("--out", "--result_video", dest="out", type=Path,
                        help="output video (.mp4, .mov, .mkv or .gif; default result.mp4); with --dataset, "
                             "the output folder")
-    media.add_argument("--crop", action="store_true",
-                       help="centre-crop inputs to the model's aspect ratio instead of resizing them whole")
+    media.add_argument("--crop", nargs="?", const="center", default="none",
+                       choices=("face", "body", "center", "none"),
+                       help="frame the source and the driving video before resizing them to the model: 'face' "
+                            "or 'body' crops to the subject (one box for the whole driving video, as `fomm crop` "
+                            "finds it), 'center' (plain --crop) to the largest centred region of the model's "
+                            "shape; default 'none' resizes whole frames")
     media.add_argument("--audio", action="store_true", help="keep the driving video's audio track")
     media.add_argument("--fps", type=float, help="output frame rate (default: the driving video's)")
     media.add_argument("--side-by-side", type=Path, help="also write source | driving | result with keypoints")
@@ -82,9 +87,13 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_model(args)
     height, width, _ = model.frame_shape
-    source = prepare_frames(read_source_image(args.source), height, width, crop=args.crop)[0]
+    source_image = read_source_image(args.source)
     driving_frames, video_fps = read_driving_video(args.driving)
-    driving = prepare_frames(driving_frames, height, width, crop=args.crop)
+    if args.crop in ("face", "body"):
+        source_image = crop_to_subject(source_image[None], args.crop, height / width, f"--source {args.source}")[0]
+        driving_frames = crop_to_subject(driving_frames, args.crop, height / width, f"--driving {args.driving}")
+    source = prepare_frames(source_image, height, width, crop=args.crop == "center")[0]
+    driving = prepare_frames(driving_frames, height, width, crop=args.crop == "center")
     fps = args.fps or video_fps or DEFAULT_FPS
 
     animator = Animator.with_settings(model, motion_settings(args, model), batch_size=args.batch_size,

@@ -586,8 +586,8 @@ def read_frames_at(
 
     Only what is needed is decoded: a container stops after the last wanted frame and seeks to
     the nearest keyframe over long gaps (frames are found by presentation timestamp, so a
-    variable frame rate is fine); a folder reads only the wanted files. Raises IndexError for a negative index and VideoReadError when an index
-    lies beyond the frames the video really holds.
+    variable frame rate is fine); a folder reads only the wanted files. Raises IndexError for a
+    negative index and VideoReadError when an index lies beyond the frames the video really holds.
     """
     path = Path(path)
     indices = [int(index) for index in indices]

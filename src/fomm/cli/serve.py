@@ -1,0 +1,67 @@
+"""``fomm serve``: the local web app (Gradio). With no arguments it serves the bundled model and its
+samples on http://127.0.0.1:7860/; ``--models DIR`` adds every checkpoint found there."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from ..device import resolve_device, set_threads
+from ..errors import UserError
+from .arguments import positive_int
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 1 to 65535, got {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)")
+    parser.add_argument("--port", type=_port, default=7860, help="port (default 7860)")
+    parser.add_argument("--models", type=Path, metavar="DIR",
+                        help="folder of checkpoints to offer beside the bundled model (each with its config: "
+                             "NAME.yaml beside NAME.pth.tar, config.yaml in a run folder, or a packaged one; "
+                             "see docs/app.md)")
+    parser.add_argument("--share", action="store_true",
+                        help="also make a temporary public link through Gradio's share servers (off by default: "
+                             "nothing leaves this machine)")
+    parser.add_argument("--max-frames", type=positive_int, default=2000,
+                        help="refuse driving videos longer than this many frames (default 2000)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="driving frames per forward pass")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from ..app import web
+    except ImportError as error:
+        raise UserError(f"fomm serve needs Gradio ({error}): pip install 'fomm[app]'") from None
+    from ..app.models import ModelRegistry, find_models
+
+    set_threads(args.threads)
+    registry = ModelRegistry(find_models(args.models), device=resolve_device(args.device))
+    with tempfile.TemporaryDirectory(prefix="fomm-serve-") as work_dir:
+        app = web.build_app(registry, Path(work_dir), max_frames=args.max_frames, batch_size=args.batch_size)
+        url = web.launch(app, host=args.host, port=args.port, share=args.share)
+        print(f"fomm serve: {len(registry.names)} model(s): {', '.join(registry.names)}")
+        print(f"fomm serve: open {url} in a browser (Ctrl-C to stop)")
+        if app.share_url:
+            print(f"fomm serve: public link (valid for a while, anyone with it can use this server): {app.share_url}")
+        try:
+            while True:  # the server runs in Gradio's threads until Ctrl-C (or SIGTERM)
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("fomm serve: stopped")
+        finally:
+            app.close(verbose=False)
+    return 0
