@@ -42,18 +42,14 @@ REFERENCE = Path(__file__).resolve().parent / "data" / "fomm-reference"
 
 def make_synthetic(root: Path, kind: str = "sprites", videos: int = 6, frames: int = 8) -> Path:
     """A tiny synthetic dataset (64x64; with 6 videos, 4 train and 2 test) in ``root``."""
-    try:
-        from fomm.data.synthetic import make_dataset
-    except ImportError:
-        from fomm.data.synthetic.writer import make_dataset
+    from fomm.data.synthetic import make_dataset
+
     make_dataset(kind, root, videos=videos, frames=frames, size=64, seed=0, test_fraction=0.25, workers=1)
     return root
 
 
 def save_reference_checkpoint(path: Path) -> Path:
     """The reference model (64x64, K=10) saved as our checkpoint, config embedded."""
-    if not REFERENCE.is_dir():
-        pytest.skip(f"reference fixtures not found at {REFERENCE}")
     model = fomm.load_checkpoint(REFERENCE / "checkpoint.pth.tar", config=REFERENCE / "config.yaml")
     return fomm.save_checkpoint(path, model)
 

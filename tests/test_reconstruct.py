@@ -67,13 +67,9 @@ def test_num_videos_limits_the_reconstruction(checkpoint, sprites, tmp_path):
 
 def test_original_checkpoint_with_its_config_resizes_frames_to_the_model(sprites, tmp_path):
     """A 96x96 dataset is resized to the reference model's 64x64."""
-    if not REFERENCE.is_dir():
-        pytest.skip("reference fixtures missing")
+    from fomm.data.synthetic import make_dataset
+
     big = tmp_path / "big"
-    try:
-        from fomm.data.synthetic import make_dataset
-    except ImportError:
-        from fomm.data.synthetic.writer import make_dataset
     make_dataset("sprites", big, videos=2, frames=4, size=96, seed=1, test_fraction=0.5, workers=1)
     out = tmp_path / "out"
     assert main(["reconstruct", "--checkpoint", str(REFERENCE / "checkpoint.pth.tar"), "--config",

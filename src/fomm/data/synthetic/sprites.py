@@ -27,8 +27,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fomm.data.synthetic.common import SmoothTrajectory, SyntheticVideo, video_rng
+from fomm.data.synthetic.common import SmoothTrajectory, SyntheticVideo, pixel_to_norm, video_rng
 from fomm.data.synthetic.textures import Background, PartTexture
+from fomm.geometry import pixel_scale
 
 JOINT_NAMES: tuple[str, ...] = (
     "head", "neck", "pelvis",
@@ -338,10 +339,10 @@ class SpriteRenderer:
         k = np.arange(n_hi, dtype=np.float64)
         # Hi-res sample k sits at output pixel coordinate (k - (ss-1)/2) / ss, so that box
         # averaging ss samples lands exactly on the output pixel centre.
-        self.grid_hi = (2.0 * ((k - (self.ss - 1) / 2.0) / self.ss) / (size - 1) - 1.0)
+        self.grid_hi = pixel_to_norm((k - (self.ss - 1) / 2.0) / self.ss, size)
         self.grid_hi32 = self.grid_hi.astype(np.float32)
-        self.grid_out = 2.0 * np.arange(size, dtype=np.float64) / (size - 1) - 1.0
-        self.pixel_hi = 2.0 / ((size - 1) * self.ss)  # one hi-res sample in normalised units
+        self.grid_out = pixel_to_norm(np.arange(size, dtype=np.float64), size)
+        self.pixel_hi = 1.0 / (pixel_scale(size, size)[0] * self.ss)  # one hi-res sample in normalised units
         self.background = figure.background.render(self.grid_hi, self.grid_hi)
 
     def _box(self, p: np.ndarray, r: np.ndarray, grid: np.ndarray, pad: float
