@@ -156,7 +156,7 @@ def test_crop_box_is_moved_into_the_frame_and_shrunk_only_when_the_frame_is_smal
     near_corner = crop_box(Box(0, 0, 20, 20), width=100, height=80, margin=0.5)
     assert near_corner.pixels() == [0, 0, 40, 40]
     too_big = crop_box(Box(10, 10, 90, 70), width=100, height=80, margin=0.5)
-    assert too_big.pixels() == [0, 0, 80, 80]
+    assert too_big.pixels() == [10, 0, 90, 80]  # centred on the subject, as large as the frame allows
     wide = crop_box(Box(40, 30, 60, 50), width=100, height=80, margin=0.0, aspect=0.5)
     assert (wide.width, wide.height) == (40, 20)
 
@@ -166,34 +166,43 @@ def test_crop_box_is_moved_into_the_frame_and_shrunk_only_when_the_frame_is_smal
 
 
 def test_fixed_segments_end_where_the_subject_moves_far_or_the_scene_changes():
-    first, second = (30, 40), (180, 50)  # her face moves by three face widths between shots
-    frames = [place(astronaut(), *first)] * 12 + [place(astronaut(), *second)] * 12 + [place(hopper(), 40, 0, 0.45)] * 12
+    # Her face (48 px wide here) drifts 2 px a frame: its box overlaps the first one by less
+    # than the original tool's 0.25 IoU once it has moved 29 px, about frame 15. Then a cut.
+    offsets = [(30 + 2 * t, 40) for t in range(24)]
+    frames = [place(astronaut(), *offset) for offset in offsets] + [place(hopper(), 40, 0, 0.45)] * 12
     detections = detect_video(frames, HaarFaceDetector())
-    assert detections.scene_starts == [24]  # the jump is the same shot; hopper starts a new one
+    assert detections.scene_starts == [24]
     segments = plan_segments(detections, margin=0.6, min_frames=5)
-    assert [(segment.start, segment.stop) for segment in segments] == [(0, 12), (12, 24), (24, 36)]
-    assert segments[0].box.contains(moved(ASTRONAUT_FACE, *first))
-    assert segments[1].box.contains(moved(ASTRONAUT_FACE, *second))
-    assert segments[2].box.contains(moved(HOPPER_FACE, 40, 0, 0.45))
-    assert [segment.start for segment in plan_segments(detections, margin=0.6, min_frames=13)] == []
+    assert len(segments) == 3
+    (first, second, third) = segments
+    assert first.start == 0 and 13 <= second.start <= 17 and first.stop == second.start
+    assert (second.stop, third.start, third.stop) == (24, 24, 36)
+    for segment in (first, second):
+        for t in range(segment.start, segment.stop):
+            assert segment.box.contains(moved(ASTRONAUT_FACE, *offsets[t]))
+    assert third.box.contains(moved(HOPPER_FACE, 40, 0, 0.45))
+    assert [(segment.start, segment.stop) for segment in plan_segments(detections, margin=0.6, min_frames=12)] \
+        == [(0, first.stop), (24, 36)]
 
 
 def test_a_followed_crop_moves_with_the_face_without_jitter():
     frames, faces = moving_astronaut(40)
     detections = detect_video(frames, HaarFaceDetector())
     raw = np.array([max(boxes, key=lambda box: box.score).centre for boxes in detections.boxes])
-    (segment,) = plan_segments(detections, margin=0.6, follow=True, fps=25)
+    (segment,) = plan_segments(detections, margin=0.6, follow=True)
     assert (segment.start, segment.stop) == (0, 40)
-    assert len({(box.width, box.height) for box in segment.boxes}) == 1  # one size throughout
+    assert {(round(box.width, 6), round(box.height, 6)) for box in segment.boxes} == {segment.size}  # one size
     assert all(box.contains(face) for box, face in zip(segment.boxes, faces))
-    corners = np.array([box.pixels()[:2] for box in segment.boxes], dtype=float)
-    # Jitter: the change of the crop's velocity from one frame to the next. The true motion's is
-    # under 0.4 px/frame^2; whole-pixel rounding adds up to 1. The detector's own boxes jump by more.
-    assert np.abs(np.diff(corners, 2, axis=0)).max() <= 1.0
+    corners = np.array([(box.x0, box.y0) for box in segment.boxes])
+    # Jitter: the change of the crop's velocity from one frame to the next, in pixels per frame
+    # per frame. The true motion's is under 0.35; the detector's own boxes jump by several.
+    assert np.abs(np.diff(corners, 2, axis=0)).max() <= 0.5
     assert np.abs(np.diff(raw, 2, axis=0)).max() >= 2.0
     centres = np.array([box.centre for box in segment.boxes])
     truth = np.array([face.centre for face in faces])
-    assert np.abs(centres - truth).max() < 4.0  # follows without lag
+    # The crop centres on the detector's box, a few pixels above the eyes-to-mouth region; that
+    # offset stays the same on every frame: the crop keeps up with the motion, no lag.
+    assert np.ptp(centres - truth, axis=0).max() < 2.0
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(moving_video, tmp_path, capsys):
@@ -312,7 +321,9 @@ def test_animate_with_a_face_crop_end_to_end(tmp_path):
     result = read_video(out)
     assert len(result) == 6
     size = result.shape[1]
-    source_panel = read_video(panels)[0][:, :size].astype(np.float32)
+    first = read_video(panels)[0]
+    border = (first.shape[0] - size) // 2  # the config's draw_border frames each panel
+    source_panel = first[border:border + size, border:border + size].astype(np.float32)
     # the side-by-side shows the crop the model was given: the face, not the whole picture
     _, box = subject_crop(astronaut(), HaarFaceDetector(), margin=0.6)
     x0, y0, x1, y1 = box.pixels()

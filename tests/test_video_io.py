@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -14,6 +15,7 @@ import pytest
 
 from fomm.data import (
     DataError,
+    VideoInfo,
     VideoReadError,
     VideoWriteError,
     count_frames,
@@ -23,6 +25,7 @@ from fomm.data import (
     video_info,
     write_video,
 )
+from fomm.data.media import read_driving_video, read_source_image
 
 # ----------------------------------------------------------------------------------------
 # helpers (also used by test_datasets.py)
@@ -66,8 +69,9 @@ def encode_with_pyav(path: Path, frames: np.ndarray, codec: str = "libx264", fps
     return path
 
 
-def make_video_with_audio(path: Path, audio_codec: str = "aac", seconds: float = 1.0) -> Path:
-    """A 32x32, 25 fps video with a 440 Hz mono tone."""
+def make_video_with_audio(path: Path, audio_codec: str = "aac", seconds: float = 1.0,
+                          silent_until: float = 0.0) -> Path:
+    """A 32x32, 25 fps video with a 440 Hz mono tone (silence before ``silent_until`` seconds)."""
     rate = 16000
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=25)
@@ -81,7 +85,7 @@ def make_video_with_audio(path: Path, audio_codec: str = "aac", seconds: float =
         for packet in video.encode():
             container.mux(packet)
         time = np.arange(int(rate * seconds)) / rate
-        samples = (0.3 * 32767 * np.sin(2 * np.pi * 440 * time)).astype(np.int16)
+        samples = (0.3 * 32767 * np.sin(2 * np.pi * 440 * time) * (time >= silent_until)).astype(np.int16)
         for start in range(0, len(samples), 1024):
             chunk = av.AudioFrame.from_ndarray(samples[None, start : start + 1024], format="s16", layout="mono")
             chunk.sample_rate = rate
@@ -237,6 +241,23 @@ def test_audio_from_silent_video_writes_without_audio(tmp_path: Path, caplog: py
     assert "no audio" in caplog.text
 
 
+@pytest.mark.parametrize("codec", ["aac", "pcm_s16le"])  # remuxed, re-encoded
+def test_audio_from_a_later_start(tmp_path: Path, codec: str) -> None:
+    """A segment cut out of a video keeps its own sound: audio_start skips what came before."""
+    source = make_video_with_audio(tmp_path / f"voice.{'mp4' if codec == 'aac' else 'mov'}", codec,
+                                   silent_until=0.5)
+
+    def loudness(path: Path) -> float:
+        with av.open(str(path)) as container:
+            samples = np.concatenate([frame.to_ndarray().ravel() for frame in container.decode(audio=0)])
+        return float(np.sqrt(np.mean((samples.astype(np.float64) / (32767 if samples.dtype == np.int16 else 1)) ** 2)))
+
+    start = write_video(tmp_path / "start.mp4", smooth_frames(10), fps=25, audio_from=source)
+    later = write_video(tmp_path / "later.mp4", smooth_frames(10), fps=25, audio_from=source, audio_start=0.5)
+    assert loudness(start) < 0.05  # the silent first 0.4 s
+    assert loudness(later) > 0.15  # the tone (RMS 0.21)
+
+
 def test_audio_from_missing_file(tmp_path: Path) -> None:
     with pytest.raises(VideoReadError, match="nothere.mp4"):
         write_video(tmp_path / "out.mp4", smooth_frames(4), fps=25, audio_from=tmp_path / "nothere.mp4")
@@ -386,3 +407,104 @@ def test_damaged_frames_raise_instead_of_blank_frames(tmp_path: Path) -> None:
         read_video(path)
     with pytest.raises(VideoReadError, match="cut.mp4"):
         read_frames_at(path, [15])
+
+
+# ----------------------------------------------------------------------------------------
+# phone media: rotation, EXIF orientation, variable frame rate, animated images
+
+
+def _marked_picture(height: int = 64, width: int = 128) -> np.ndarray:
+    """A wide picture with a red block at its top-left and a blue one at its bottom-right, on a
+    gradient: any turn or mirror of it is told apart."""
+    picture = smooth_frames(1, height, width)[0]
+    picture[: height // 4, : width // 4] = (255, 0, 0)
+    picture[-height // 4 :, -width // 4 :] = (0, 0, 255)
+    return picture
+
+
+@pytest.mark.parametrize("degrees", [90, -90, 180])
+def test_display_rotation_is_applied_as_players_do(tmp_path: Path, degrees: int) -> None:
+    """A phone writes sideways pixels plus a display matrix; ffmpeg (like every player) turns
+    the picture upright, and so must fomm: same size, same pixels."""
+    plain = encode_with_pyav(tmp_path / "plain.mp4", np.stack([_marked_picture()] * 4))
+    rotated = tmp_path / "phone.mp4"
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    subprocess.run([ffmpeg, "-v", "error", "-display_rotation", str(degrees), "-i", str(plain), "-c", "copy",
+                    str(rotated)], check=True)
+    raw = subprocess.run([ffmpeg, "-v", "error", "-i", str(rotated), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         check=True, capture_output=True).stdout
+    height, width = (128, 64) if degrees % 180 else (64, 128)
+    shown = np.frombuffer(raw, np.uint8).reshape(4, height, width, 3)
+    info = video_info(rotated)
+    assert (info.height, info.width) == (height, width)
+    frames = read_video(rotated)
+    assert frames.shape == shown.shape
+    assert mean_abs_error(frames, shown) < 0.01
+    np.testing.assert_array_equal(read_frames_at(rotated, [2]), frames[[2]])
+    np.testing.assert_array_equal(read_source_image(rotated), frames[0])
+
+
+@pytest.mark.parametrize("orientation, turns", [(6, -1), (8, 1), (3, 2)])
+def test_exif_orientation_of_a_jpeg_is_applied(tmp_path: Path, orientation: int, turns: int) -> None:
+    """EXIF orientation 6: the camera was turned a quarter clockwise, and a viewer turns the
+    stored picture a quarter clockwise to show it (8: counter-clockwise, 3: half a turn)."""
+    from PIL import Image
+
+    stored = _marked_picture(48, 96)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    shown = np.rot90(stored, turns)
+    assert mean_abs_error(read_source_image(path), shown) < 0.03
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    path.rename(folder / "0001.jpg")
+    info = video_info(folder)
+    assert (info.height, info.width) == shown.shape[:2]
+    assert mean_abs_error(read_video(folder)[0], shown) < 0.03
+
+
+def test_variable_frame_rate_frames_are_found_by_timestamp(tmp_path: Path) -> None:
+    """Phones record at a variable rate. Here frames come every 20 ms, then every 100 ms:
+    frame 5 is at 0.1 s, which time x average rate (16.9 fps) calls frame 2."""
+    frames = indexed_frames(80, 32, step=3)
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"g": "10", "bf": "2"}
+        stream.codec_context.time_base = Fraction(1, 1000)
+        time = 0
+        for index, frame in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts, picture.time_base = time, Fraction(1, 1000)
+            time += 20 if index < 40 else 100
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    decoded = [frame_index(frame / 255.0, step=3) for frame in read_video(path)]
+    assert decoded == list(range(80))
+    for indices in ([5], [60], [70, 5], [79, 0, 40, 41], [39, 45]):
+        found = read_frames_at(path, indices)
+        assert [frame_index(frame / 255.0, step=3) for frame in found] == indices
+
+
+@pytest.mark.parametrize("suffix", [".png", ".webp"])
+def test_animated_png_and_webp_give_every_frame(tmp_path: Path, suffix: str) -> None:
+    from PIL import Image
+
+    frames = indexed_frames(6, 16)
+    path = tmp_path / f"loop{suffix}"
+    pictures = [Image.fromarray(frame) for frame in frames]
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=50, loop=0,
+                     **({"lossless": True} if suffix == ".webp" else {}))
+    info = video_info(path)
+    assert info == VideoInfo(path, "animation", 6, 16, 16, 20.0, False)
+    np.testing.assert_array_equal(read_video(path), frames)
+    np.testing.assert_array_equal(read_frames_at(path, [4, 1]), frames[[4, 1]])
+    driving, fps = read_driving_video(path)
+    assert len(driving) == 6 and fps == 20.0
+    np.testing.assert_array_equal(read_source_image(path), frames[0])

@@ -2,31 +2,33 @@
 
 ``Animator`` works on tensors: images ``(3, H, W)`` or ``(T, 3, H, W)`` float in [0, 1] at the
 model's frame size (see :func:`prepare_frames` to get there from arrays of any size). The source's
-keypoints and encoder features are computed once and reused for every driving frame.
+keypoints and encoder features are computed once and reused for every driving frame; driving
+frames go through the networks ``batch_size`` at a time. Which runtime and arithmetic run the
+networks is an :class:`~fomm.backends.Engine` chosen by ``backend`` and ``precision`` (see
+:mod:`fomm.backends`); the motion transfer between the two networks is always fp32 torch.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .backends import BACKENDS, PRECISIONS, Engine, Measurement, PreparedSource, choose_engine
 from .errors import UserError
 from .geometry import convex_hull_area
 from .keypoints import Keypoints, relative_keypoints
-from .models import FommModel, GeneratorOutput, SourceFeatures
+from .models import FommModel, GeneratorOutput
 
-__all__ = ["PRECISIONS", "AnimationStep", "Animator", "MotionSettings", "PreparedSource", "prepare_frames",
-           "to_uint8"]
+__all__ = ["BACKENDS", "PRECISIONS", "AnimationStep", "Animator", "MotionSettings", "PreparedSource",
+           "prepare_frames", "to_uint8"]
 
-#: Arithmetic the networks can run in. ``auto`` is fp32 today: the reduced precisions are opt-in.
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: Driving frames the ``auto`` choice is measured on (with the source).
+CALIBRATION_FRAMES = 2
 
 
 @dataclass(frozen=True)
@@ -36,15 +38,6 @@ class MotionSettings:
     relative: bool = True
     adapt_scale: bool = False
     relative_jacobian: bool = True
-
-
-@dataclass
-class PreparedSource:
-    """A source image with its keypoints and encoder features (batch 1)."""
-
-    image: Tensor
-    keypoints: Keypoints
-    features: SourceFeatures
 
 
 @dataclass
@@ -106,26 +99,43 @@ class Animator:
     ``relative=True`` transfers the driving keypoints' motion relative to the first (or best)
     driving frame onto the source's keypoints (the paper's relative transfer); ``False`` uses the
     driving keypoints as they are. ``adapt_scale`` scales the motion by the ratio of the source's
-    and the initial driving frame's keypoint hull sizes. ``precision`` (one of
-    :data:`PRECISIONS`) runs the networks under autocast in bf16 or fp16; keypoint algebra (the
-    relative transfer, the 2x2 inverses) stays in fp32 and outputs come back as fp32.
+    and the initial driving frame's keypoint hull sizes.
 
-    >>> animator = Animator(model, relative=True)
+    ``precision`` (one of :data:`PRECISIONS`) and ``backend`` (one of :data:`BACKENDS`) say what
+    runs the networks. ``fp32`` is exact (within 1e-4 of the plain networks); ``bf16``/``fp16``
+    run the convolutions in reduced precision and keep keypoint statistics and sampling grids in
+    fp32; ``auto`` measures the candidates this machine offers on the first source and driving
+    frames and keeps the fastest whose frames stay within 40 dB PSNR of fp32 (the choice is
+    cached, see :func:`fomm.backends.choose_engine`). ``torch`` runs on the model's device;
+    ``onnxruntime`` and ``openvino`` run exported graphs on the CPU (exported once per checkpoint
+    into ``$FOMM_CACHE``). ``compile`` (torch backend) uses ``torch.compile``: a cold start of
+    tens of seconds, opt-in. The defaults (fp32, torch) are exact and have no side effects;
+    ``fomm animate`` uses ``auto`` for both.
+
+    >>> animator = Animator(model, relative=True, precision="auto", backend="auto")
     >>> frames = animator.animate(source, driving)       # (T, 3, H, W) in [0, 1]
     """
 
     def __init__(self, model: FommModel, relative: bool = True, adapt_scale: bool = False,
-                 relative_jacobian: bool = True, batch_size: int = 8, precision: str = "fp32") -> None:
+                 relative_jacobian: bool = True, batch_size: int = 8, precision: str = "fp32",
+                 backend: str = "torch", compile: bool = False) -> None:
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
         if precision not in PRECISIONS:
             raise UserError(f"unknown precision {precision!r} (use one of {', '.join(PRECISIONS)})")
+        if backend not in BACKENDS:
+            raise UserError(f"unknown backend {backend!r} (use one of {', '.join(BACKENDS)})")
         self.model = model.eval()
         self.relative = relative
         self.adapt_scale = adapt_scale
         self.relative_jacobian = relative_jacobian
         self.batch_size = batch_size
-        self.precision = "fp32" if precision == "auto" else precision
+        self.precision = precision
+        self.backend = backend
+        self.compile = compile
+        self._engine: Optional[Engine] = None
+        #: What the ``auto`` choice measured (empty until then, or when it was known already).
+        self.measurements: list[Measurement] = []
 
     @classmethod
     def with_settings(cls, model: FommModel, motion: MotionSettings, **options) -> "Animator":
@@ -133,47 +143,49 @@ class Animator:
         return cls(model, relative=motion.relative, adapt_scale=motion.adapt_scale,
                    relative_jacobian=motion.relative_jacobian, **options)
 
-    def _autocast(self) -> ContextManager:
-        dtype = _AUTOCAST_DTYPES.get(self.precision)
-        if dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
-
     @property
     def device(self) -> torch.device:
         return self.model.device
 
+    @property
+    def engine(self) -> Optional[Engine]:
+        """The engine running the networks: None until the first frames arrive (``auto`` measures
+        on them)."""
+        return self._engine
+
+    def _engine_for(self, source: Tensor, driving: Tensor) -> Engine:
+        """The engine, chosen on first use with ``source`` (1, C, H, W) and ``driving`` frames."""
+        if self._engine is None:
+            sample = driving[:CALIBRATION_FRAMES]
+            self._engine, self.measurements = choose_engine(self.model, self.backend, self.precision,
+                                                            source[:1], sample, compile=self.compile)
+        return self._engine
+
     @torch.inference_mode()
     def prepare_source(self, source: Tensor) -> PreparedSource:
         """Keypoints and encoder features of a ``(3, H, W)`` or ``(1, 3, H, W)`` source."""
-        image = (source[None] if source.dim() == 3 else source).to(self.device)
-        with self._autocast():
-            keypoints = self.model.kp_detector(image).float()
-            features = self.model.generator.encode(image)
-        return PreparedSource(image=image, keypoints=keypoints, features=features)
+        image = source[None] if source.dim() == 3 else source
+        return self._engine_for(image, image).prepare_source(image)
 
     @torch.inference_mode()
     def detect(self, frames: Tensor) -> Keypoints:
         """Keypoints of ``(T, 3, H, W)`` frames, in batches of ``batch_size``."""
-        with self._autocast():
-            parts = [self.model.kp_detector(batch.to(self.device)).float() for batch in frames.split(self.batch_size)]
-        return Keypoints.cat(parts)
+        engine = self._engine_for(frames[:1], frames)
+        return Keypoints.cat([engine.detect(batch) for batch in frames.split(self.batch_size)])
 
     @torch.inference_mode()
     def step(self, source: PreparedSource, frames: Tensor, kp_initial: Keypoints) -> AnimationStep:
         """Animate one batch of driving ``frames`` ``(B, 3, H, W)`` given the initial keypoints."""
-        with self._autocast():
-            kp_driving = self.model.kp_detector(frames.to(self.device)).float()
+        engine = self._engine_for(source.image, frames)
+        kp_driving = engine.detect(frames)
         batch = frames.shape[0]
         kp_source = source.keypoints.expand(batch)
-        kp_used = relative_keypoints(kp_source, kp_driving, kp_initial.expand(batch),
+        kp_used = relative_keypoints(kp_source, kp_driving, kp_initial.to(kp_driving.value.device).expand(batch),
                                      adapt_movement_scale=self.adapt_scale,
                                      use_relative_movement=self.relative,
                                      use_relative_jacobian=self.relative_jacobian)
-        with self._autocast():
-            output = self.model.generator.animate(source.features, kp_source=kp_source, kp_driving=kp_used)
-        return AnimationStep(prediction=output.prediction.float(), kp_driving=kp_driving, kp_used=kp_used,
-                             output=output)
+        output = engine.generate(source, kp_source=kp_source, kp_driving=kp_used)
+        return AnimationStep(prediction=output.prediction, kp_driving=kp_driving, kp_used=kp_used, output=output)
 
     def steps(self, source: Tensor, driving: Iterable[Tensor], kp_initial: Optional[Keypoints] = None
               ) -> Iterator[AnimationStep]:
@@ -182,8 +194,12 @@ class Animator:
         The initial driving keypoints are those of the first frame seen unless ``kp_initial``
         (batch 1) is given.
         """
-        prepared = self.prepare_source(source)
+        prepared: Optional[PreparedSource] = None
         for frames in driving:
+            if prepared is None:
+                # The first batch is the sample the engine is chosen on.
+                self._engine_for(source[None] if source.dim() == 3 else source, frames)
+                prepared = self.prepare_source(source)
             if kp_initial is None:
                 kp_initial = self.detect(frames[:1])
             yield self.step(prepared, frames, kp_initial)
@@ -197,6 +213,7 @@ class Animator:
         ``on_batch(n)`` is called after each batch of ``n`` frames (a progress bar's update).
         """
         start = best_frame or 0
+        self._engine_for(source[None] if source.dim() == 3 else source, driving[start:])
         kp_initial = self.detect(driving[start:start + 1])
         after = self._predict(source, driving[start:], kp_initial, on_batch)
         if start == 0:
@@ -222,6 +239,7 @@ class Animator:
     def find_best_frame(self, source: Tensor, driving: Tensor) -> int:
         """Index of the driving frame whose keypoints, normalised for position and scale, are
         closest to the source's: the best frame to take relative motion from."""
+        self._engine_for(source[None] if source.dim() == 3 else source, driving)
         kp_source = self.prepare_source(source).keypoints.value[0].cpu()
         kp_driving = self.detect(driving).value.cpu()
         target = _normalise_pose(kp_source)

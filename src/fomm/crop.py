@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Iterator, Optional, Protocol, Sequence
 
 import cv2
 import numpy as np
-from scipy.signal import savgol_filter
+from scipy.interpolate import make_smoothing_spline
 
 from .data.video import resize_frame
 from .errors import DataError, UserError
@@ -93,9 +93,8 @@ MIN_DETECTED_FRACTION = 0.5
 # at 0.94 even with noise and +-15% brightness flicker (which moves a brightness histogram as
 # much as a cut does), a pan of 5% of the width per frame at 0.6.
 SCENE_CHANGE_CORRELATION = 0.4
-# The followed box's centre is smoothed over about this many seconds (a local quadratic fit,
-# so steady motion is followed without lag).
-FOLLOW_SMOOTHING_SECONDS = 1.0
+# A followed crop's path needs this many frames for a smoothing spline to be fitted to it.
+_MIN_SPLINE_FRAMES = 5
 
 
 # ------------------------------------------------------------------------------------------
@@ -176,13 +175,16 @@ def _union(boxes: Iterable[Box]) -> Box:
     return total
 
 
-def crop_box(subject: Box, width: int, height: int, margin: float, aspect: float = 1.0) -> Box:
-    """The crop that frames ``subject`` in a ``width`` x ``height`` frame, in whole pixels.
+def crop_box(subject: Box, width: int, height: int, margin: float, aspect: float = 1.0,
+             whole_pixels: bool = True) -> Box:
+    """The crop that frames ``subject`` in a ``width`` x ``height`` frame.
 
     Its shape is ``aspect`` (height / width; 1 is square), big enough for the subject plus
     ``margin`` x its size on each side, centred on the subject and then moved, not cut, to lie
     inside the frame. Only when the frame itself is smaller than that does the crop shrink (to
-    the largest of that shape the frame holds).
+    the largest of that shape the frame holds). Its size is in whole pixels, and so is its
+    position unless ``whole_pixels`` is False (a followed crop glides by fractions of a pixel:
+    rounded, a slow drift becomes one-pixel jumps back and forth).
     """
     if margin < 0:
         raise UserError(f"the crop margin must be 0 or more, got {margin}")
@@ -192,16 +194,26 @@ def crop_box(subject: Box, width: int, height: int, margin: float, aspect: float
     crop_width = min(width, max(1, int(round(crop_width * fit))))
     crop_height = min(height, max(1, int(round(crop_height * fit))))
     centre_x, centre_y = subject.centre
-    left = min(max(int(round(centre_x - crop_width / 2)), 0), width - crop_width)
-    top = min(max(int(round(centre_y - crop_height / 2)), 0), height - crop_height)
-    return Box(left, top, left + crop_width, top + crop_height, subject.score)
+    left, top = centre_x - crop_width / 2, centre_y - crop_height / 2
+    if whole_pixels:
+        left, top = round(left), round(top)
+    left = min(max(left, 0), width - crop_width)
+    top = min(max(top, 0), height - crop_height)
+    return Box(float(left), float(top), float(left + crop_width), float(top + crop_height), subject.score)
 
 
 def crop_frame(frame: np.ndarray, box: Box, size: Optional[tuple[int, int]] = None) -> np.ndarray:
-    """The ``box`` (whole pixels, inside the frame) of an ``(H, W, 3)`` frame, resized to
-    ``size = (height, width)`` when given (anti-aliased when shrinking)."""
-    x0, y0, x1, y1 = box.pixels()
-    region = np.ascontiguousarray(frame[y0:y1, x0:x1])
+    """The ``box`` (inside the frame, of a whole-pixel size) of an ``(H, W, 3)`` frame, resized
+    to ``size = (height, width)`` when given (anti-aliased when shrinking). A box at a fractional
+    position is sampled between pixels (bilinear), at the frame's own resolution."""
+    crop_width, crop_height = int(round(box.width)), int(round(box.height))
+    if float(box.x0).is_integer() and float(box.y0).is_integer():
+        x0, y0 = int(box.x0), int(box.y0)
+        region = np.ascontiguousarray(frame[y0:y0 + crop_height, x0:x0 + crop_width])
+    else:
+        # getRectSubPix centres are in pixel-centre coordinates: pixel i is at i, not i + 0.5
+        centre = (box.x0 + (crop_width - 1) / 2, box.y0 + (crop_height - 1) / 2)
+        region = cv2.getRectSubPix(np.ascontiguousarray(frame), (crop_width, crop_height), centre)
     return resize_frame(region, size) if size is not None else region
 
 
@@ -524,8 +536,7 @@ class Segment:
     def size(self) -> tuple[int, int]:
         """``(height, width)`` of the crop in the video's pixels."""
         first = self.boxes[0] if self.boxes else self.box
-        x0, y0, x1, y1 = first.pixels()
-        return y1 - y0, x1 - x0
+        return int(round(first.height)), int(round(first.width))
 
     def box_at(self, frame_index: int) -> Box:
         """The crop of frame ``frame_index`` (of the whole video)."""
@@ -595,39 +606,41 @@ def _tracks(detections: VideoDetections, follow: bool) -> list[_Track]:
     return closed
 
 
-def _followed_boxes(track: _Track, detections: VideoDetections, margin: float, aspect: float,
-                    fps: float) -> tuple[Box, ...]:
+def _followed_boxes(track: _Track, detections: VideoDetections, margin: float,
+                    aspect: float) -> tuple[Box, ...]:
     """Crops of one size whose centre follows the track's detections, smoothed.
 
-    Missed frames are filled by linear interpolation; the centre is then smoothed with a
-    Savitzky-Golay filter (a quadratic fitted over about FOLLOW_SMOOTHING_SECONDS around each
-    frame: detector jitter averages out while steady motion is followed without lag). The size
-    is the largest smoothed subject size, so the subject is never cut.
+    Missed frames are filled by linear interpolation; the centre's path is then a cubic
+    smoothing spline whose smoothness generalised cross-validation picks from the data
+    (:func:`scipy.interpolate.make_smoothing_spline`): a detector's box jumps by whole pixels
+    from frame to frame, and the spline keeps the path through them without those jumps and
+    without lagging behind steady motion. The size is the largest smoothed subject size, so
+    the subject is never cut.
     """
-    frames = np.array(sorted(track.detections))
-    every = np.arange(track.start, track.last_seen + 1)
+    frames = np.array(sorted(track.detections), dtype=np.float64)
+    every = np.arange(track.start, track.last_seen + 1, dtype=np.float64)
     observed = np.array([[*track.detections[t].centre, track.detections[t].width, track.detections[t].height]
-                         for t in frames])
+                         for t in sorted(track.detections)])
     series = np.stack([np.interp(every, frames, observed[:, column]) for column in range(4)], axis=1)
-    window = int(round(FOLLOW_SMOOTHING_SECONDS * fps)) | 1  # odd
-    window = min(window, len(every) if len(every) % 2 else len(every) - 1)
-    if window >= 5:
-        series = savgol_filter(series, window, polyorder=2, axis=0, mode="interp")
+    if len(every) >= _MIN_SPLINE_FRAMES:
+        series = np.stack([make_smoothing_spline(every, series[:, column])(every) for column in range(4)], axis=1)
+    else:  # too short to fit a path: hold the crop still
+        series[:] = series.mean(axis=0)
     width, height = float(series[:, 2].max()), float(series[:, 3].max())
     boxes = []
     for centre_x, centre_y, _, _ in series:
         subject = Box(centre_x - width / 2, centre_y - height / 2, centre_x + width / 2, centre_y + height / 2)
-        boxes.append(crop_box(subject, detections.width, detections.height, margin, aspect))
+        boxes.append(crop_box(subject, detections.width, detections.height, margin, aspect, whole_pixels=False))
     return tuple(boxes)
 
 
 def plan_segments(detections: VideoDetections, margin: float, min_frames: int = 1, follow: bool = False,
-                  fps: float = 25.0, aspect: float = 1.0) -> list[Segment]:
+                  aspect: float = 1.0) -> list[Segment]:
     """Segments of at least ``min_frames`` frames, in order of their first frame.
 
     Without ``follow`` each segment gets one crop: the union of its detections, enlarged by
     ``margin`` (see :func:`crop_box`). With ``follow`` it gets one crop per frame, of one size,
-    moving smoothly with the subject (``fps`` sets the smoothing window).
+    moving smoothly with the subject.
     """
     segments = []
     for track in _tracks(detections, follow):
@@ -636,7 +649,7 @@ def plan_segments(detections: VideoDetections, margin: float, min_frames: int = 
             continue
         subject = _union(track.detections.values())
         if follow:
-            boxes = _followed_boxes(track, detections, margin, aspect, fps)
+            boxes = _followed_boxes(track, detections, margin, aspect)
             segment = Segment(track.start, track.last_seen + 1, _union(boxes), subject, boxes)
         else:
             box = crop_box(subject, detections.width, detections.height, margin, aspect)

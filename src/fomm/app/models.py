@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 BUNDLED_MODEL_NAME = "bundled (sprites, 64x64)"
 #: Longest first: ``x.pth.tar`` is a checkpoint named ``x``, not ``x.pth``.
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
-# Checkpoints are looked for this many folders deep: a folder of runs holds run/checkpoint.pth.tar.
-SEARCH_DEPTH = 2
+# Checkpoints are looked for this many levels deep: models/runs/run/checkpoint.pth.tar.
+SEARCH_DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,8 @@ def _candidates(folder: Path, depth: int) -> list[Path]:
 
 
 def find_models(folder: Optional[Path] = None) -> list[ModelEntry]:
-    """The bundled model, then each checkpoint in ``folder`` (and its sub-folders, two levels
-    deep) with its config, named by its path inside ``folder``. Raises UserError when ``folder``
+    """The bundled model, then each checkpoint in ``folder`` (and its sub-folders, down to
+    ``folder/a/b/checkpoint``) with its config, named by its path inside ``folder``. Raises UserError when ``folder``
     is given but is not a folder."""
     entries = [bundled_model()]
     if folder is None:

@@ -11,7 +11,8 @@ input has a default) and returns the result video first::
 
 One animation runs at a time (the CPU or GPU is the bottleneck); other requests wait in Gradio's
 queue and see their place in it. Nothing is fetched from the network: telemetry and Gradio's
-version check are off, and the page uses the system's fonts rather than Google's.
+version check are off, the page uses the system's fonts rather than Google's, and its content
+security policy keeps the browser from loading anything from elsewhere.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Optional, Sequence
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import gradio as gr  # noqa: E402  (after the environment above)
+from starlette.middleware import Middleware  # noqa: E402
 
 from ..animate import PRECISIONS  # noqa: E402
 from ..assets import ASSETS, BUNDLED_DRIVING, BUNDLED_SOURCE  # noqa: E402
@@ -36,7 +38,8 @@ from ..errors import UserError  # noqa: E402
 from .job import CROPS, AnimationOptions, AnimationOutputs, run_animation  # noqa: E402
 from .models import ModelRegistry  # noqa: E402
 
-__all__ = ["API_NAME", "JobFolders", "SourceImage", "build_app", "launch"]
+__all__ = ["API_NAME", "CONTENT_SECURITY_POLICY", "JobFolders", "SameOriginOnly", "SourceImage", "build_app",
+           "launch"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,34 @@ def _without_upload_folders(message: str, uploads: Sequence[Optional[str]]) -> s
         if upload:
             message = message.replace(f"{Path(upload).parent}{os.sep}", "")
     return message
+
+
+#: The page may load and connect to its own server only: Gradio's page template and its video
+#: player ask CDNs for scripts (an iframe resizer, ffmpeg.wasm for trimming), which would tell
+#: them who uses the app. The browser refuses those requests; nothing the app needs is lost.
+CONTENT_SECURITY_POLICY = ("default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:; "
+                           "connect-src 'self' data: blob:")
+
+
+class SameOriginOnly:
+    """ASGI middleware that gives every HTTP response :data:`CONTENT_SECURITY_POLICY`."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_policy(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []),
+                           (b"content-security-policy", CONTENT_SECURITY_POLICY.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_policy)
 
 
 class JobFolders:
@@ -161,10 +192,10 @@ def build_app(registry: ModelRegistry, work_dir: Path, samples: Sequence[tuple[P
                                               info="take motion from the driving frame most like the source")
         with gr.Row():
             side_by_side = gr.Video(label="Source | driving | result, with keypoints", interactive=False,
-                                    elem_id="side_by_side")
-            keypoints = gr.Image(label="Keypoints, heatmaps and motion masks (middle frame)", type="filepath",
-                                 interactive=False, elem_id="keypoints")
-        downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+                                    autoplay=True, loop=True, elem_id="side_by_side")
+            downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+        keypoints = gr.Image(label="Keypoints, heatmaps and motion masks (middle frame)", type="filepath",
+                             interactive=False, height=420, elem_id="keypoints")
         if samples:
             gr.Examples([[str(image), str(video)] for image, video in samples], inputs=[source, driving],
                         label="Samples")
@@ -183,7 +214,8 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: boo
     try:
         _, url, _ = app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True,
                                        quiet=True, show_error=True, ssr_mode=False, inbrowser=False,
-                                       allowed_paths=[str(ASSETS), *map(str, allowed_paths)])
+                                       allowed_paths=[str(ASSETS), *map(str, allowed_paths)],
+                                       app_kwargs={"middleware": [Middleware(SameOriginOnly)]})
     except OSError as error:
         raise UserError(f"cannot serve on {host}:{port} ({error}); is another server using the port? "
                         f"Choose another with --port") from None

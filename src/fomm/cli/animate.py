@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     fps = args.fps or video_fps or DEFAULT_FPS
 
     animator = Animator.with_settings(model, motion_settings(args, model), batch_size=args.batch_size,
-                                      precision=args.precision)
+                                      precision=args.precision, backend=args.backend)
     best = _reference_frame(args, animator, source, driving)
     with tqdm(total=len(driving), desc="animating", unit="frame") as progress:
         result = animator.animate(source, driving, best_frame=best, on_batch=progress.update)
@@ -151,7 +151,7 @@ def _run_dataset(args: argparse.Namespace) -> int:
     params = DatasetParams(**base)
     pairs = PairedDataset(FramesDataset(params, is_train=False), args.num_pairs or config.animate_params.num_pairs)
     animator = Animator.with_settings(model, motion_settings(args, model), batch_size=args.batch_size,
-                                      precision=args.precision)
+                                      precision=args.precision, backend=args.backend)
     suffix = config.animate_params.format
     args.out.mkdir(parents=True, exist_ok=True)
     written = 0

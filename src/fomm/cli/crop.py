@@ -138,7 +138,7 @@ def _crop_video(args: argparse.Namespace, path: Path, detector, subject: str, ma
     fps = info.fps or DEFAULT_FPS
     with tqdm(total=info.num_frames, desc=f"finding the {subject}", unit="frame", disable=args.dry_run) as bar:
         detections = detect_video(iter_frames(path), detector, on_frame=lambda _: bar.update())
-    segments = plan_segments(detections, margin, min_frames=args.min_frames, follow=args.follow, fps=fps)
+    segments = plan_segments(detections, margin, min_frames=args.min_frames, follow=args.follow)
     if not segments:
         raise DataError(_nothing_found(path, detections.boxes, subject, args.min_frames))
     outputs = _segment_paths(Path(args.out), len(segments))

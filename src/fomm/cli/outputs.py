@@ -17,14 +17,17 @@ MIN_FPS, MAX_FPS = 1.0, 240.0
 
 def check_output_file(path: Path, suffixes: Sequence[str], option: str, create_folder: bool = False) -> Path:
     """``path`` must end in one of ``suffixes`` and must not be a folder; its folder must exist,
-    unless ``create_folder`` (then it is created, as for pictures)."""
+    or with ``create_folder`` be creatable (it is then made by the writer, after the work)."""
     path = Path(path)
     if path.is_dir():
         raise OutputPathError(f"{option} {path} is a folder; give a file name ending in {', '.join(suffixes)}")
     if path.suffix.lower() not in suffixes:
         raise OutputPathError(f"{option} {path}: unknown extension '{path.suffix}' (use {', '.join(suffixes)})")
-    if create_folder and not path.parent.exists():
-        path.parent.mkdir(parents=True)
+    if create_folder:
+        existing = next(parent for parent in path.absolute().parents if parent.exists())
+        if not existing.is_dir():
+            raise OutputPathError(f"{option} {path}: {existing} is a file, not a folder")
+        return path
     if not path.parent.is_dir():
         raise OutputPathError(f"{option} {path}: folder {path.parent} does not exist")
     return path

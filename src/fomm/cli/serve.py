@@ -4,6 +4,7 @@ samples on http://127.0.0.1:7860/; ``--models DIR`` adds every checkpoint found 
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"fomm serve needs Gradio ({error}): pip install 'fomm[app]'") from None
     from ..app.models import ModelRegistry, find_models
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own requests to itself, one line each
     set_threads(args.threads)
     registry = ModelRegistry(find_models(args.models), device=resolve_device(args.device))
     with tempfile.TemporaryDirectory(prefix="fomm-serve-") as work_dir:

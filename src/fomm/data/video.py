@@ -227,12 +227,13 @@ def is_animation(path: PathLike) -> bool:
 
 
 def _pixels(image, path: Path) -> np.ndarray:
-    """The current frame of a Pillow image -> ``(H, W, 3)`` uint8 RGB."""
+    """The current frame of a Pillow image -> ``(H, W, 3)`` uint8 RGB, a writable copy
+    (``np.asarray`` would give a read-only view, which ``torch.from_numpy`` warns about)."""
     try:
         if image.mode in ("1", "L", "LA", "RGB", "RGBA") or image.mode.startswith("I;16"):
-            array = np.asarray(image)  # to_rgb_uint8 knows these layouts (16-bit scaled down)
+            array = np.array(image)  # to_rgb_uint8 knows these layouts (16-bit scaled down)
         else:  # palette, CMYK, YCbCr, 32-bit: Pillow converts them exactly
-            array = np.asarray(image.convert("RGBA" if "transparency" in image.info else "RGB"))
+            array = np.array(image.convert("RGBA" if "transparency" in image.info else "RGB"))
     except (OSError, ValueError, SyntaxError) as error:  # truncated or corrupt pixel data
         raise VideoReadError(f"{path}: cannot decode image ({error})") from None
     try:

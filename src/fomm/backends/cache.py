@@ -1,0 +1,117 @@
+"""Files the backends keep between runs, under ``$FOMM_CACHE`` (default ``~/.cache/fomm``):
+
+``onnx/<key>/``
+    a model's exported graphs (:mod:`fomm.export`), keyed by a hash of its weights and config,
+    the export format and the torch version;
+``choices.json``
+    which backend and precision ``auto`` picked, per model, machine and input size, with the
+    measurements behind each choice (delete the file to measure again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import weakref
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from ..export import EXPORT_FORMAT, OnnxFiles, export_onnx
+from ..errors import OutputPathError
+from ..io import write_text_atomic
+from ..models import FommModel
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["cache_dir", "cached_export", "exported_files", "model_fingerprint", "read_choice", "write_choice"]
+
+CHOICES_FILE = "choices.json"
+
+# Per model object: (sum of its tensors' in-place version counters, fingerprint). Training
+# changes weights in place, which bumps the counters, so a stale fingerprint is recomputed.
+_fingerprints: "weakref.WeakKeyDictionary[FommModel, tuple[int, str]]" = weakref.WeakKeyDictionary()
+
+
+def cache_dir() -> Path:
+    """``$FOMM_CACHE``, or ``~/.cache/fomm``."""
+    configured = os.environ.get("FOMM_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "fomm"
+
+
+def _inference_tensors(model: FommModel) -> list[tuple[str, torch.Tensor]]:
+    return [(f"{prefix}.{name}", tensor) for prefix, network in (("kp_detector", model.kp_detector),
+                                                                  ("generator", model.generator))
+            for name, tensor in network.state_dict().items()]
+
+
+def model_fingerprint(model: FommModel) -> str:
+    """A hash of the config and of the keypoint detector's and generator's weights: equal for the
+    same checkpoint however it was loaded (the discriminator plays no part in inference)."""
+    tensors = _inference_tensors(model)
+    version = sum(tensor._version for _, tensor in tensors)
+    known = _fingerprints.get(model)
+    if known is not None and known[0] == version:
+        return known[1]
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(model.config.model_dump_json().encode())
+    for name, tensor in tensors:
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    fingerprint = digest.hexdigest()
+    _fingerprints[model] = (version, fingerprint)
+    return fingerprint
+
+
+def cached_export(model: FommModel) -> OnnxFiles:
+    """Where the model's ONNX graphs are cached (they may not be there yet)."""
+    folder = cache_dir() / "onnx" / f"{model_fingerprint(model)}-format{EXPORT_FORMAT}-torch{torch.__version__}"
+    return OnnxFiles.in_folder(folder)
+
+
+def exported_files(model: FommModel) -> OnnxFiles:
+    """The model's ONNX graphs from the cache, exported there first if missing (tens of seconds
+    for a large model, once)."""
+    files = cached_export(model)
+    if not files.exist():
+        logger.info("exporting the model to ONNX for the exported backends (once per checkpoint): %s",
+                    files.generator.parent)
+        export_onnx(model, files.generator.parent, check=False)
+    return files
+
+
+def _choices_path() -> Path:
+    return cache_dir() / CHOICES_FILE
+
+
+def _read_choices() -> dict[str, Any]:
+    path = _choices_path()
+    try:
+        choices = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:  # unreadable or corrupt: measure again, rewrite it
+        logger.warning("ignoring %s (%s); the choices will be measured again", path, error)
+        return {}
+    return choices if isinstance(choices, dict) else {}
+
+
+def read_choice(key: str) -> Optional[dict[str, Any]]:
+    """The record stored under ``key`` by :func:`write_choice`, or None."""
+    record = _read_choices().get(key)
+    return record if isinstance(record, dict) else None
+
+
+def write_choice(key: str, record: dict[str, Any]) -> None:
+    """Store ``record`` under ``key`` (read-modify-write of one small JSON file, atomically
+    replaced; a concurrent writer may drop the other's entry, which is then measured again).
+    A cache that cannot be written is logged and skipped: it only saves time."""
+    choices = _read_choices()
+    choices[key] = record
+    try:
+        write_text_atomic(_choices_path(), json.dumps(choices, indent=1, sort_keys=True))
+    except (OSError, OutputPathError) as error:  # a read-only or full disk
+        logger.warning("could not write %s: %s", _choices_path(), error)
