@@ -1,93 +1,329 @@
-"""Inference speed of keypoint detection + generation, printed as a Markdown table.
+"""Animation speed per backend and precision: one Markdown table per machine.
 
-    .venv/bin/python benchmarks/speed.py [--config configs/vox-256.yaml] [--size 256] [--batch 1]
+    .venv/bin/python benchmarks/speed.py            # full: every backend, end-to-end runs (~5 min, 2 cores)
+    .venv/bin/python benchmarks/speed.py --quick    # the main rows, fewer frames, no end-to-end (< 1 min)
 
-Measures, with torch threads = CPU cores, frames per second of one full animation step (keypoint
-detector on the driving frame, then the generator with the source's keypoints), the FLOPs per frame
-counted by ``torch.utils.flop_counter`` and the GFLOP/s achieved. Also the cached path that
-``Animator`` uses: source encoded once, driving frames batched.
+Models: the vox-256 architecture at 256x256 with random weights (the published setup's cost) and
+the bundled sprites model at 64x64. Each row animates real frames (the bundled source and driving
+video, upscaled) through :class:`fomm.Animator`: source encoded once, driving frames in batches.
+"baseline (original-equivalent)" is the plain fp32 networks in contiguous memory, which run at the
+original implementation's speed (issue 17). Columns:
+
+* frames/s: driving frames per second (median of ``--repeats`` runs after a warm-up);
+* GFLOP/s: the networks' nominal work per frame (counted on the baseline with
+  ``torch.utils.flop_counter``) times frames/s, so rows compare like for like;
+* peak %: that rate over this machine's measured matrix-multiply peak at the row's precision;
+* max diff, PSNR: the row's frames against the baseline's (fp32) frames;
+* RSS MiB: growth of the process's resident memory while the row ran (engine included).
+
+The full run also times ``fomm animate`` as a user runs it, on a 410x412 (height x width),
+169-frame clip, against the model-only rate. Set ``FOMM_CACHE`` to keep its exports elsewhere
+(default ``~/.cache/fomm``); the first run exports vox-256 for the exported runtimes (~30 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import math
 import os
-import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import fomm
+from fomm.animate import Animator, prepare_frames
+from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
+from fomm.backends import Engine, candidates, choose_engine, cpu_info, create_engine, device_summary, psnr
+from fomm.backends.torch_engine import TorchEngine
+from fomm.data.media import read_driving_video, read_source_image
+from fomm.data.video import write_video
 
-CONFIGS = Path(fomm.__file__).parent / "configs"
+BASELINE = "baseline (original-equivalent)"
 
 
-def measure(step, repeats: int, warmup: int = 2) -> float:
-    """Median seconds of ``step()`` over ``repeats`` runs."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
+@dataclass
+class Row:
+    model: str
+    label: str
+    precision: str
+    batch: int
+    frames_per_second: float
+    gflop_per_second: float
+    peak_fraction: float
+    max_abs_diff: float
+    psnr_db: float
+    rss_mib: float
+    note: str = ""
+
+
+class PeakMemory:
+    """Samples the process's resident set size every few milliseconds in a thread (CPU), or
+    torch's CUDA allocator peak."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak = 0
+        self._running = False
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start = torch.cuda.memory_allocated(self.device)
+            return self
+        self.start = self.peak = self.rss()
+        self._running = True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while self._running:
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+            return
+        self._running = False
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+
+    @property
+    def growth_mib(self) -> float:
+        return (self.peak - self.start) / 2 ** 20
+
+
+def matmul_peaks(device: torch.device) -> dict[str, float]:
+    """GFLOP/s of a 2048^3 matrix product per precision: best of a few runs."""
+    peaks = {}
+    size = 2048
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        a = torch.randn(size, size, device=device, dtype=dtype)
+        b = torch.randn(size, size, device=device, dtype=dtype)
+        best = math.inf
+        for _ in range(4):
+            start = time.perf_counter()
+            a @ b
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best = min(best, time.perf_counter() - start)
+        peaks[name] = 2 * size ** 3 / best / 1e9
+    return peaks
+
+
+def flops_per_frame(model: fomm.FommModel, source: torch.Tensor, driving: torch.Tensor) -> float:
+    """Multiply-adds x2 of keypoint detection + generation per driving frame (source encoded once)."""
+    engine = TorchEngine(model, "fp32", optimize=False)
+    with torch.inference_mode():
+        prepared = engine.prepare_source(source[None])
+        with FlopCounterMode(display=False) as counter:
+            kp = engine.detect(driving)
+            engine.generate(prepared, prepared.keypoints.expand(len(driving)), kp)
+    return counter.get_total_flops() / len(driving)
+
+
+def run_row(model: fomm.FommModel, make_engine: Callable[[], Engine], source: torch.Tensor, driving: torch.Tensor,
+            batch: int, repeats: int, device: torch.device) -> tuple[float, torch.Tensor, float, str]:
+    """frames/s (median), the frames, RSS growth and the engine's name."""
+    gc.collect()
+    with PeakMemory(device) as memory:
+        engine = make_engine()
+        animator = Animator(model, batch_size=batch, engine=engine)
+        animator.animate(source, driving[:batch])  # warm-up: kernels chosen, graphs compiled
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            frames = animator.animate(source, driving)
+            times.append(time.perf_counter() - start)
+    del animator, engine
+    return len(driving) / statistics.median(times), frames, memory.growth_mib, ""
+
+
+def bench_model(name: str, model: fomm.FommModel, source: torch.Tensor, driving: torch.Tensor, batch: int,
+                repeats: int, peaks: dict[str, float], quick: bool, device: torch.device) -> list[Row]:
+    flops = flops_per_frame(model, source, driving[:batch])
+    found = candidates(device)
+    if quick:  # the rows that matter: fp32 in torch, and every reduced precision
+        found = [c for c in found if c.backend == "torch" or c.precision != "fp32"]
+    plans: list[tuple[str, str, Callable[[], Engine]]] = [
+        (BASELINE, "fp32", lambda: TorchEngine(model, "fp32", optimize=False))]
+    plans += [(f"{c.backend} (fused, channels-last)" if c.backend == "torch" else c.backend, c.precision,
+               lambda c=c: create_engine(model, c.backend, c.precision)) for c in found]
+    chosen: dict[str, Engine] = {}
+
+    def auto_engine() -> Engine:
         start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+        engine, measured = choose_engine(model, "auto", "auto", source[None], driving[:2])
+        chosen["engine"], chosen["seconds"], chosen["measured"] = engine, time.perf_counter() - start, bool(measured)
+        return engine
+
+    plans.append(("auto", "auto", auto_engine))
+    rows, reference = [], None
+    for label, precision, make in plans:
+        try:
+            fps, frames, rss, _ = run_row(model, make, source, driving, batch, repeats, device)
+        except Exception as error:  # a backend that cannot run here: say so in the table
+            rows.append(Row(name, label, precision, batch, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan,
+                            f"failed: {type(error).__name__}: {str(error)[:80]}"))
+            continue
+        note = ""
+        if label == "auto":
+            engine = chosen.pop("engine")
+            precision = engine.precision
+            label = f"auto -> {engine.name}"
+            how = "measured now" if chosen["measured"] else "choice cached"
+            note = f"choosing took {chosen['seconds']:.1f} s ({how})"
+        if reference is None:
+            reference = frames
+        peak = peaks.get(precision, math.nan)
+        rows.append(Row(name, label, precision, batch, fps, flops * fps / 1e9, flops * fps / 1e9 / peak,
+                        float((frames - reference).abs().max()), psnr(frames, reference), rss, note))
+        print(f"  {name}: {label} {precision}: {fps:.2f} frames/s", file=sys.stderr, flush=True)
+    return rows
 
 
-def count_flops(step) -> int:
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
+def real_frames(height: int, width: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bundled source and driving video at ``height x width`` (driving looped to ``count``)."""
+    source = prepare_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
+    frames, _ = read_driving_video(BUNDLED_DRIVING)
+    driving = prepare_frames(frames, height, width)
+    repeats = -(-count // len(driving))
+    return source, driving.repeat(repeats, 1, 1, 1)[:count]
+
+
+def make_clip(folder: Path, height: int, width: int, count: int) -> tuple[Path, Path]:
+    """A ``count``-frame mp4 at ``height x width`` from the bundled driving video (upscaled,
+    looped), and the bundled source upscaled to the same size."""
+    import imageio.v3 as iio
+
+    source, driving = real_frames(height, width, count)
+    to_uint8 = lambda x: (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # noqa: E731
+    clip = write_video(folder / f"driving-{count}.mp4", to_uint8(driving), fps=25)
+    image = folder / "source.png"
+    iio.imwrite(image, to_uint8(source[None])[0])
+    return image, clip
+
+
+def end_to_end(checkpoint: Path, folder: Path, threads: int, device: str) -> list[tuple[int, float, float]]:
+    """``fomm animate`` (default options: auto precision and backend) on a 169- and a 25-frame
+    410x412 clip: (frames, wall seconds, peak RSS MiB of the command)."""
+    import resource
+
+    results = []
+    for count in (169, 25):
+        source, clip = make_clip(folder, 410, 412, count)
+        command = [sys.executable, "-m", "fomm.cli", "animate", "--checkpoint", str(checkpoint), "--source",
+                   str(source), "--driving", str(clip), "--out", str(folder / f"result-{count}.mp4"),
+                   "--threads", str(threads), "--device", device]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        results.append((count, seconds, peak))
+        print(f"  end to end: {count} frames in {seconds:.1f} s", file=sys.stderr, flush=True)
+    return results
+
+
+def machine_header(device: torch.device, threads: int, peaks: dict[str, float], load_before: tuple) -> str:
+    info = cpu_info()
+    has = lambda flag: "yes" if flag in info.flags else "no"  # noqa: E731
+    lines = [f"Machine: {device_summary(device)}",
+             f"CPU: {info.model}; AMX (amx_bf16): {has('amx_bf16')}, AVX512-BF16: {has('avx512_bf16')}, "
+             f"AMX-FP16: {has('amx_fp16')}, AVX-512F: {has('avx512f')}, AVX2: {has('avx2')}",
+             f"torch {torch.__version__}, {threads} threads, device {device}; load average before "
+             f"{load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}",
+             "Measured matmul peak (2048^3): " + ", ".join(f"{name} {value:.0f} GFLOP/s" for name, value in peaks.items())]
+    return "\n".join(lines)
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| model | backend | precision | batch | frames/s | x baseline | GFLOP/s | peak % | max diff | PSNR dB "
+             "| RSS MiB | note |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    baselines = {row.model: row.frames_per_second for row in rows if row.label == BASELINE}
+    for row in rows:
+        speedup = row.frames_per_second / baselines.get(row.model, math.nan)
+        lines.append(f"| {row.model} | {row.label} | {row.precision} | {row.batch} | {row.frames_per_second:.2f} | "
+                     f"{speedup:.2f} | {row.gflop_per_second:.0f} | {100 * row.peak_fraction:.0f} | "
+                     f"{row.max_abs_diff:.1e} | {row.psnr_db:.1f} | {row.rss_mib:.0f} | {row.note} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(CONFIGS / "vox-256.yaml"))
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=4, help="driving frames per call in the cached path")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="main rows only, fewer frames, no end-to-end run")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, help="driving frames per batch (default 8; 4 with --quick)")
+    parser.add_argument("--frames", type=int, help="driving frames per timed run (default 16; 8 with --quick)")
+    parser.add_argument("--repeats", type=int, help="timed runs per row, median reported (default 3; 1 with --quick)")
+    parser.add_argument("--models", nargs="+", default=["vox-256", "bundled"], choices=["vox-256", "bundled"])
+    parser.add_argument("--no-end-to-end", action="store_true", help="skip timing fomm animate on a real-size clip")
     args = parser.parse_args()
+    batch = args.batch or (4 if args.quick else 8)
+    count = args.frames or (8 if args.quick else 16)
+    repeats = args.repeats or (1 if args.quick else 3)
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    load_before = os.getloadavg()
+    torch.set_num_threads(args.threads)
     device = fomm.resolve_device(args.device)
-    model = fomm.build_model(fomm.load_config(args.config), device=device).eval()
-    source = torch.rand(1, 3, args.size, args.size, device=device)
-    driving = torch.rand(args.batch, 3, args.size, args.size, device=device)
+    peaks = matmul_peaks(device)
+    rows: list[Row] = []
+    e2e: list[tuple[int, float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="fomm-speed-") as temporary:
+        folder = Path(temporary)
+        if "vox-256" in args.models:
+            torch.manual_seed(0)
+            vox = fomm.build_model(fomm.load_config("vox-256"), device=device).eval()
+            source, driving = real_frames(256, 256, count)
+            rows += bench_model("vox-256", vox, source, driving, batch, repeats, peaks, args.quick, device)
+            if not args.quick and not args.no_end_to_end:
+                checkpoint = fomm.save_checkpoint(folder / "vox-random.pt", vox)
+                e2e = end_to_end(checkpoint, folder, args.threads, args.device)
+            del vox
+        if "bundled" in args.models:
+            bundled = fomm.load_checkpoint(BUNDLED_CHECKPOINT, device=device)
+            height, width, _ = bundled.frame_shape
+            source, driving = real_frames(height, width, 64)
+            rows += bench_model("bundled sprites", bundled, source, driving, 2 * batch, repeats, peaks, args.quick,
+                                device)
 
-    with torch.inference_mode():
-        kp_source = model.kp_detector(source)
-        features = model.generator.encode(source)
-
-        def full_step() -> None:
-            kp_driving = model.kp_detector(driving[:1])
-            model.generator(source, kp_source=kp_source, kp_driving=kp_driving)
-
-        def cached_step() -> None:
-            kp_driving = model.kp_detector(driving)
-            batch = driving.shape[0]
-            model.generator.animate(features, kp_source=kp_source.expand(batch), kp_driving=kp_driving)
-
-        def detector_step() -> None:
-            model.kp_detector(driving[:1])
-
-        rows = []
-        for name, step, frames in [("keypoints + generator, batch 1", full_step, 1),
-                                   (f"cached source, batch {args.batch}", cached_step, args.batch),
-                                   ("keypoint detector alone, batch 1", detector_step, 1)]:
-            flops = count_flops(step) / frames
-            seconds = measure(step, args.repeats) / frames
-            rows.append((name, 1 / seconds, seconds * 1000, flops / 1e9, flops / seconds / 1e9))
-
-    print(f"config {Path(args.config).name}, {args.size}x{args.size}, device {device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(machine_header(device, args.threads, peaks, load_before))
     print()
-    print("| path | frames/s | ms/frame | GFLOP/frame | GFLOP/s |")
-    print("|---|---|---|---|---|")
-    for name, fps, ms, gflop, rate in rows:
-        print(f"| {name} | {fps:.2f} | {ms:.0f} | {gflop:.1f} | {rate:.1f} |")
+    print(table(rows))
+    if e2e:
+        model_rate = next((row.frames_per_second for row in rows
+                           if row.model == "vox-256" and row.label.startswith("auto")), math.nan)
+        (long_frames, long_seconds, peak), (short_frames, short_seconds, _) = e2e
+        marginal = (long_frames - short_frames) / (long_seconds - short_seconds)
+        print()
+        print(f"End to end, `fomm animate` (defaults: --precision auto --backend auto), vox-256 random weights, "
+              f"410x412 clip resized to 256x256, {args.threads} threads:")
+        print()
+        print("| clip | wall s | frames/s (whole command) | peak RSS MiB |")
+        print("|---|---|---|---|")
+        for frames_count, seconds, rss in e2e:
+            print(f"| {frames_count} frames | {seconds:.1f} | {frames_count / seconds:.2f} | {rss:.0f} |")
+        print()
+        print(f"Per frame, from the difference of the two runs (startup, model loading and the cached choice cancel): "
+              f"{marginal:.2f} frames/s = {100 * marginal / model_rate:.0f} % of the model-only auto rate "
+              f"({model_rate:.2f}); whole command on 169 frames: {100 * long_frames / long_seconds / model_rate:.0f} %.")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ from fomm.data.media import read_source_image
 from fomm.data.video import read_video, video_info, write_video
 from fomm.errors import UserError
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.*")
+
 gradio_client = pytest.importorskip("gradio_client", reason="the web app's tests need fomm[app]")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +47,12 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SUMMARY = re.compile(r"animated (\d+) of (\d+) frames \((\d+) dropped\) in [\d.]+ s: ([\d.]+) fps.*"
                      r"latency (\d+) ms median, (\d+) ms p95")
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """The `auto` backend choice is remembered in $FOMM_CACHE: each test has its own."""
+    monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "fomm-cache"))
 
 
 def free_port() -> int:
@@ -126,7 +134,8 @@ def server(tmp_path_factory):
     """`fomm serve` on a free port; stopped with SIGTERM at the end, which must exit cleanly."""
     port = free_port()
     environment = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
-                       GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
+                       GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")),
+                       FOMM_CACHE=str(tmp_path_factory.mktemp("fomm-cache")))
     process = subprocess.Popen([sys.executable, "-m", "fomm.cli", "serve", "--port", str(port), "--threads", "1"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
     lines: queue.Queue = queue.Queue()

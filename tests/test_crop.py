@@ -262,6 +262,8 @@ def test_bad_options_are_refused_before_any_work(tmp_path, capsys):
     iio.imwrite(source, astronaut())
     assert main(["crop", str(source), "--out", str(tmp_path / "face.mp4")]) == 2  # an image gives an image
     assert "--out" in capsys.readouterr().err
+    assert main(["crop", str(source), "--out", str(source)]) == 2
+    assert "would destroy the input" in capsys.readouterr().err
     assert main(["crop", str(source), "--out", str(tmp_path / "f.png"), "--detector", "nonesuch"]) == 2
     assert "unknown detector 'nonesuch'" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -110,7 +110,8 @@ class Animator:
     ``onnxruntime`` and ``openvino`` run exported graphs on the CPU (exported once per checkpoint
     into ``$FOMM_CACHE``). ``compile`` (torch backend) uses ``torch.compile``: a cold start of
     tens of seconds, opt-in. The defaults (fp32, torch) are exact and have no side effects;
-    ``fomm animate`` uses ``auto`` for both.
+    ``fomm animate`` uses ``auto`` for both. An ``engine`` given (see :mod:`fomm.backends`) is
+    used as it is, whatever ``precision`` and ``backend`` say.
 
     >>> animator = Animator(model, relative=True, precision="auto", backend="auto")
     >>> frames = animator.animate(source, driving)       # (T, 3, H, W) in [0, 1]
@@ -118,7 +119,7 @@ class Animator:
 
     def __init__(self, model: FommModel, relative: bool = True, adapt_scale: bool = False,
                  relative_jacobian: bool = True, batch_size: int = 8, precision: str = "fp32",
-                 backend: str = "torch", compile: bool = False) -> None:
+                 backend: str = "torch", compile: bool = False, engine: Optional[Engine] = None) -> None:
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
         if precision not in PRECISIONS:
@@ -133,7 +134,7 @@ class Animator:
         self.precision = precision
         self.backend = backend
         self.compile = compile
-        self._engine: Optional[Engine] = None
+        self._engine: Optional[Engine] = engine
         #: What the ``auto`` choice measured (empty until then, or when it was known already).
         self.measurements: list[Measurement] = []
 

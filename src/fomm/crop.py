@@ -4,14 +4,15 @@ frame, the taichi models whole bodies.
 
 Coordinates are pixels of a frame as :mod:`fomm.data.video` reads it (upright): x to the right,
 then y down, from the top-left corner. A :class:`Box` is ``(x0, y0, x1, y1)`` with ``x1 - x0`` its
-width, in floats; crop boxes are whole pixels.
+width, in floats; crop boxes have whole-pixel sizes, and whole-pixel positions except where a
+crop follows its subject.
 
 Detectors are callables ``detector(frame (H, W, 3) uint8 RGB) -> list[Box]`` (the
 :class:`SubjectDetector` protocol), looked up by name in :data:`DETECTORS` or given as
 ``module:factory`` for one of a user's own (face-alignment, insightface, mediapipe, ...). The
 bundled ones need nothing downloaded at run time: they use the models that ship inside
 ``opencv-python-headless`` 4.x. Which ones, and why, was measured on real photographs
-(see docs/animation.md, "Cropping to the subject"):
+(see docs/animation.md, "Which detectors, and why"):
 
 * ``haar-face`` (faces, default): OpenCV's frontal-face Haar cascade, run upright and, only when
   that finds nothing, on the frame turned by 20 and 40 degrees either way (tilted heads);
@@ -24,8 +25,9 @@ A video is planned in one pass of detection (:func:`detect_video`) and then cut 
 :class:`Segment` s like the original ``crop-video.py``: a segment ends where a scene changes,
 where its subject is lost, or (with fixed boxes) where the subject has moved too far from where
 it began; each gets the union of its detections enlarged by the margin, or, when following
-(:func:`plan_segments` with ``follow=True``), a box of fixed size whose centre follows a smoothed
-track of the detections.
+(:func:`plan_segments` with ``follow=True``), a box of fixed size whose centre follows a smoothing
+spline through the detections. A driving video for ``fomm animate --crop`` gets one box for all
+its frames instead (:func:`video_crop`, :func:`crop_to_subject`).
 """
 
 from __future__ import annotations
@@ -429,9 +431,9 @@ def subject_crop(image: np.ndarray, detector: SubjectDetector, margin: float, as
 def video_crop(frames: Iterable[np.ndarray], detector: SubjectDetector, margin: float,
                aspect: float = 1.0, what: str = "video", subject: str = "subject") -> tuple[Box, Box]:
     """One ``(subject box, crop box)`` for a whole video: the union of the most confident
-    subject of every frame, so that everything the subject does stays in view and the crop never moves
-    (the right crop for a driving video, whose motion is what gets transferred). Raises
-    DataError naming ``what`` when no frame shows a ``subject``."""
+    subject of every frame, so that everything the subject does stays in view and the crop
+    never moves (the right crop for a driving video, whose motion is what gets transferred).
+    Raises DataError naming ``what`` when no frame shows a ``subject``."""
     total: Optional[Box] = None
     size = (0, 0)
     for frame in frames:

@@ -19,6 +19,7 @@ downsampling. Sampling keeps ``align_corners=True`` (ONNX GridSample).
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import warnings
@@ -125,6 +126,11 @@ class _GeneratorGraph(nn.Module):
         return self.generator.animate(encoded, kp_source=kp_source, kp_driving=kp_driving).prediction
 
 
+def _on_cpu(model: FommModel) -> FommModel:
+    """The model in eval mode on the CPU (a copy if it lives elsewhere: the caller's stays put)."""
+    return model.eval() if model.device.type == "cpu" else copy.deepcopy(model).cpu().eval()
+
+
 def _scaled(unit, factor: int):
     """``factor * unit`` as a torch.export dimension (a plain Dim when ``factor`` is 1)."""
     return unit if factor == 1 else factor * unit
@@ -152,7 +158,7 @@ def export_onnx(model: FommModel, out_dir: Path, opset: int = DEFAULT_OPSET, che
         import onnxscript  # noqa: F401  (the dynamo exporter needs it)
     except ImportError:
         raise UserError("ONNX export needs the 'onnx' extra: pip install 'fomm[onnx]'") from None
-    model = model.eval().cpu()
+    model = _on_cpu(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = OnnxFiles.in_folder(out_dir)
     height, width, channels = model.frame_shape
@@ -193,9 +199,13 @@ def check_onnx(model: FommModel, files: OnnxFiles, batch: int = 3,
     """Largest absolute difference between onnxruntime and torch on random inputs, over the
     keypoints and the generated frames, at each ``(height, width)`` of ``sizes`` (default: the
     model's frame size). ``batch`` differs from the export's 2, so the dynamic batch is exercised."""
-    import onnxruntime
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError("checking the export needs onnxruntime: pip install 'fomm[onnx]' (or skip it with "
+                        "--no-check)") from None
 
-    model = model.eval().cpu()
+    model = _on_cpu(model)
     height, width, channels = model.frame_shape
     sessions = [onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]) for path in files.all()]
     detector, encoder, generator = sessions

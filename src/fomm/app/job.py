@@ -16,8 +16,8 @@ from typing import Callable, Optional
 import numpy as np
 from torch import Tensor
 
-from ..animate import PRECISIONS, Animator, MotionSettings, prepare_frames, to_uint8
-from ..crop import DEFAULT_DETECTORS, DEFAULT_MARGINS, crop_frame, make_detector, subject_crop, video_crop
+from ..animate import BACKENDS, PRECISIONS, Animator, MotionSettings, prepare_frames, to_uint8
+from ..crop import crop_to_subject
 from ..data.media import read_driving_video, read_source_image
 from ..data.video import video_info, write_frames
 from ..errors import DataError, UserError
@@ -47,6 +47,7 @@ class AnimationOptions:
     find_best_frame: bool = False
     crop: str = "none"
     precision: str = "auto"
+    backend: str = "auto"
     batch_size: int = 8
     max_frames: Optional[int] = None
 
@@ -55,6 +56,8 @@ class AnimationOptions:
             raise UserError(f"unknown crop {self.crop!r} (use one of {', '.join(CROPS)})")
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r} (use one of {', '.join(PRECISIONS)})")
+        if self.backend not in BACKENDS:
+            raise UserError(f"unknown backend {self.backend!r} (use one of {', '.join(BACKENDS)})")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class AnimationOutputs:
     num_frames: int
     fps: float
     reference_frame: int  # the driving frame relative motion was taken from
+    engine: str  # what ran the networks: "<backend> <precision>"
 
     @property
     def files(self) -> list[Path]:
@@ -79,21 +83,15 @@ def _no_progress(fraction: float, description: str) -> None:
 
 def fit_frames(frames: np.ndarray, height: int, width: int, crop: str, what: str) -> Tensor:
     """``(T, H, W, 3)`` uint8 frames -> ``(T, 3, height, width)`` in [0, 1], cropped by ``crop``
-    (one of :data:`CROPS`). A face or body crop is one box for all frames: the union of the
-    subject's boxes, so the motion inside it is the subject's own. Raises DataError naming
-    ``what`` when no subject is found."""
+    (one of :data:`CROPS`). A face or body crop is one box for all frames
+    (:func:`fomm.crop.crop_to_subject`): the union of the subject's boxes, so the motion inside
+    it is the subject's own. Raises DataError naming ``what`` when no subject is found."""
     if crop in ("none", "center"):
         return prepare_frames(frames, height, width, crop=crop == "center")
-    detector = make_detector(DEFAULT_DETECTORS[crop])
     try:
-        if len(frames) == 1:
-            _, box = subject_crop(frames[0], detector, DEFAULT_MARGINS[crop], height / width, what=what,
-                                  subject=crop)
-        else:
-            _, box = video_crop(frames, detector, DEFAULT_MARGINS[crop], height / width, what=what, subject=crop)
+        cropped = crop_to_subject(frames, crop, height / width, what=what)
     except DataError as error:
         raise DataError(f"{error} to crop to: choose the crop 'center' or 'none', or another {what}") from None
-    cropped = np.stack([crop_frame(frame, box, (height, width)) for frame in frames])
     return prepare_frames(cropped, height, width)
 
 
@@ -126,7 +124,8 @@ def run_animation(model: FommModel, source: Optional[Path], driving: Optional[Pa
     defaults = model.config.animate_params.normalization_params
     motion = MotionSettings(relative=options.relative, adapt_scale=options.adapt_scale,
                             relative_jacobian=defaults.use_relative_jacobian)
-    animator = Animator.with_settings(model, motion, batch_size=options.batch_size, precision=options.precision)
+    animator = Animator.with_settings(model, motion, batch_size=options.batch_size, precision=options.precision,
+                                      backend=options.backend)
     reference = 0
     if options.find_best_frame:
         progress(0.05, "finding the driving frame that best matches the source")
@@ -159,7 +158,7 @@ def run_animation(model: FommModel, source: Optional[Path], driving: Optional[Pa
     out_dir = Path(out_dir)
     outputs = AnimationOutputs(result=out_dir / "result.mp4", side_by_side=out_dir / "side_by_side.mp4",
                                keypoints=out_dir / "keypoints.png", num_frames=total, fps=fps,
-                               reference_frame=reference)
+                               reference_frame=reference, engine=animator.engine.name)
     write_frames(outputs.result, to_uint8(result), fps=fps, audio_from=audio)
     write_frames(outputs.side_by_side, panels, fps=fps, audio_from=audio)
     save_figure(figure, outputs.keypoints)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import weakref
 from pathlib import Path
 from typing import Any, Optional
@@ -22,12 +23,12 @@ import torch
 
 from ..export import EXPORT_FORMAT, OnnxFiles, export_onnx
 from ..errors import OutputPathError
-from ..io import write_text_atomic
+from ..io import staged_outputs, write_text_atomic
 from ..models import FommModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["cache_dir", "cached_export", "exported_files", "model_fingerprint", "read_choice", "write_choice"]
+__all__ = ["cache_dir", "cached_export", "copy_cached_export", "exported_files", "model_fingerprint", "read_choice", "write_choice"]
 
 CHOICES_FILE = "choices.json"
 
@@ -80,6 +81,21 @@ def exported_files(model: FommModel) -> OnnxFiles:
         logger.info("exporting the model to ONNX for the exported backends (once per checkpoint): %s",
                     files.generator.parent)
         export_onnx(model, files.generator.parent, check=False)
+    return files
+
+
+def copy_cached_export(model: FommModel, out_dir: Path) -> Optional[OnnxFiles]:
+    """Copy the model's cached graphs (if an earlier run exported them) into ``out_dir``: the
+    same files :func:`~fomm.export.export_onnx` would write, at the default opset. None when
+    there is nothing cached."""
+    cached = cached_export(model)
+    if not cached.exist():
+        return None
+    files = OnnxFiles.in_folder(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with staged_outputs(files.all()) as staged:
+        for source, target in zip(cached.all(), files.all()):
+            shutil.copyfile(source, staged[target])
     return files
 
 

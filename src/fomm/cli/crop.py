@@ -24,6 +24,7 @@ from ..crop import (
     SUBJECTS,
     Box,
     Segment,
+    SubjectDetector,
     crop_frame,
     detect_video,
     make_detector,
@@ -33,9 +34,9 @@ from ..crop import (
 from ..data.media import read_source_image
 from ..data.video import IMAGE_EXTENSIONS, is_animation, iter_frames, video_info, write_video
 from ..errors import DataError
-from ..io import atomic_path
+from ..io import atomic_path, staged_outputs
 from .arguments import positive_int
-from .outputs import check_output_file
+from .outputs import check_distinct, check_output_file
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     is_image = path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not is_animation(path)
     if not args.dry_run:
         check_output_file(args.out, IMAGE_SUFFIXES if is_image else VIDEO_SUFFIXES, "--out")
+        check_distinct([args.out], {"the input": path})
     name = args.detector or DEFAULT_DETECTORS[args.subject]
     detector = make_detector(name)
     subject = DETECTORS[name].subject if name in DETECTORS else args.subject
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     return _crop_video(args, path, detector, subject, margin, settings)
 
 
-def _crop_image(args: argparse.Namespace, path: Path, detector, subject: str, margin: float,
+def _crop_image(args: argparse.Namespace, path: Path, detector: SubjectDetector, subject: str, margin: float,
                 settings: dict) -> int:
     image = read_source_image(path)
     found, box = subject_crop(image, detector, margin, what=str(path), subject=subject)
@@ -132,7 +134,7 @@ def _write_image(path: Path, image: np.ndarray) -> None:
         iio.imwrite(temporary, image, extension=path.suffix.lower())
 
 
-def _crop_video(args: argparse.Namespace, path: Path, detector, subject: str, margin: float,
+def _crop_video(args: argparse.Namespace, path: Path, detector: SubjectDetector, subject: str, margin: float,
                 settings: dict) -> int:
     info = video_info(path)
     fps = info.fps or DEFAULT_FPS
@@ -149,11 +151,15 @@ def _crop_video(args: argparse.Namespace, path: Path, detector, subject: str, ma
     if args.dry_run:
         print(json.dumps(plan, indent=2))
         return 0
+    check_distinct(outputs, {"the input": path})
     audio = path if info.has_audio else None
+    with staged_outputs(outputs) as staged:  # every segment, or none of them
+        for segment, out in zip(segments, outputs):
+            _write_segment(path, segment, staged[out], args.size, fps, audio)
     for segment, out in zip(segments, outputs):
-        _write_segment(path, segment, out, args.size, fps, audio)
-        print(f"wrote {out}: frames {segment.start}-{segment.stop - 1} ({len(segment) / fps:.1f} s), "
-              f"crop {_format(segment.box)}")
+        height, width = segment.size
+        crop = f"a {width}x{height} crop following the {subject}" if args.follow else f"crop {_format(segment.box)}"
+        print(f"wrote {out}: frames {segment.start}-{segment.stop - 1} ({len(segment) / fps:.1f} s), {crop}")
     return 0
 
 

@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     window = None if args.no_window else open_window("fomm live")
     try:
         model = load_model(args)
-        animator = Animator.with_settings(model, motion_settings(args, model), batch_size=1, precision=args.precision)
+        animator = Animator.with_settings(model, motion_settings(args, model), batch_size=1, precision=args.precision,
+                                          backend=args.backend)
         live = LiveAnimator(animator, sources, crop=args.crop)
         reader = FrameReader(source_spec)
         fps = args.fps or reader.fps or DEFAULT_FPS
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if window is not None:
             window.close()
-    print(f"fomm live: {report.summary()}")
+    engine = f" ({animator.engine.name})" if animator.engine is not None else ""
+    print(f"fomm live: {report.summary()}{engine}")
     if sink is not None:
         print(f"fomm live: wrote {args.out} ({sink.frames_written} frames at {fps:g} fps)")
     return 0

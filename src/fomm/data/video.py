@@ -416,7 +416,7 @@ def _presentation_times(path: str, modified_ns: int, size: int) -> Optional[tupl
         times = []
         try:
             for packet in container.demux(stream):
-                if packet.size == 0:  # the demuxer's end-of-stream marker
+                if packet.size == 0 or packet.is_discard:  # end-of-stream marker; cut by an edit list
                     continue
                 if packet.pts is None:
                     return None

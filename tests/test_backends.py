@@ -1,0 +1,120 @@
+"""The exported runtimes behind the Animator: onnxruntime and OpenVINO run the graphs exported
+into the cache, agree with torch, and ``backend="auto"`` picks among them by measurement."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import fomm
+from fomm.animate import Animator, prepare_frames
+from fomm.assets import BUNDLED_DRIVING, BUNDLED_SOURCE
+from fomm.backends import FP32_TOLERANCE, MIN_PSNR_DB, candidates, psnr
+from fomm.backends.cache import cached_export, exported_files
+from fomm.backends.onnxruntime_engine import OnnxRuntimeEngine
+from fomm.backends.torch_engine import TorchEngine
+from fomm.cli import main
+from fomm.data.media import read_driving_video, read_source_image
+from fomm.data.video import video_info
+from fomm.errors import UserError
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One FOMM_CACHE for the module (and test_export's CLI test, which reuses its export)."""
+    folder = tmp_path_factory.getbasetemp() / "fomm-cache"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FOMM_CACHE", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def model(reference_dir):
+    return fomm.load_checkpoint(reference_dir / "checkpoint.pth.tar", config=reference_dir / "config.yaml")
+
+
+@pytest.fixture(scope="module")
+def files(model, cache):
+    """The model's graphs, exported into the cache on demand (as backend auto does)."""
+    exported = exported_files(model)
+    assert exported == cached_export(model) and exported.exist()
+    assert str(exported.generator).startswith(str(cache / "onnx"))
+    return exported
+
+
+def frames(height: int, width: int, count: int = 12):
+    source = prepare_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
+    return source, prepare_frames(read_driving_video(BUNDLED_DRIVING)[0][:count], height, width)
+
+
+def plain(model, source, driving) -> torch.Tensor:
+    return Animator(model, engine=TorchEngine(model, "fp32", optimize=False)).animate(source, driving)
+
+
+def test_onnxruntime_backend_matches_torch(model, files):
+    source, driving = frames(64, 64)
+    animator = Animator(model, backend="onnxruntime", precision="fp32", batch_size=5)
+    result = animator.animate(source, driving)
+    assert animator.engine.name == "onnxruntime fp32"
+    assert (result - plain(model, source, driving)).abs().max() <= FP32_TOLERANCE
+
+
+def test_exported_graphs_take_other_sizes_and_batches(model, files):
+    source, driving = frames(96, 128, count=3)  # not the 64x64 the model was exported at
+    engine = OnnxRuntimeEngine(files)
+    result = Animator(model, engine=engine, batch_size=3).animate(source, driving)
+    assert result.shape == (3, 3, 96, 128)
+    assert (result - plain(model, source, driving)).abs().max() <= FP32_TOLERANCE
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_openvino_backend_within_tolerance(model, files, precision):
+    pytest.importorskip("openvino")
+    source, driving = frames(64, 64)
+    animator = Animator(model, backend="openvino", precision=precision, batch_size=4)
+    result = animator.animate(source, driving)
+    expected = plain(model, source, driving)
+    assert animator.engine.name == f"openvino {precision}"
+    if precision == "fp32":
+        assert (result - expected).abs().max() <= FP32_TOLERANCE
+    else:  # on CPUs without bf16 hardware OpenVINO computes fp32: within tolerance either way
+        assert psnr(result, expected) >= MIN_PSNR_DB
+
+
+def test_auto_backend_measures_the_installed_runtimes_and_remembers(model, files, cache):
+    source, driving = frames(64, 64)
+    animator = Animator(model, backend="auto", precision="auto")
+    result = animator.animate(source, driving)
+    offered = {(c.backend, c.precision) for c in candidates(model.device)}
+    assert (animator.engine.backend, animator.engine.precision) in offered
+    # The export is cached, so every candidate was measured, exported runtimes included.
+    assert {(m.backend, m.precision) for m in animator.measurements} == offered
+    assert {"onnxruntime"} <= {m.backend for m in animator.measurements}
+    assert psnr(result, plain(model, source, driving)) >= MIN_PSNR_DB
+    stored = json.loads((cache / "choices.json").read_text())
+    record = next(value for key, value in stored.items() if "asked auto auto" in key)
+    assert (record["backend"], record["precision"]) == (animator.engine.backend, animator.engine.precision)
+    assert len(record["measurements"]) == len(offered)
+    again = Animator(model, backend="auto", precision="auto")
+    again.animate(source, driving[:3])
+    assert again.measurements == [] and again.engine.name == animator.engine.name
+
+
+def test_onnxruntime_has_no_reduced_precision(model, files):
+    with pytest.raises(UserError, match="fp32 only"):
+        Animator(model, backend="onnxruntime", precision="bf16").animate(*frames(64, 64, count=2))
+
+
+def test_cli_animate_with_an_exported_backend(reference_dir, files, tmp_path):
+    source, driving = reference_dir / "checkpoint.pth.tar", tmp_path / "out.mp4"
+    out = tmp_path / "result.mp4"
+    code = main(["animate", "--checkpoint", str(reference_dir / "checkpoint.pth.tar"), "--config",
+                 str(reference_dir / "config.yaml"), "--backend", "onnxruntime", "--precision", "fp32",
+                 "--out", str(out), "--device", "cpu"])
+    assert code == 0
+    assert video_info(out).num_frames == len(read_driving_video(BUNDLED_DRIVING)[0])
