@@ -111,7 +111,6 @@ def test_onnxruntime_has_no_reduced_precision(model, files):
 
 
 def test_cli_animate_with_an_exported_backend(reference_dir, files, tmp_path):
-    source, driving = reference_dir / "checkpoint.pth.tar", tmp_path / "out.mp4"
     out = tmp_path / "result.mp4"
     code = main(["animate", "--checkpoint", str(reference_dir / "checkpoint.pth.tar"), "--config",
                  str(reference_dir / "config.yaml"), "--backend", "onnxruntime", "--precision", "fp32",

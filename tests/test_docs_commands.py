@@ -150,14 +150,31 @@ def _make_workspace(root: Path) -> None:
 
     for name in ("me.png", "face.png", "face.jpg", "img.png", "source.png"):
         iio.imwrite(root / name, read_source_image(BUNDLED_SOURCE))
-    for name in ("dance.mp4", "video.mp4", "talking.mp4", "driving.mp4"):
+    for name in ("video.mp4", "talking.mp4", "driving.mp4"):
         shutil.copyfile(BUNDLED_DRIVING, root / name)
+    _write_portrait_media(root)
     _run(root, "make-dataset", "sprites", "--out", "data/sprites-64", "--videos", "8", "--frames", "32",
          "--size", "64", "--seed", "0", "--workers", "1", "--quiet")
     model = fomm.load_checkpoint(BUNDLED_CHECKPOINT)
     for run in ("sprites", "sprites-64"):
         fomm.save_checkpoint(root / "runs" / run / "checkpoint.pth.tar", model)
     _run(root, "train-landmarks", "--dataset", "data/sprites-64", "--out", "landmarks.pt")
+
+
+def _write_portrait_media(root: Path) -> None:
+    """A real photograph with a person (scikit-image's astronaut) as ``photo.jpg``, and clips of
+    it panning (``clip.mp4``, ``dance.mp4``), for the commands that look for a face or a body."""
+    import imageio.v3 as iio
+    import numpy as np
+    from skimage import data
+
+    from fomm.data.video import write_video
+
+    photo = data.astronaut()  # 512 x 512, the face near the top centre
+    iio.imwrite(root / "photo.jpg", photo)
+    frames = np.stack([photo[40:360, 40 + 4 * t:360 + 4 * t] for t in range(24)])
+    write_video(root / "clip.mp4", frames, fps=12)
+    write_video(root / "dance.mp4", frames, fps=12)
 
 
 def _run(folder: Path, *argv: str) -> subprocess.CompletedProcess:

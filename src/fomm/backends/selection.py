@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
 import torch
 from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import UserError
 from ..models import FommModel
@@ -38,9 +40,11 @@ __all__ = ["FP32_TOLERANCE", "MIN_PSNR_DB", "Candidate", "Measurement", "candida
 MIN_PSNR_DB = 40.0
 #: An explicit fp32 promises frames within this of the torch fp32 ones.
 FP32_TOLERANCE = 1e-4
-#: Exporting a model takes tens of seconds; ``auto`` does it only for networks slower than this
-#: per frame (at fp32 in torch), where an exported runtime can win that back within one clip.
-EXPORT_WORTH_SECONDS_PER_FRAME = 0.05
+#: Exporting a model takes tens of seconds; ``auto`` does it only for networks that need more
+#: than this per driving frame (vox-256: 89; the bundled sprites model: 0.7), where an exported
+#: runtime can win that back within one clip. Counted, not timed, so a busy machine does not
+#: change the decision.
+EXPORT_WORTH_GFLOP_PER_FRAME = 10.0
 
 
 @dataclass(frozen=True)
@@ -141,13 +145,14 @@ def _run(engine: Engine, source: Tensor, driving: Tensor) -> Tensor:
 
 
 def _measure(engine_factory: Callable[[], Engine], source: Tensor, driving: Tensor, reference: Optional[Tensor],
-             best_seconds: float) -> tuple[Optional[Engine], Tensor | None, float]:
-    """Build an engine, run it once (warm-up: primitives and compilation), and again for the
-    time unless the warm-up alone shows it far behind the best so far. Returns the engine, its
-    frames and the seconds per batch (inf if it failed)."""
+             best_seconds: float, flops: Optional[FlopCounterMode] = None) -> tuple[Engine, Tensor, float]:
+    """Build an engine, run it once (warm-up: primitives and compilation; counted by ``flops``
+    if given), and again for the time unless the warm-up alone shows it far behind the best so
+    far. Returns the engine, its frames and the seconds per batch."""
     engine = engine_factory()
     start = time.perf_counter()
-    frames = _run(engine, source, driving)
+    with flops if flops is not None else nullcontext():
+        frames = _run(engine, source, driving)
     seconds = time.perf_counter() - start
     if seconds < 3 * best_seconds or reference is None:
         start = time.perf_counter()
@@ -160,9 +165,12 @@ def _calibrate(model: FommModel, found: list[Candidate], source: Tensor, driving
                compile: bool) -> tuple[Candidate, Optional[Engine], list[Measurement]]:
     """Measure every candidate against torch fp32 (measured first: it is the reference)."""
     count = driving.shape[0]
+    flops = FlopCounterMode(display=False)
     with torch.inference_mode():
         reference_engine, reference, reference_seconds = _measure(lambda: TorchEngine(model, "fp32"), source, driving,
-                                                                  None, math.inf)
+                                                                  None, math.inf, flops)
+    # The warm-up also encoded the source, once: a small overestimate of the per-frame work.
+    gflop_per_frame = flops.get_total_flops() / count / 1e9
     measurements: list[Measurement] = []
     best: tuple[float, Candidate, Optional[Engine]] = (math.inf, Candidate("torch", "fp32"), None)
     torch_fp32 = Candidate("torch", "fp32")
@@ -170,12 +178,13 @@ def _calibrate(model: FommModel, found: list[Candidate], source: Tensor, driving
         measurements.append(Measurement("torch", "fp32", count / reference_seconds, 0.0, math.inf))
         best = (reference_seconds, torch_fp32, reference_engine)
     # Exporting for the exported runtimes costs tens of seconds: only for heavy networks.
-    worth_exporting = reference_seconds / count > EXPORT_WORTH_SECONDS_PER_FRAME or cached_export(model).exist()
+    worth_exporting = gflop_per_frame > EXPORT_WORTH_GFLOP_PER_FRAME or cached_export(model).exist()
     for candidate in found:
         if candidate == torch_fp32:
             continue
         if candidate.backend != "torch" and not worth_exporting:
-            logger.info("auto: not exporting for %s (the network is fast in torch already)", candidate)
+            logger.info("auto: not exporting for %s (%.1f GFLOP per frame: fast in torch already)", candidate,
+                        gflop_per_frame)
             continue
         try:
             with torch.inference_mode():
@@ -221,6 +230,8 @@ def choose_engine(model: FommModel, backend: str, precision: str, source: Tensor
 
     Returns the engine and the measurements made now (empty when the choice was known).
     """
+    if "auto" not in (backend, precision):
+        return create_engine(model, backend, precision, compile=compile), []
     found = candidates(model.device, backend, precision)
     if not found:
         raise UserError(f"no installed backend runs {backend} at {precision} on {model.device} "
