@@ -99,3 +99,17 @@ def test_a_read_only_filesystem_is_a_one_line_error(small_filesystem):
     subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
     with pytest.raises(OutputPathError, match="Read-only file system"):
         write_text_atomic(small_filesystem / "notes.txt", "hello")
+
+
+@pytest.mark.parametrize("name", ["result.mp4", "result.gif"])
+def test_a_video_on_a_full_disk_is_a_one_line_error_naming_it(small_filesystem, name):
+    import numpy as np
+
+    from fomm.data.video import write_video
+    from fomm.errors import OutputPathError
+
+    frames = np.random.default_rng(0).integers(0, 255, (30, 96, 96, 3), dtype=np.uint8)  # noise: ~800 KB
+    with pytest.raises(OutputPathError, match="No space left on device") as error:
+        write_video(small_filesystem / name, frames, fps=10)
+    assert f"cannot write {small_filesystem / name}:" in str(error.value)
+    assert list(small_filesystem.iterdir()) == []

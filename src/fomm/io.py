@@ -22,7 +22,7 @@ __all__ = ["atomic_path", "atomic_torch_save", "staged_outputs", "sweep_stale_te
 
 
 #: Failures of the storage, not of the program: reported as the user's problem, in one line.
-_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 def temporary_sibling(path: Path) -> Path:
@@ -79,7 +79,7 @@ def atomic_path(path: str | Path, make_parents: bool = True) -> Iterator[Path]:
         os.replace(temporary, path)
     except OSError as error:
         _remove(temporary)
-        if error.errno in _STORAGE_ERRORS:
+        if error.errno in STORAGE_ERRORS:
             raise OutputPathError(f"cannot write {path}: {os.strerror(error.errno)}") from None
         raise
     except BaseException:

@@ -45,7 +45,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from ..errors import VideoReadError, VideoWriteError
-from ..io import atomic_path
+from ..io import STORAGE_ERRORS, atomic_path
 
 __all__ = [
     "VideoInfo",
@@ -726,8 +726,11 @@ def _write_gif(path: Path, frames: Iterator[np.ndarray], fps: float) -> int:
 
     frames_list = list(frames)  # the GIF writer wants all frames at once
     if frames_list:
-        # GIF stores delays in hundredths of a second; Pillow takes milliseconds.
-        iio.imwrite(path, np.stack(frames_list), extension=".gif", duration=1000.0 / fps, loop=0)
+        # GIF stores delays in hundredths of a second; Pillow takes milliseconds. Encoded in
+        # memory and written in one go, so a full disk is one clean OSError, not an error raised
+        # again by the writer's destructor.
+        encoded = iio.imwrite("<bytes>", np.stack(frames_list), extension=".gif", duration=1000.0 / fps, loop=0)
+        path.write_bytes(encoded)
     return len(frames_list)
 
 
@@ -762,6 +765,8 @@ def _write_container(
             if audio is not None:
                 _copy_audio(output, audio, audio_source, start=audio_start, duration=count / float(rate))
     except (av.FFmpegError, OSError) as error:
+        if getattr(error, "errno", None) in STORAGE_ERRORS:  # the disk, not the video: atomic_path says so
+            raise OSError(error.errno, os.strerror(error.errno)) from None
         raise VideoWriteError(f"{path}: encoding failed ({_ffmpeg_reason(error)})") from None
     finally:
         if audio_source is not None:
