@@ -31,6 +31,13 @@ def moving_scene(num_frames: int = 6, size: int = 64) -> np.ndarray:
     return (np.stack(frames) * 255).astype(np.uint8)
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """`fomm animate` defaults to --precision auto --backend auto, which remember their choice
+    in FOMM_CACHE: keep it out of the home folder."""
+    monkeypatch.setenv("FOMM_CACHE", str(tmp_path_factory.getbasetemp() / "animate-cache"))
+
+
 @pytest.fixture(scope="module")
 def model(reference_dir):
     return fomm.load_checkpoint(reference_dir / "checkpoint.pth.tar", config=reference_dir / "config.yaml")

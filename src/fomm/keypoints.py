@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .geometry import convex_hull_area, inverse_2x2
 
-__all__ = ["Keypoints", "movement_scale", "relative_keypoints"]
+__all__ = ["Keypoints", "best_matching_frame", "movement_scale", "normalised_pose", "relative_keypoints"]
 
 
 @dataclass
@@ -98,3 +98,23 @@ def relative_keypoints(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_i
         change = torch.matmul(kp_driving.jacobian, inverse_2x2(kp_driving_initial.jacobian))
         jacobian = torch.matmul(change, kp_source.jacobian)
     return Keypoints(value, jacobian)
+
+
+def normalised_pose(points: Tensor) -> Tensor:
+    """``(K, 2)`` keypoints centred on their mean and scaled to unit hull area: a pose, free of
+    where and how large the object is."""
+    centred = points - points.mean(dim=0, keepdim=True)
+    try:
+        area = convex_hull_area(points)
+    except Exception:  # degenerate (collinear) keypoints have no hull: use the spread instead
+        area = float(centred.pow(2).sum(-1).mean())
+    return centred / max(area, 1e-12) ** 0.5
+
+
+def best_matching_frame(kp_source: Tensor, kp_driving: Tensor) -> int:
+    """Index of the driving frame whose pose (``kp_driving`` ``(T, K, 2)``) is closest to the
+    source's (``kp_source`` ``(K, 2)``), position and scale aside: the best reference frame for
+    relative motion (the original ``--find_best_frame``, without its face-alignment model)."""
+    target = normalised_pose(kp_source.float().cpu())
+    distances = [float((normalised_pose(kp) - target).pow(2).sum()) for kp in kp_driving.float().cpu()]
+    return int(min(range(len(distances)), key=distances.__getitem__))

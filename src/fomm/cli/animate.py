@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+from functools import partial
 from pathlib import Path
-from typing import Optional
 
 import torch
 from tqdm import tqdm
@@ -19,10 +19,18 @@ from ..animate import Animator, prepare_frames, to_uint8
 from ..assets import BUNDLED_DRIVING, BUNDLED_SOURCE
 from ..config import DatasetParams
 from ..crop import crop_to_subject
-from ..data.media import read_driving_video, read_source_image
-from ..data.video import write_frames
+from ..data.media import read_source_image
+from ..data.video import video_info, write_frames
 from ..errors import UserError
 from ..io import staged_outputs
+from ..streaming import (
+    FramePreparation,
+    animate_video,
+    close_writers,
+    find_reference_frame,
+    subject_box,
+    write_in_background,
+)
 from ..visualize import side_by_side
 from .arguments import add_model_arguments, add_motion_arguments, load_model, motion_settings, positive_int
 from .outputs import check_distinct, check_fps, check_output_file, check_output_folder
@@ -88,46 +96,63 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     height, width, _ = model.frame_shape
     source_image = read_source_image(args.source)
-    driving_frames, video_fps = read_driving_video(args.driving)
+    info = video_info(args.driving)  # a readable driving video, before any work
+    box = None
     if args.crop in ("face", "body"):
         source_image = crop_to_subject(source_image[None], args.crop, height / width, f"--source {args.source}")[0]
-        driving_frames = crop_to_subject(driving_frames, args.crop, height / width, f"--driving {args.driving}")
+        box = subject_box(args.driving, args.crop, height / width, f"--driving {args.driving}")
+    preparation = FramePreparation(height, width, box=box, centre_crop=args.crop == "center")
     source = prepare_frames(source_image, height, width, crop=args.crop == "center")[0]
-    driving = prepare_frames(driving_frames, height, width, crop=args.crop == "center")
-    fps = args.fps or video_fps or DEFAULT_FPS
+    fps = args.fps or info.fps or DEFAULT_FPS
 
     animator = Animator.with_settings(model, motion_settings(args, model), batch_size=args.batch_size,
                                       precision=args.precision, backend=args.backend)
-    best = _reference_frame(args, animator, source, driving)
-    with tqdm(total=len(driving), desc="animating", unit="frame") as progress:
-        result = animator.animate(source, driving, best_frame=best, on_batch=progress.update)
-
-    frames = to_uint8(result)
+    reference = _reference_frame(args, animator, source, preparation, info.num_frames)
     audio = args.driving if args.audio else None
+    visualizer = model.config.visualizer_params
+    count = 0
     with staged_outputs(outputs) as staged:  # every output, or none of them
-        write_frames(staged[out], frames, fps=fps, audio_from=audio)
+        writes = {out: partial(write_frames, staged[out], fps=fps, audio_from=audio)}
         if args.gif:
-            write_frames(staged[args.gif], frames, fps=fps)
+            writes[args.gif] = partial(write_frames, staged[args.gif], fps=fps)
         if args.side_by_side:
-            visualizer = model.config.visualizer_params
-            panels = side_by_side(animator, source, driving, result, visualizer.colormap, visualizer.draw_border)
-            write_frames(staged[args.side_by_side], panels, fps=fps, audio_from=audio)
-    print(f"wrote {len(frames)} frames at {fps:g} fps: " + ", ".join(str(path) for path in outputs))
+            writes[args.side_by_side] = partial(write_frames, staged[args.side_by_side], fps=fps, audio_from=audio)
+        writers = write_in_background(writes)
+        failed = True
+        try:
+            with tqdm(total=info.num_frames or None, desc="animating", unit="frame") as progress:
+                for batch in animate_video(animator, source, args.driving, preparation, reference):
+                    frames = to_uint8(batch.prediction)
+                    writers[out].put(frames)
+                    if args.gif:
+                        writers[args.gif].put(frames)
+                    if args.side_by_side:
+                        writers[args.side_by_side].put(side_by_side(
+                            animator, source, batch.driving, batch.prediction, visualizer.colormap,
+                            visualizer.draw_border))
+                    count += len(frames)
+                    progress.update(len(frames))
+            failed = False
+        finally:
+            close_writers(writers.values(), failed)
+    print(f"wrote {count} frames at {fps:g} fps: " + ", ".join(str(path) for path in outputs))
     return 0
 
 
 def _reference_frame(args: argparse.Namespace, animator: Animator, source: torch.Tensor,
-                     driving: torch.Tensor) -> Optional[int]:
+                     preparation: FramePreparation, num_frames: int) -> int:
+    """The driving frame relative motion is taken from: --best-frame N, the best match of the
+    source's pose with --find-best-frame (a first pass over the video), else the first."""
     if args.best_frame is not None:
-        if not 0 <= args.best_frame < len(driving):
+        if not 0 <= args.best_frame < num_frames:
             raise UserError(f"--best-frame {args.best_frame} is out of range: the driving video has "
-                            f"{len(driving)} frames (0..{len(driving) - 1})")
+                            f"{num_frames} frames (0..{num_frames - 1})")
         return args.best_frame
     if args.find_best_frame:
-        best = animator.find_best_frame(source, driving)
+        best = find_reference_frame(animator, source, args.driving, preparation)
         logger.info("best matching driving frame: %d", best)
         return best
-    return None
+    return 0
 
 
 def _run_dataset(args: argparse.Namespace) -> int:
