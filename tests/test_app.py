@@ -27,9 +27,9 @@ import pytest
 import torch
 import yaml
 
+from fomm.animate import Animator
 from fomm.app.live import CapturedFrame, FrameReader, LatestFrame, LiveAnimator, VideoFileSink, run_live
 from fomm.app.models import BUNDLED_MODEL_NAME, ModelRegistry, find_models
-from fomm.animate import Animator
 from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
 from fomm.checkpoint import load_checkpoint, save_checkpoint
 from fomm.cli import main

@@ -39,8 +39,7 @@ from ..errors import UserError  # noqa: E402
 from .job import CROPS, AnimationOptions, AnimationOutputs, run_animation  # noqa: E402
 from .models import ModelRegistry  # noqa: E402
 
-__all__ = ["API_NAME", "CONTENT_SECURITY_POLICY", "JobFolders", "SameOriginOnly", "SourceImage", "build_app",
-           "launch"]
+__all__ = ["API_NAME", "CONTENT_SECURITY_POLICY", "JobFolders", "SameOriginOnly", "build_app", "launch"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,20 +58,24 @@ Upload a **source** picture and a **driving** video (or pick a sample below), th
 """
 
 
-class SourceImage(gr.Image):
-    """Gradio's image input, whose unreadable uploads get a message rather than PIL's error
-    (``is_template``: the page draws it as the plain image component)."""
+def _explain_unreadable_images(image: gr.Image, what: str) -> gr.Image:
+    """``image`` (an input), whose unreadable uploads get a message naming the file rather than
+    PIL's error. Gradio opens an uploaded image before the app's function sees it, so the check
+    wraps this component's ``preprocess`` (a subclass would do, but Gradio writes a ``.pyi``
+    stub beside the module of every component class it sees)."""
+    preprocess = image.preprocess
 
-    is_template = True
-
-    def preprocess(self, payload):  # type: ignore[override]
+    def checked(payload):
         try:
-            return super().preprocess(payload)
+            return preprocess(payload)
         except (OSError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
             name = getattr(payload, "orig_name", None) or Path(getattr(payload, "path", "") or "upload").name
-            logger.info("unreadable source upload %s: %s", name, error)
-            raise gr.Error(f"the source picture {name} is not an image that can be read (use a PNG, JPEG, "
-                           f"WebP, BMP or TIFF picture)", print_exception=False) from None
+            logger.info("unreadable %s upload %s: %s", what, name, error)
+            raise gr.Error(f"the {what} {name} is not an image that can be read (use a PNG, JPEG, WebP, BMP or "
+                           f"TIFF picture)", print_exception=False) from None
+
+    image.preprocess = checked  # type: ignore[method-assign]
+    return image
 
 
 def _without_upload_folders(message: str, uploads: Sequence[Optional[str]]) -> str:
@@ -175,8 +178,9 @@ def build_app(registry: ModelRegistry, work_dir: Path, samples: Sequence[tuple[P
         gr.Markdown(_INTRO)
         with gr.Row():
             with gr.Column():
-                source = SourceImage(type="filepath", label="Source picture", sources=["upload"], height=256,
-                                  elem_id="source")
+                source = _explain_unreadable_images(gr.Image(type="filepath", label="Source picture",
+                                                             sources=["upload"], height=256, elem_id="source"),
+                                                    "source picture")
                 driving = gr.Video(label="Driving video", sources=["upload"], height=256, elem_id="driving")
             with gr.Column():
                 result = gr.Video(label="Result", autoplay=True, loop=True, interactive=False, height=256,

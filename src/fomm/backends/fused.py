@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..models import FommModel
 from ..models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 
-__all__ = ["fold_batch_norm", "fused_copy", "subpixel_weights"]
+__all__ = ["cast_convolutions", "fold_batch_norm", "fused_copy", "subpixel_weights"]
 
 
 def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
@@ -52,6 +52,40 @@ def subpixel_weights(weight: Tensor) -> Tensor:
     return torch.cat(phases, dim=0)
 
 
+def _fused_kernels_available() -> bool:
+    """Whether torch has oneDNN's fused convolution + pointwise kernels (CPU builds with mkldnn;
+    the ones ``torch.compile`` uses on CPUs)."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+_FUSED_KERNELS = _fused_kernels_available()
+
+
+def _use_fused_kernel(x: Tensor, weight: Tensor) -> bool:
+    return _FUSED_KERNELS and x.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16) \
+        and not torch.is_grad_enabled()
+
+
+def conv_relu(x: Tensor, weight: Tensor, bias: Tensor, padding: tuple[int, int]) -> Tensor:
+    """``relu(conv2d(x, weight, bias, padding))``, as one oneDNN kernel on the CPU (the ReLU is
+    applied to the output tile while it is in cache: one pass over the activations less)."""
+    if _use_fused_kernel(x, weight):
+        x = x.to(weight.dtype)  # what autocast would do; the fused kernel is not autocast-aware
+        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, list(padding), [1, 1], [1, 1], 1, "relu",
+                                                       [], "")
+    return F.relu_(F.conv2d(x, weight, bias, padding=padding))
+
+
+def conv_add(x: Tensor, weight: Tensor, bias: Tensor, padding: tuple[int, int], residual: Tensor) -> Tensor:
+    """``conv2d(x, weight, bias, padding) + residual``, as one oneDNN kernel on the CPU."""
+    if _use_fused_kernel(x, weight) and residual.dtype == weight.dtype:
+        return torch.ops.mkldnn._convolution_pointwise.binary(x.to(weight.dtype), residual, weight, bias,
+                                                              list(padding), [1, 1], [1, 1], 1, "add", 1.0, None,
+                                                              [], None)
+    out = F.conv2d(x, weight, bias, padding=padding)
+    return out.add_(residual) if out.dtype == residual.dtype else out + residual
+
+
 class ConvReLU(nn.Module):
     """``relu(conv(x))`` with batch norm folded in, then optionally 2x2 average pooling:
     :class:`SameBlock2d` (``pool=False``) and :class:`DownBlock2d` (``pool=True``)."""
@@ -65,7 +99,7 @@ class ConvReLU(nn.Module):
         self.pool = pool
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu_(F.conv2d(x, self.weight, self.bias, padding=self.padding))
+        out = conv_relu(x, self.weight, self.bias, self.padding)
         return F.avg_pool2d(out, kernel_size=2) if self.pool else out
 
 
@@ -95,10 +129,10 @@ class SubpixelUpConvReLU(nn.Module):
         batch, _, height, width = x.shape
         if height * width < self.MIN_PIXELS:
             upsampled = F.interpolate(x, scale_factor=2.0, mode="nearest")
-            return F.relu_(F.conv2d(upsampled, self.weight, self.bias, padding=1))
+            return conv_relu(upsampled, self.weight, self.bias, (1, 1))
         # Padded by one, a 2x2 kernel gives (H+1, W+1) windows; phase (a, b) uses the windows
         # starting at (i + a, j + b), i.e. input rows i - 1 + a and i + a.
-        phases = F.relu_(F.conv2d(x, self.phase_weight, self.phase_bias, padding=1))
+        phases = conv_relu(x, self.phase_weight, self.phase_bias, (1, 1))
         channels = self.out_channels
         out = torch.empty((batch, channels, 2 * height, 2 * width), dtype=phases.dtype, device=phases.device,
                           memory_format=_memory_format(x))
@@ -123,10 +157,13 @@ class FusedResBlock(nn.Module):
         self.padding1, self.padding2 = block.conv1.padding, block.conv2.padding
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.is_autocast_enabled(x.device.type):
+            # The residual stream in the autocast precision too: an fp32 stream would be cast
+            # for every convolution and added out of place.
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         out = F.relu_(self.norm1(x))
-        out = F.relu_(F.conv2d(out, self.weight1, self.bias1, padding=self.padding1))
-        out = F.conv2d(out, self.weight2, self.bias2, padding=self.padding2)
-        return out.add_(x) if out.dtype == x.dtype else out + x
+        out = conv_relu(out, self.weight1, self.bias1, self.padding1)
+        return conv_add(out, self.weight2, self.bias2, self.padding2, x)
 
 
 def _memory_format(x: Tensor) -> torch.memory_format:
@@ -157,6 +194,23 @@ def _replace_blocks(parent: nn.Module) -> None:
             setattr(parent, name, fused)
         else:
             _replace_blocks(child)
+
+
+#: Modules whose own parameters are convolution weights and biases.
+_CONVOLUTIONS = (nn.Conv2d, ConvReLU, SubpixelUpConvReLU, FusedResBlock)
+
+
+@torch.no_grad()
+def cast_convolutions(networks: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Store the convolution weights of ``networks`` in ``dtype`` (batch norms, linear layers and
+    buffers stay fp32). Under autocast to ``dtype`` the convolutions then find their weights
+    ready instead of casting them on every call (autocast caches casts only of weights that
+    require grad)."""
+    for module in networks.modules():
+        if isinstance(module, _CONVOLUTIONS):
+            for parameter in module.parameters(recurse=False):
+                parameter.data = parameter.data.to(dtype)
+    return networks
 
 
 @torch.no_grad()

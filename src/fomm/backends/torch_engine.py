@@ -14,7 +14,7 @@ from ..errors import UserError
 from ..keypoints import Keypoints
 from ..models import FommModel, GeneratorOutput
 from .base import Engine, PreparedSource
-from .fused import fused_copy
+from .fused import cast_convolutions, fused_copy
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class TorchEngine(Engine):
         model.eval()
         self.channels_last = optimize and device.type in ("cpu", "cuda")
         self.networks = fused_copy(model, channels_last=self.channels_last) if optimize else model
+        if optimize and precision in _AUTOCAST_DTYPES:
+            cast_convolutions(self.networks, _AUTOCAST_DTYPES[precision])
         self._detect: Callable = self.networks.kp_detector
         self._encode: Callable = self.networks.generator.encode
         self._animate: Callable = self.networks.generator.animate

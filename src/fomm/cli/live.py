@@ -10,8 +10,16 @@ from pathlib import Path
 
 from ..animate import Animator
 from ..app.job import CROPS
-from ..app.live import (DEFAULT_FPS, KEYS, FrameReader, LiveAnimator, VideoFileSink, VirtualCameraSink, parse_input,
-                        run_live)
+from ..app.live import (
+    DEFAULT_FPS,
+    KEYS,
+    FrameReader,
+    LiveAnimator,
+    VideoFileSink,
+    VirtualCameraSink,
+    parse_input,
+    run_live,
+)
 from ..app.window import open_window
 from ..assets import BUNDLED_SOURCE
 from ..data.media import read_source_image
