@@ -27,7 +27,7 @@ import pytest
 import torch
 import yaml
 
-from fomm.animate import Animator
+from fomm.animate import Animator, prepare_frames, to_uint8
 from fomm.app.live import CapturedFrame, FrameReader, LatestFrame, LiveAnimator, VideoFileSink, run_live
 from fomm.app.models import BUNDLED_MODEL_NAME, ModelRegistry, find_models
 from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
@@ -330,6 +330,26 @@ def test_live_drops_frames_rather_than_falling_behind(media, tmp_path):
     assert "dropped" in report.summary() and "latency" in report.summary()
 
 
+def test_live_reanchors_and_switches_sources():
+    """Re-anchoring makes the current pose the reference: animating that same frame then gives
+    back the source's own pose, which it did not while the reference was another frame."""
+    model = load_checkpoint(BUNDLED_CHECKPOINT)
+    source = read_source_image(BUNDLED_SOURCE)
+    driving = read_video(BUNDLED_DRIVING)
+    live = LiveAnimator(Animator(model), [source, np.ascontiguousarray(source[:, ::-1])])
+    live.animate(driving[0])  # the reference: frame 0
+    moved, _ = live.animate(driving[40])
+    live.reanchor()
+    still, seen = live.animate(driving[40])  # the reference: frame 40 itself
+    image = prepare_frames(source, 64, 64)
+    own = to_uint8(Animator(model).animate(image[0], image))[0].astype(int)  # the source in its own pose
+    assert np.abs(still.astype(int) - own).mean() < 0.5 * np.abs(moved.astype(int) - own).mean()
+    assert np.array_equal(seen, driving[40])
+    assert [live.switch_source(1), live.switch_source(1), live.switch_source(-1)] == [1, 0, 1]
+    flipped, _ = live.animate(driving[40])
+    assert np.abs(flipped.astype(int) - still.astype(int)).mean() > 5, "the other source is animated"
+
+
 def test_live_needs_a_display_or_no_window(monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -351,6 +371,17 @@ def test_live_input_and_output_mistakes_are_one_line(argv, expected, tmp_path, c
     assert main(arguments) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and expected in error, error
+
+
+def test_live_virtual_camera_without_pyvirtualcam_is_one_line(capsys):
+    try:
+        import pyvirtualcam  # noqa: F401
+        pytest.skip("pyvirtualcam is installed here: the message is for where it is not")
+    except ImportError:
+        pass
+    assert main(["live", "--no-window", "--virtual-camera", "--input", str(BUNDLED_DRIVING)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "pip install pyvirtualcam" in error, error
 
 
 @pytest.fixture

@@ -38,36 +38,95 @@ def assert_one_line_error(result: subprocess.CompletedProcess, command: str, exp
     assert expected in lines[0]
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["animate", "--device", "cuda"], "CUDA is not available"),
-    (["animate", "--device", "gpu"], "unknown device 'gpu'"),
-    (["visualize", "--device", "cuda"], "CUDA is not available"),
-    (["demo", "--device", "cuda:3"], "CUDA"),
-    (["make-dataset", "sprites", "--out", "ds", "--size", "7", "--videos", "1", "--workers", "1"], "size >= 8"),
-    (["animate", "--config", "no-such-config"], "packaged configs"),
-    (["animate", "--best-frame", "999"], "out of range"),
-    (["animate", "--threads", "0"], "--threads: must be at least 1"),
-    (["animate", "--threads", "-1"], "--threads: must be at least 1"),
-    (["animate", "--batch-size", "0"], "--batch-size: must be at least 1"),
-    (["animate", "--fps", "nan"], "--fps must be a number"),
-    (["animate", "--fps", "inf"], "--fps must be a number"),
-    (["animate", "--fps", "0"], "--fps must be a number"),
-    (["animate", "--fps", "0.0001"], "--fps must be a number"),
-    (["animate", "--out", "."], "is a folder"),
-    (["animate", "--out", "missing/result.mp4"], "does not exist"),
-    (["animate", "--out", "result.avi"], "unknown extension"),
-    (["animate", "--out", "a.mp4", "--side-by-side", "a.mp4"], "two outputs"),
-    (["animate", "--gif", "bad.png"], "unknown extension"),
-    (["animate", "--checkpoint", "."], "not a file"),
-    (["nonsense"], "invalid choice"),
-], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
-def test_user_errors_are_one_line_with_exit_status_2(argv, expected, tmp_path):
+# Files a case needs, made in its (otherwise empty) working folder before the command runs.
+def _garbage_checkpoint(folder: Path) -> None:
+    (folder / "model.pth.tar").write_bytes(bytes(range(256)) * 40)
+
+
+def _meta_is_a_list(folder: Path) -> None:
+    make_dataset(kind="sprites", out=folder / "ds", videos=4, frames=3, size=32, seed=0, workers=1, progress=False)
+    (folder / "ds" / "meta.json").write_text("[1, 2, 3]")
+
+
+def _object_array_ground_truth(folder: Path) -> None:
+    make_dataset(kind="sprites", out=folder / "ds", videos=4, frames=3, size=32, seed=0, workers=1, progress=False)
+    for truth in (folder / "ds").rglob("*.npz"):
+        np.savez(truth, keypoints=np.array([{"not": "numbers"}], dtype=object), visibility=np.ones(1))
+
+
+def _empty_scales(folder: Path) -> None:
+    data = yaml.safe_load((PACKAGED_CONFIGS / "sprites-64.yaml").read_text())
+    data["train_params"]["scales"] = []
+    (folder / "empty-scales.yaml").write_text(yaml.safe_dump(data))
+
+
+def _garbage_vgg(folder: Path) -> None:
+    data = yaml.safe_load((PACKAGED_CONFIGS / "sprites-64.yaml").read_text())
+    make_dataset(kind="sprites", out=folder / "ds", videos=4, frames=3, size=64, seed=0, workers=1, progress=False)
+    data["dataset_params"]["root_dir"] = str(folder / "ds")
+    data["train_params"].update(perceptual_backbone="vgg19", vgg19_weights=str(folder / "vgg19.pth"))
+    data["train_params"]["loss_weights"]["perceptual"] = [1, 1, 1, 1, 1]
+    (folder / "vgg.yaml").write_text(yaml.safe_dump(data))
+    (folder / "vgg19.pth").write_bytes(b"garbage" * 100)
+
+
+# One row per mistake a user makes: the command, what the one-line error must say, and the files
+# it needs. Every case must exit 2 with one line, and write nothing.
+CASES = [
+    (["animate", "--device", "cuda"], "CUDA is not available", None),
+    (["animate", "--device", "gpu"], "unknown device 'gpu'", None),
+    (["visualize", "--device", "cuda"], "CUDA is not available", None),
+    (["demo", "--device", "cuda:3"], "CUDA", None),
+    (["train", "--config", "sprites-64", "--device", "cuda"], "CUDA is not available", None),
+    (["train", "--config", "sprites-64", "--device", "gpu"], "unknown device 'gpu'", None),
+    (["train", "--config", "sprites-64", "--max-steps", "0"], "--max-steps: must be at least 1", None),
+    (["train", "--config", "sprites-64", "--max-steps", "-1"], "--max-steps: must be at least 1", None),
+    (["train", "--config", "sprites-64", "--threads", "0"], "--threads: must be at least 1", None),
+    (["train", "--config", "empty-scales.yaml"], "train_params.scales", _empty_scales),
+    (["train", "--config", "vgg.yaml", "--max-steps", "1"], "vgg19.pth", _garbage_vgg),
+    (["make-dataset", "sprites", "--out", "ds", "--size", "7", "--videos", "1"], "size >= 8", None),
+    (["make-dataset", "sprites", "--out", "ds", "--videos", "0"], "videos >= 1", None),
+    (["make-dataset", "sprites", "--out", "ds", "--size", "0"], "size >= 8", None),
+    (["make-dataset", "sprites", "--out", "ds", "--test-fraction", "1.5"], "test_fraction must be in [0, 1]", None),
+    (["make-dataset", "sprites", "--out", "ds", "--size", "33", "--format", "mp4"], "even frame size", None),
+    (["make-dataset", "sprites", "--out", "ds", "--size", "100000"], "above 1024", None),
+    (["train-landmarks", "--dataset", "ds", "--out", "landmarks.pt"], "meta.json: expected a JSON object",
+     _meta_is_a_list),
+    (["evaluate", "--dataset", "ds", "--out", "results"], "not a readable ground-truth file",
+     _object_array_ground_truth),
+    (["export", "--opset", "3"], "--opset", None),
+    (["animate", "--checkpoint", "model.pth.tar"], "not a checkpoint", _garbage_checkpoint),
+    (["animate", "--config", "no-such-config"], "packaged configs", None),
+    (["animate", "--best-frame", "999"], "out of range", None),
+    (["animate", "--threads", "0"], "--threads: must be at least 1", None),
+    (["animate", "--threads", "-1"], "--threads: must be at least 1", None),
+    (["animate", "--batch-size", "0"], "--batch-size: must be at least 1", None),
+    (["animate", "--fps", "nan"], "--fps must be a number", None),
+    (["animate", "--fps", "inf"], "--fps must be a number", None),
+    (["animate", "--fps", "0"], "--fps must be a number", None),
+    (["animate", "--fps", "0.0001"], "--fps must be a number", None),
+    (["animate", "--out", "."], "is a folder", None),
+    (["animate", "--out", "missing/result.mp4"], "does not exist", None),
+    (["animate", "--out", "result.avi"], "unknown extension", None),
+    (["animate", "--out", "a.mp4", "--side-by-side", "a.mp4"], "two outputs", None),
+    (["animate", "--gif", "bad.png"], "unknown extension", None),
+    (["animate", "--checkpoint", "."], "not a file", None),
+    (["nonsense"], "invalid choice", None),
+]
+
+
+@pytest.mark.parametrize("argv, expected, setup", CASES,
+                         ids=[" ".join(argv) + (f" [{setup.__name__[1:]}]" if setup else "") for argv, _, setup in CASES])
+def test_user_errors_are_one_line_with_exit_status_2(argv, expected, setup, tmp_path):
     if "cuda" in " ".join(argv) and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
+    if setup is not None:
+        setup(tmp_path)
+    before = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*"))
     result = run_cli(*argv, cwd=tmp_path)
     assert_one_line_error(result, argv[0] if argv[0] != "nonsense" else "", expected)
     assert "Traceback" not in result.stderr
-    assert sorted(path.name for path in tmp_path.iterdir()) == []  # nothing written
+    assert sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*")) == before  # nothing written
 
 
 def test_an_output_over_its_input_is_refused_and_the_input_kept(tmp_path):
@@ -188,3 +247,32 @@ def test_animate_the_pairs_of_a_csv(small_dataset, tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(path.name for path in out.iterdir()) == sorted([f"{names[0]}-{names[1]}.mp4",
                                                                   f"{names[2]}-{names[0]}.mp4"])
+
+
+def test_sigterm_during_writing_leaves_no_partial_file(tmp_path):
+    """A killed job (SIGTERM: a closed terminal, a scheduler's stop) unwinds like Ctrl-C: exit 130,
+    and neither the outputs nor their temporaries are left behind."""
+    import signal
+    import time
+
+    import cv2
+
+    from fomm.data.video import iter_frames, write_video
+
+    base = [cv2.resize(frame, (256, 256)) for frame in iter_frames(BUNDLED_DRIVING)]
+    clip = write_video(tmp_path / "long.mp4", (base[index % len(base)] for index in range(640)), fps=25)
+    work = tmp_path / "work"
+    work.mkdir()
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen([sys.executable, "-m", "fomm.cli", "animate", "--driving", str(clip), "--out",
+                                "result.mp4", "--gif", "result.gif", *EXACT], cwd=work, env=environment,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(work.glob(".*partial*")) and process.poll() is None:  # writing has begun
+        assert time.monotonic() < deadline, "no temporary file appeared"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert sorted(path.name for path in work.iterdir()) == []

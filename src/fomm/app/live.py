@@ -240,6 +240,7 @@ class LiveAnimator:
                                             self.height / self.width, what="input frame", subject=self.crop)
             except DataError:
                 return prepare_frames(frame, self.height, self.width, crop=True)
+            self._kp_initial = None  # the framing changed: take the reference pose in the new one
         return prepare_frames(crop_frame(frame, self._box, (self.height, self.width)), self.height, self.width)
 
     @torch.inference_mode()
@@ -373,11 +374,18 @@ class VirtualCameraSink:
     """A virtual camera other programs (video calls) can pick, through ``pyvirtualcam`` (an
     optional package; it needs OBS's virtual camera, or v4l2loopback on Linux)."""
 
-    def __init__(self, width: int, height: int, fps: float) -> None:
+    @staticmethod
+    def check_installed() -> None:
+        """Raise UserError when pyvirtualcam is not installed (before any work is done)."""
         try:
-            import pyvirtualcam
+            import pyvirtualcam  # noqa: F401
         except ImportError:
             raise UserError("--virtual-camera needs the pyvirtualcam package: pip install pyvirtualcam") from None
+
+    def __init__(self, width: int, height: int, fps: float) -> None:
+        self.check_installed()
+        import pyvirtualcam
+
         try:
             self.camera = pyvirtualcam.Camera(width=width, height=height, fps=fps, fmt=pyvirtualcam.PixelFormat.RGB)
         except RuntimeError as error:  # no backend: OBS not installed, v4l2loopback not loaded

@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     check_fps(args.fps)
     if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
         raise UserError(f"--duration must be a positive number of seconds, got {args.duration:g}")
+    if args.virtual_camera:
+        VirtualCameraSink.check_installed()
     source_spec = parse_input(args.input)
     sources = [read_source_image(path) for path in args.source]
     window = None if args.no_window else open_window("fomm live")
