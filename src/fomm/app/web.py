@@ -10,9 +10,9 @@ input has a default) and returns the result video first::
         handle_file("face.png"), {"video": handle_file("driving.mp4")}, api_name="/animate")
 
 One animation runs at a time (the CPU or GPU is the bottleneck); other requests wait in Gradio's
-queue and see their place in it. Nothing is fetched from the network: telemetry and Gradio's
-version check are off, the page uses the system's fonts rather than Google's, and its content
-security policy keeps the browser from loading anything from elsewhere.
+queue and see their place in it. Neither the server nor the page reaches another machine:
+Gradio's telemetry and version check are off, the page uses the system's fonts rather than
+Google's, and its content security policy keeps the browser from loading anything from elsewhere.
 """
 
 from __future__ import annotations
@@ -212,8 +212,8 @@ def build_app(registry: ModelRegistry, work_dir: Path, samples: Sequence[tuple[P
         if samples:
             gr.Examples([[str(image), str(video)] for image, video in samples], inputs=[source, driving],
                         label="Samples")
-        button.click(animate, inputs=[source, driving, model, motion, adapt_scale, find_best_frame, crop, precision,
-                             backend],
+        button.click(animate,
+                     inputs=[source, driving, model, motion, adapt_scale, find_best_frame, crop, precision, backend],
                      outputs=[result, side_by_side, keypoints, downloads, summary], api_name=API_NAME,
                      concurrency_limit=1)
     return app
@@ -227,9 +227,9 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: boo
     app.queue(default_concurrency_limit=1, max_size=MAX_QUEUE)
     try:
         _, url, _ = app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True,
-                                       quiet=True, show_error=True, ssr_mode=False, inbrowser=False,
-                                       allowed_paths=[str(ASSETS), *map(str, allowed_paths)],
-                                       app_kwargs={"middleware": [Middleware(SameOriginOnly)]})
+                               quiet=True, show_error=True, ssr_mode=False, inbrowser=False,
+                               allowed_paths=[str(ASSETS), *map(str, allowed_paths)],
+                               app_kwargs={"middleware": [Middleware(SameOriginOnly)]})
     except OSError as error:
         raise UserError(f"cannot serve on {host}:{port} ({error}); is another server using the port? "
                         f"Choose another with --port") from None
