@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 import fomm
 from fomm.animate import Animator, prepare_frames
@@ -15,6 +16,7 @@ from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
 from fomm.backends import MIN_PSNR_DB, candidates, choose_engine, psnr
 from fomm.backends.fused import SubpixelUpConvReLU, fused_copy, subpixel_weights
 from fomm.backends.torch_engine import TorchEngine
+from fomm.config import FommConfig, resolve_config_path
 from fomm.data.media import read_driving_video, read_source_image
 from fomm.errors import UserError
 from fomm.models.blocks import UpBlock2d
@@ -97,12 +99,29 @@ def test_fused_networks_match_the_model_on_vox_architecture():
     assert fused.discriminator is None and model.discriminator is not None
     images = torch.rand(2, 3, 128, 128)
     with torch.no_grad():
-        kp, kp_fused = model.kp_detector(images), fused.kp_detector(images.contiguous(memory_format=torch.channels_last))
+        kp = model.kp_detector(images)
+        kp_fused = fused.kp_detector(images.contiguous(memory_format=torch.channels_last))
         expected = model.generator(images[:1].expand(2, -1, -1, -1), kp_source=kp[:1].expand(2), kp_driving=kp)
         features = fused.generator.encode(images[:1])
         got = fused.generator.animate(features, kp_source=kp[:1].expand(2), kp_driving=kp)
     assert (kp_fused.value - kp.value).abs().max() < 1e-5
     assert (got.prediction - expected.prediction).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("variant", ["keypoint graph", "no jacobians"])
+def test_every_precision_runs_on_config_variants(variant):
+    raw = yaml.safe_load(resolve_config_path("sprites-64").read_text())
+    if variant == "keypoint graph":
+        raw["model_params"]["graph_params"] = {"enabled": True}
+    else:
+        raw["model_params"]["common_params"]["estimate_jacobian"] = False
+    torch.manual_seed(0)
+    model = fomm.build_model(FommConfig.model_validate(raw)).eval()
+    source, driving = torch.rand(3, 64, 64), torch.rand(5, 3, 64, 64)
+    expected = Animator(model, engine=TorchEngine(model, "fp32", optimize=False)).animate(source, driving)
+    assert (Animator(model, batch_size=2).animate(source, driving) - expected).abs().max() <= 1e-4
+    for precision in ("bf16", "fp16"):
+        assert psnr(Animator(model, precision=precision).animate(source, driving), expected) >= MIN_PSNR_DB
 
 
 def test_fp32_is_within_1e4_of_the_plain_networks(bundled, clip, plain_frames):

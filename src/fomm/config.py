@@ -211,7 +211,9 @@ class TrainParams(_Section):
     grad_clip: Optional[float] = Field(None, gt=0)
     seed: int = 0
     num_workers: int = Field(0, ge=0)
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    # no: float32; bf16/fp16: autocast with float32 weights and losses; auto: chosen per device by
+    # measurement (fomm.training.precision).
+    mixed_precision: Literal["no", "auto", "bf16", "fp16"] = "no"
 
 
 # --------------------------------------------------------------------------------------------

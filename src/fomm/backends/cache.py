@@ -28,7 +28,8 @@ from ..models import FommModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["cache_dir", "cached_export", "copy_cached_export", "exported_files", "model_fingerprint", "read_choice", "write_choice"]
+__all__ = ["cache_dir", "cached_export", "copy_cached_export", "exported_files", "model_fingerprint", "read_choice",
+           "write_choice"]
 
 CHOICES_FILE = "choices.json"
 

@@ -157,13 +157,27 @@ class FusedResBlock(nn.Module):
         self.padding1, self.padding2 = block.conv1.padding, block.conv2.padding
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_autocast_enabled(x.device.type):
+        reduced = _autocast_dtype(x.device.type)
+        if reduced is not None:
             # The residual stream in the autocast precision too: an fp32 stream would be cast
             # for every convolution and added out of place.
-            x = x.to(torch.get_autocast_dtype(x.device.type))
+            x = x.to(reduced)
         out = F.relu_(self.norm1(x))
         out = conv_relu(out, self.weight1, self.bias1, self.padding1)
         return conv_add(out, self.weight2, self.bias2, self.padding2, x)
+
+
+def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    """The dtype autocast casts to on ``device_type`` now, or None when it is off."""
+    try:
+        enabled = torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no per-device query
+        enabled = torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+    if not enabled:
+        return None
+    if hasattr(torch, "get_autocast_dtype"):
+        return torch.get_autocast_dtype(device_type)
+    return torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.get_autocast_gpu_dtype()
 
 
 def _memory_format(x: Tensor) -> torch.memory_format:

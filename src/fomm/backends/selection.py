@@ -213,14 +213,16 @@ def _calibrate(model: FommModel, found: list[Candidate], source: Tensor, driving
 _memory: dict[str, Candidate] = {}
 
 
-def _choice_key(model: FommModel, backend: str, precision: str, source: Tensor, driving: Tensor) -> str:
+def _choice_key(model: FommModel, backend: str, precision: str, source: Tensor) -> str:
+    """What a choice depends on: the weights, the hardware and threads, the image size, what was
+    asked and the runtimes' versions."""
     versions = [f"torch {torch.__version__}"]
     for name in installed_backends()[1:]:
         module = __import__(name)
         versions.append(f"{name} {getattr(module, '__version__', '?')}")
     height, width = source.shape[-2:]
     return " | ".join([model_fingerprint(model), device_summary(model.device), f"{torch.get_num_threads()} threads",
-                       f"{height}x{width} batch {driving.shape[0]}", f"asked {backend} {precision}", *versions])
+                       f"{height}x{width}", f"asked {backend} {precision}", *versions])
 
 
 def choose_engine(model: FommModel, backend: str, precision: str, source: Tensor, driving: Tensor,
@@ -238,7 +240,7 @@ def choose_engine(model: FommModel, backend: str, precision: str, source: Tensor
                         f"(installed: {', '.join(installed_backends())})")
     if len(found) == 1:
         return create_engine(model, found[0].backend, found[0].precision, compile=compile), []
-    key = _choice_key(model, backend, precision, source, driving)
+    key = _choice_key(model, backend, precision, source)
     known = _memory.get(key)
     if known is None:
         record = read_choice(key)

@@ -12,10 +12,32 @@ from .arguments import add_model_arguments, load_model
 from .outputs import check_output_folder
 
 
+def opset(text: str) -> int:
+    """An argparse type: an ONNX opset the dynamo exporter writes (18 up to onnx's newest)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    newest = _newest_opset()
+    if not DEFAULT_OPSET <= value <= newest:
+        raise argparse.ArgumentTypeError(f"{value} is not an opset the exporter writes (use {DEFAULT_OPSET} to "
+                                         f"{newest})")
+    return value
+
+
+def _newest_opset() -> int:
+    try:
+        import onnx
+    except ImportError:  # export_onnx says which extra to install
+        return DEFAULT_OPSET
+    return onnx.defs.onnx_opset_version()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, runtime=False)  # traced and checked on the CPU
     parser.add_argument("--out", type=Path, default=Path("onnx"), help="output folder (default onnx/)")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--opset", type=opset, default=DEFAULT_OPSET,
+                        help=f"ONNX opset, {DEFAULT_OPSET} (default, the lowest the exporter writes) or newer")
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
 
 

@@ -6,15 +6,17 @@ the terms of section 3.4 of Siarohin et al., "First Order Motion Model for Image
 NeurIPS 2019.
 
 Under autocast the networks may run in reduced precision, but every loss is computed in float32
-(half-precision sums of many small differences lose too much).
+(half-precision sums of many small differences lose too much): the image pyramids are built in
+float32 from the (float32-widened) prediction, the VGG19 features and discriminator maps are
+widened before any difference, and the equivariance algebra (the warp's jacobian, the 2x2 inverse)
+and the flow-consistency loss run with autocast off. The tensors returned for the discriminator
+step and the pictures are float32 too.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
 from typing import Optional
 
-import torch
 from torch import Tensor, nn
 
 from ..config import LossWeights, TrainParams
@@ -31,6 +33,7 @@ from ..losses import (
     generator_gan_loss,
 )
 from ..models import DiscriminatorOutput, ImagePyramid
+from ..models.blocks import at_least_fp32, full_precision
 from .errors import TrainingError
 
 __all__ = ["DiscriminatorFullModel", "GeneratorFullModel"]
@@ -78,14 +81,16 @@ class GeneratorFullModel(nn.Module):
         kp_source = source_detection.keypoints
         kp_driving = self.kp_detector(driving)
         output = self.generator(source, kp_source=kp_source, kp_driving=kp_driving)
+        prediction = at_least_fp32(output.prediction)
         losses: dict[str, Tensor] = {}
-        pyramid_real = self.pyramid(driving)
-        pyramid_fake = self.pyramid(output.prediction)
+        with full_precision(driving):
+            pyramid_real = self.pyramid(driving)
+            pyramid_fake = self.pyramid(prediction)
 
         if self.perceptual.enabled:
             # The reconstruction loss of section 3.4, L_rec = sum_i |N_i(D^) - N_i(D)|, summed over the
             # pyramid's scales.
-            losses["perceptual"] = self.perceptual(_float_maps(pyramid_fake), _float_maps(pyramid_real))
+            losses["perceptual"] = self.perceptual(pyramid_fake, pyramid_real)
 
         if weights.generator_gan != 0:
             losses.update(self._gan_losses(pyramid_real, pyramid_fake, kp_driving))
@@ -97,15 +102,15 @@ class GeneratorFullModel(nn.Module):
             if flow is None:
                 raise TrainingError("loss_weights.flow_consistency needs batches with 'flow' (dataset_params "
                                     "compute_flow, set automatically for dataset_params datasets)")
-            with _autocast_off(driving.device):
+            with full_precision(driving):
                 losses["flow_consistency"] = weights.flow_consistency * flow_consistency_loss(
                     kp_source.float(), source_detection.heatmap.float(), kp_driving.float(), flow.float(), mask=nearby)
 
-        generated = {"prediction": output.prediction, "kp_source": kp_source.value, "kp_driving": kp_driving.value}
+        generated = {"prediction": prediction, "kp_source": kp_source.value, "kp_driving": kp_driving.value}
         if output.deformed is not None:
-            generated["deformed"] = output.deformed
+            generated["deformed"] = at_least_fp32(output.deformed)
         if output.occlusion_map is not None:
-            generated["occlusion_map"] = output.occlusion_map
+            generated["occlusion_map"] = at_least_fp32(output.occlusion_map)
         return losses, generated
 
     def _gan_losses(self, pyramid_real: dict[str, Tensor], pyramid_fake: dict[str, Tensor],
@@ -132,7 +137,7 @@ class GeneratorFullModel(nn.Module):
         transformed_kp = self.kp_detector(transform.transform_frame(driving))
         losses: dict[str, Tensor] = {}
         # The chain-rule jacobian and the 2x2 inverse are done in float32 even under autocast.
-        with _autocast_off(driving.device):
+        with full_precision(driving):
             kp, transformed = kp_driving.float(), transformed_kp.float()
             if weights.equivariance_value != 0:
                 # Equivariance of values: T_{X<-R}(p_k) = T_{X<-Y} o T_{Y<-R}(p_k), X the driving frame, Y its warp.
@@ -161,8 +166,10 @@ class DiscriminatorFullModel(nn.Module):
 
     def forward(self, driving: Tensor, prediction: Tensor, kp_driving: Tensor) -> dict[str, Tensor]:
         kp_condition = Keypoints(kp_driving.detach())
-        real = _float_output(self.discriminator(self.pyramid(driving), kp=kp_condition))
-        fake = _float_output(self.discriminator(self.pyramid(prediction.detach()), kp=kp_condition))
+        with full_precision(driving):
+            pyramid_real, pyramid_fake = self.pyramid(driving), self.pyramid(at_least_fp32(prediction.detach()))
+        real = _float_output(self.discriminator(pyramid_real, kp=kp_condition))
+        fake = _float_output(self.discriminator(pyramid_fake, kp=kp_condition))
         return {"disc_gan": self.weight * discriminator_gan_loss(real, fake)}
 
 
@@ -176,8 +183,3 @@ def _float_output(output: DiscriminatorOutput) -> DiscriminatorOutput:
     output.feature_maps = {key: [value.float() for value in maps] for key, maps in output.feature_maps.items()}
     return output
 
-
-def _autocast_off(device: torch.device) -> AbstractContextManager:
-    if device.type == "cuda":
-        return torch.autocast("cuda", enabled=False)
-    return nullcontext()
