@@ -1,19 +1,29 @@
-"""Seconds per training iteration of ``fomm.training.Trainer`` on this machine.
+"""Seconds per training step of ``fomm.training.Trainer`` on this machine, per arithmetic.
 
 Setups:
 
 * ``vox-256``: the published vox-256 architecture and losses (``configs/vox-256.yaml``), batch 2 at
-  256x256, perceptual loss through VGG19 with **randomly initialised** weights (the ImageNet file
-  cannot be fetched offline; the cost is the same), no GAN (as vox-256.yaml).
+  256x256, 4-scale perceptual loss through VGG19 with **randomly initialised** weights (the
+  ImageNet file cannot be fetched offline; the cost is the same), no GAN (as vox-256.yaml).
 * ``sprites-64``: ``configs/sprites-64.yaml`` at its own batch size (pixel pyramid, no GAN).
-* any other name in ``configs/`` (``sprites-64-fullres``, the bundled model's architecture, ...)
-  at its own batch size.
+* any other name in ``configs/`` at its own batch size.
 
-Batches are random tensors (no decoding), so this measures the model, losses and optimiser
-steps only. One warm-up step is not timed. Prints a Markdown table::
+Variants (``--variants``):
 
-    python benchmarks/train_speed.py --steps 3 --threads 2
-    python benchmarks/train_speed.py --setups sprites-64 sprites-64-fullres --steps 10 --threads 2
+* ``baseline``: the float32 path as it was before channels-last and fused Adam (contiguous NCHW
+  tensors, Adam's per-parameter loop): the original implementation's speed.
+* ``fp32-cl``: float32, channels-last, fused Adam (``mixed_precision: no`` on the CPU today).
+* ``bf16``: bf16 autocast on contiguous tensors (for comparison: slower than fp32 on oneDNN).
+* ``bf16-cl``: bf16 autocast, channels-last, fused Adam (``mixed_precision: bf16``; what ``auto``
+  picks on an AMX CPU).
+
+Batches are random tensors (no decoding): this measures the networks, losses and optimiser steps.
+The variants of a setup are timed round-robin, one step each per round, after one warm-up step
+each, so that other load on the machine weighs on all of them alike; the table gives the median
+and the best step. Prints the CPU, its ISA flags and the load average, then a Markdown table::
+
+    python benchmarks/train_speed.py --threads 2                      # both setups, all variants
+    python benchmarks/train_speed.py --setups vox-256 --steps 5 --threads 2
 """
 
 from __future__ import annotations
@@ -23,13 +33,26 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import Dataset
 
+from fomm.backends.hardware import device_summary
 from fomm.config import load_config
+from fomm.device import resolve_device
 from fomm.models.vgg import Vgg19Features
 from fomm.training import Trainer
+from fomm.training.trainer import ADAM_BETAS
+
+VARIANTS = {
+    # name: (mixed_precision, channels_last, fused Adam)
+    "baseline": ("no", False, False),
+    "fp32-cl": ("no", True, True),
+    "bf16": ("bf16", False, True),
+    "bf16-cl": ("bf16", True, True),
+}
+BATCH_SIZES = {"vox-256": 2}
 
 
 class RandomPairs(Dataset):
@@ -47,54 +70,88 @@ class RandomPairs(Dataset):
                 "driving": torch.rand(3, self.size, self.size, generator=generator)}
 
 
-def measure(name: str, batch_size: int | None, steps: int, device: str) -> dict:
-    config = load_config(name)  # a packaged config, by name
-    params = config.train_params
-    assert params is not None and config.dataset_params is not None
-    if batch_size is not None:
-        params.batch_size = batch_size
-    size = config.dataset_params.frame_shape[0]
-    vgg = Vgg19Features() if params.perceptual_backbone == "vgg19" else None  # random init: offline
+@dataclass
+class Run:
+    setup: str
+    variant: str
+    trainer: Trainer
+    batch: dict
+    times: list[float] = field(default_factory=list)
+
+    def step(self) -> float:
+        synchronize = self.trainer.device.type == "cuda"
+        if synchronize:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        self.trainer.train_step(self.batch)
+        if synchronize:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+
+def make_run(setup: str, variant: str, log_dir: str, device: str, vgg: Vgg19Features | None) -> Run:
+    mode, channels_last, fused = VARIANTS[variant]
+    config = load_config(setup)  # a packaged config, by name
+    params, dataset_params = config.train_params, config.dataset_params
+    assert params is not None and dataset_params is not None
+    params.batch_size = BATCH_SIZES.get(setup, params.batch_size)
+    params.mixed_precision = mode
+    size = dataset_params.frame_shape[0]
+    trainer = Trainer(config, log_dir, device=device, dataset=RandomPairs(size, params.batch_size),
+                      vgg=vgg if params.perceptual_backbone == "vgg19" else None, progress=False,
+                      channels_last=channels_last)
+    if not fused:  # the per-parameter loop of torch's Adam, as before
+        trainer.optimizers = {name: torch.optim.Adam(getattr(trainer.model, name).parameters(), lr=group["lr"],
+                                                     betas=ADAM_BETAS, foreach=False)
+                              for name, optimizer in trainer.optimizers.items()
+                              for group in optimizer.param_groups[:1]}
+    batch = {key: torch.stack([trainer.dataset[i][key] for i in range(params.batch_size)])
+             for key in ("source", "driving")}
+    return Run(setup, variant, trainer, batch)
+
+
+def measure(setup: str, variants: list[str], steps: int, device: str) -> list[Run]:
+    vgg = Vgg19Features()  # random init (offline); every variant gets its own copy of it
     with tempfile.TemporaryDirectory() as log_dir:
-        trainer = Trainer(config, log_dir, device=device, dataset=RandomPairs(size, params.batch_size),
-                          vgg=vgg, progress=False)
-        batch = {key: torch.stack([trainer.dataset[i][key] for i in range(params.batch_size)])
-                 for key in ("source", "driving")}
-        trainer.train_step(batch)  # warm-up: allocator, oneDNN primitive caches
-        times = []
+        runs = [make_run(setup, variant, os.path.join(log_dir, variant), device, vgg) for variant in variants]
+        for run in runs:
+            run.step()  # warm-up: allocator, oneDNN kernels
         for _ in range(steps):
-            if trainer.device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            trainer.train_step(batch)
-            if trainer.device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-    return {"setup": name, "size": size, "batch": params.batch_size, "perceptual": params.perceptual_backbone,
-            "gan": params.loss_weights.generator_gan != 0, "median": statistics.median(times), "min": min(times),
-            "steps": steps, "device": str(trainer.device)}
+            for run in runs:
+                run.times.append(run.step())
+    return runs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per setup (after one warm-up)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per variant (after one warm-up)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--setups", nargs="+", default=["sprites-64", "vox-256"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    batch_sizes = {"vox-256": 2}
-    rows = [measure(name, batch_sizes.get(name), args.steps, args.device) for name in args.setups]
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPU(s), "
-          f"load average at the end {load} (other jobs on the machine inflate these times)\n")
-    print("| setup | frames | batch | perceptual | GAN | device | s/iter (median) | s/iter (min) | samples/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for row in rows:
-        vgg = "vgg19 (random init)" if row["perceptual"] == "vgg19" else row["perceptual"]
-        print(f"| {row['setup']} | {row['size']}x{row['size']} | {row['batch']} | {vgg} | {'yes' if row['gan'] else 'no'} "
-              f"| {row['device']} | {row['median']:.3f} | {row['min']:.3f} | {row['batch'] / row['median']:.3g} |")
+    device = resolve_device(args.device)
+    load_before = os.getloadavg()
+    results = [run for setup in args.setups for run in measure(setup, args.variants, args.steps, args.device)]
+    load_after = os.getloadavg()
+    print(f"\n{device_summary(device)}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPU(s); load average "
+          f"(1, 5, 15 min) before {_load(load_before)}, after {_load(load_after)} (other jobs inflate these "
+          f"times)\n")
+    print("| setup | batch | variant | arithmetic | s/step (median) | s/step (best) | speed-up (median) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for run in results:
+        baseline = next((r for r in results if r.setup == run.setup and r.variant == "baseline"), None)
+        median = statistics.median(run.times)
+        speedup = f"{statistics.median(baseline.times) / median:.2f}x" if baseline is not None else "-"
+        print(f"| {run.setup} | {run.trainer.params.batch_size} | {run.variant} | "
+              f"{run.trainer.precision.describe().split(' (')[0]} | {median:.3f} | {min(run.times):.3f} | {speedup} |")
+
+
+def _load(values: tuple[float, float, float]) -> str:
+    return ", ".join(f"{value:.1f}" for value in values)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,7 @@ class Generator(nn.Module):
             return GeneratorOutput(prediction=self.decode(source.features))
         motion: Motion = self.dense_motion_network(source.image, kp_source=kp_source, kp_driving=kp_driving)
         _, _, height, width = source.features.shape
+        # Section 3.3: xi' = O (.) f_w(xi, T^), the encoded source warped, then masked by occlusion.
         features = warp(source.features, resize_grid(motion.deformation, height, width))
         if motion.occlusion_map is not None:
             features = features * resize_map(motion.occlusion_map, height, width)

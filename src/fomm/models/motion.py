@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from ..config import DenseMotionParams
 from ..geometry import coordinate_grid, inverse_2x2, keypoints_to_gaussian, warp
-from .blocks import AntiAliasDownsample, Hourglass, at_least_fp32, full_precision
 from ..keypoints import Keypoints
+from .blocks import AntiAliasDownsample, Hourglass, at_least_fp32, full_precision
 
 
 @dataclass
@@ -34,7 +34,9 @@ class Motion:
 def sparse_motions(height: int, width: int, kp_source: Keypoints, kp_driving: Keypoints) -> Tensor:
     """First-order approximations of the driving → source mapping near each keypoint.
 
-    ``T_k(z) = p_S + J_S J_D^-1 (z - p_D)`` per keypoint k, plus the identity for the background.
+    ``T_k(z) = p_S + J_S J_D^-1 (z - p_D)`` per keypoint k (the paper's Eq. 6,
+    ``T_S<-D(z) ≈ T_S<-R(p_k) + J_k (z - T_D<-R(p_k))`` with ``J_k = J_S J_D^-1``), plus the
+    identity for the background.
     Returns ``(B, K+1, h, w, 2)``. The jacobian product is applied once per keypoint rather than
     copied to every pixel.
     """
@@ -74,7 +76,8 @@ class DenseMotion(nn.Module):
 
     def heatmap_representation(self, height: int, width: int, kp_source: Keypoints,
                                kp_driving: Keypoints) -> Tensor:
-        """Gaussian(driving) - gaussian(source), background channel zero: ``(B, K+1, 1, h, w)``."""
+        """Gaussian(driving) - gaussian(source), background channel zero: ``(B, K+1, 1, h, w)``
+        (section 3.2: ``H_k(z) = exp(-(T_D<-R(p_k) - z)^2 / s) - exp(-(T_S<-R(p_k) - z)^2 / s)``)."""
         gaussian_driving = keypoints_to_gaussian(kp_driving.value, height, width, self.kp_variance)
         gaussian_source = keypoints_to_gaussian(kp_source.value, height, width, self.kp_variance)
         heatmap = gaussian_driving - gaussian_source
@@ -106,6 +109,7 @@ class DenseMotion(nn.Module):
         # autocast, where a rounded grid would shift pixels (no-op without autocast).
         with full_precision(mask_logits):
             mask = F.softmax(at_least_fp32(mask_logits), dim=1)
+            # Section 3.2: T^(z) = M_0 z + sum_k M_k T_k(z), the sparse motions mixed by the masks.
             deformation = torch.einsum("bkhw,bkhwc->bhwc", mask, motions)
             occlusion_map = None if occlusion_logits is None else torch.sigmoid(at_least_fp32(occlusion_logits))
         return Motion(deformation=deformation, mask=mask, sparse_deformed=sparse_deformed,

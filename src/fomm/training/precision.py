@@ -137,10 +137,11 @@ def _auto_dtype(device: torch.device, probe: Callable[[torch.device], float]) ->
                   f"(below {AUTO_MIN_SPEEDUP}x)")
 
 
-def measure_bf16_speedup(device: torch.device, repeats: int = 5) -> float:
+def measure_bf16_speedup(device: torch.device, repeats: int = 8) -> float:
     """float32 time / bf16-autocast time of a small channels-last convolution pair, forward and
     backward (``(2, 32, 64, 64)`` input, 3x3 kernels, 64 channels), best of ``repeats`` each,
-    measured alternately so that other load on the machine weighs on both alike.
+    measured alternately so that other load on the machine weighs on both alike (on a busy
+    machine single runs vary several-fold; the best ones do not). About 0.1-1 s on a CPU.
 
     Uses its own random generator: the global random streams (weights, warps) are untouched.
     """
@@ -159,7 +160,8 @@ def measure_bf16_speedup(device: torch.device, repeats: int = 5) -> float:
         out.float().square().mean().backward()
         return time.perf_counter() - start
 
-    run(None), run(torch.bfloat16)  # warm-up: oneDNN builds its kernels on first use
+    for _ in range(2):  # warm-up: oneDNN builds its kernels on first use
+        run(None), run(torch.bfloat16)
     fp32, bf16 = float("inf"), float("inf")
     for _ in range(repeats):
         fp32 = min(fp32, run(None))
