@@ -19,12 +19,14 @@ fi
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 
 # The web app's browser test drives Debian's Chromium (a browser build downloaded by a tool is not
-# to be had everywhere) and the live window's test a virtual X display. Installed only where asked
-# for (CI, or FOMM_BROWSER_TESTS=1), as root on Debian; the tests skip themselves without them.
+# to be had everywhere), the live window's test a virtual X display, and the no-network test
+# watches a run with strace. Installed only where asked for (CI, or FOMM_BROWSER_TESTS=1), as root
+# on Debian; the tests skip themselves without them.
 if [ -n "${CI:-}${FOMM_BROWSER_TESTS:-}" ] && [ "$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then
     missing=()
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     command -v Xvfb >/dev/null || missing+=(xvfb)
+    command -v strace >/dev/null || missing+=(strace)
     if [ ${#missing[@]} -gt 0 ]; then
         export DEBIAN_FRONTEND=noninteractive
         if ! apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; then

@@ -194,13 +194,22 @@ def export_onnx(model: FommModel, out_dir: Path, opset: int = DEFAULT_OPSET, che
     return ExportResult(files, max_error)
 
 
+def import_onnxruntime():
+    """``import onnxruntime`` with its telemetry events off: its native library otherwise looks
+    up Microsoft's telemetry host from a background thread; fomm sends nothing anywhere."""
+    import onnxruntime
+
+    onnxruntime.disable_telemetry_events()
+    return onnxruntime
+
+
 def check_onnx(model: FommModel, files: OnnxFiles, batch: int = 3,
                sizes: Optional[Sequence[tuple[int, int]]] = None) -> float:
     """Largest absolute difference between onnxruntime and torch on random inputs, over the
     keypoints and the generated frames, at each ``(height, width)`` of ``sizes`` (default: the
     model's frame size). ``batch`` differs from the export's 2, so the dynamic batch is exercised."""
     try:
-        import onnxruntime
+        onnxruntime = import_onnxruntime()
     except ImportError:
         raise UserError("checking the export needs onnxruntime: pip install 'fomm[onnx]' (or skip it with "
                         "--no-check)") from None

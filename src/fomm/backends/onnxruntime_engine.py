@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Optional, Sequence
 
 import numpy as np
 
 from ..errors import UserError
-from ..export import OnnxFiles
+from ..export import OnnxFiles, import_onnxruntime
 from .exported import GRAPHS, ExportedEngine, default_threads
 
 __all__ = ["OnnxRuntimeEngine", "onnxruntime_available"]
 
 
 def onnxruntime_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether onnxruntime is installed (found, not imported)."""
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 class OnnxRuntimeEngine(ExportedEngine):
@@ -36,8 +34,7 @@ class OnnxRuntimeEngine(ExportedEngine):
                             f"(use --backend openvino or torch for reduced precision)")
         if not onnxruntime_available():
             raise UserError("the onnxruntime backend needs onnxruntime: pip install 'fomm[onnx]'")
-        import onnxruntime
-
+        onnxruntime = import_onnxruntime()
         super().__init__(files, precision)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = default_threads(threads)

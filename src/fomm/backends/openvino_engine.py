@@ -9,7 +9,9 @@ cached under ``$FOMM_CACHE/openvino`` so that later runs start faster.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -27,11 +29,25 @@ _PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
 
 def openvino_available() -> bool:
+    """Whether OpenVINO is installed (found, not imported: importing it has side effects)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def import_openvino():
+    """``import openvino`` with its usage telemetry off. Importing it otherwise sends an event to
+    Google Analytics from a forked process (its model-conversion tools report usage unless opted
+    out); fomm sends nothing anywhere. ``CI=true`` is openvino_telemetry's own opt-out, read
+    once while the module loads, so it is set for the import only."""
+    previous = os.environ.get("CI")
+    os.environ["CI"] = "true"
     try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        import openvino
+    finally:
+        if previous is None:
+            del os.environ["CI"]
+        else:
+            os.environ["CI"] = previous
+    return openvino
 
 
 class OpenVinoEngine(ExportedEngine):
@@ -46,7 +62,7 @@ class OpenVinoEngine(ExportedEngine):
             raise UserError(f"the openvino backend runs fp32, bf16 or fp16, not {precision!r}")
         if not openvino_available():
             raise UserError("the openvino backend needs OpenVINO: pip install 'fomm[openvino]'")
-        import openvino
+        openvino = import_openvino()
 
         super().__init__(files, precision)
         self.core = openvino.Core()

@@ -11,6 +11,8 @@ measurement runs once.
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import logging
 import math
 import time
@@ -218,11 +220,22 @@ def _choice_key(model: FommModel, backend: str, precision: str, source: Tensor) 
     asked and the runtimes' versions."""
     versions = [f"torch {torch.__version__}"]
     for name in installed_backends()[1:]:
-        module = __import__(name)
-        versions.append(f"{name} {getattr(module, '__version__', '?')}")
+        # From the package metadata: importing openvino just for its version would be costly.
+        versions.append(f"{name} {_installed_version(name)}")
     height, width = source.shape[-2:]
     return " | ".join([model_fingerprint(model), device_summary(model.device), f"{torch.get_num_threads()} threads",
                        f"{height}x{width}", f"asked {backend} {precision}", *versions])
+
+
+def _installed_version(module: str) -> str:
+    """The version of the distribution that provides ``module`` (onnxruntime may come as
+    onnxruntime-gpu or onnxruntime-openvino)."""
+    for distribution in importlib.metadata.packages_distributions().get(module, [module]):
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "?"
 
 
 def choose_engine(model: FommModel, backend: str, precision: str, source: Tensor, driving: Tensor,
