@@ -7,6 +7,7 @@ checks "matches the original code". It is never skipped: a missing file is a fai
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,19 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def reference_io(reference_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(reference_dir / "io.pt", weights_only=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """The backends' cache (exports, `auto` choices) in a folder of the session's, never the
+    user's ~/.cache/fomm; commands the tests start inherit it."""
+    previous = os.environ.get("FOMM_CACHE")
+    os.environ["FOMM_CACHE"] = str(tmp_path_factory.mktemp("fomm-cache"))
+    yield
+    if previous is None:
+        del os.environ["FOMM_CACHE"]
+    else:
+        os.environ["FOMM_CACHE"] = previous
 
 
 @pytest.fixture(autouse=True, scope="session")

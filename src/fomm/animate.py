@@ -20,8 +20,7 @@ from torch import Tensor
 
 from .backends import BACKENDS, PRECISIONS, Engine, Measurement, PreparedSource, choose_engine
 from .errors import UserError
-from .geometry import convex_hull_area
-from .keypoints import Keypoints, relative_keypoints
+from .keypoints import Keypoints, best_matching_frame, relative_keypoints
 from .models import FommModel, GeneratorOutput
 
 __all__ = ["BACKENDS", "PRECISIONS", "AnimationStep", "Animator", "MotionSettings", "PreparedSource",
@@ -61,6 +60,8 @@ def prepare_frames(frames: np.ndarray | Tensor, height: int, width: int, crop: b
         array = frames[None] if frames.ndim == 3 else frames
         if array.ndim != 4 or array.shape[-1] != 3:
             raise ValueError(f"expected RGB frames of shape (T, H, W, 3), got {frames.shape}")
+        if not array.flags.writeable:  # decoded frames can be read-only; torch wants to own them
+            array = array.copy()
         tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
         tensor = tensor.float() / 255.0 if array.dtype == np.uint8 else tensor.float()
     else:
@@ -241,18 +242,5 @@ class Animator:
         """Index of the driving frame whose keypoints, normalised for position and scale, are
         closest to the source's: the best frame to take relative motion from."""
         self._engine_for(source[None] if source.dim() == 3 else source, driving)
-        kp_source = self.prepare_source(source).keypoints.value[0].cpu()
-        kp_driving = self.detect(driving).value.cpu()
-        target = _normalise_pose(kp_source)
-        distances = [float((_normalise_pose(kp) - target).pow(2).sum()) for kp in kp_driving]
-        return int(np.argmin(distances))
-
-
-def _normalise_pose(points: Tensor) -> Tensor:
-    """``(K, 2)`` keypoints centred on their mean and scaled to unit hull area."""
-    centred = points - points.mean(dim=0, keepdim=True)
-    try:
-        area = convex_hull_area(points)
-    except Exception:  # degenerate (collinear) keypoints have no hull: use the spread instead
-        area = float(centred.pow(2).sum(-1).mean())
-    return centred / max(area, 1e-12) ** 0.5
+        kp_source = self.prepare_source(source).keypoints.value[0]
+        return best_matching_frame(kp_source, self.detect(driving).value)

@@ -32,6 +32,8 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, *, reconstruct: bo
     """The options of ``fomm evaluate``; with ``reconstruct``, ``--out`` is the folder of the
     videos and metrics (default ``reconstruction/``) and there is no separate ``--videos``."""
     add_model_arguments(parser)  # the bundled model unless --checkpoint names another
+    # Metrics are measurements: exact arithmetic unless asked otherwise (auto may pick bf16).
+    parser.set_defaults(precision="fp32", backend="torch")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", type=Path, required=True,
                       help="dataset folder (train/ and test/, or a flat folder split by the config's seed)")

@@ -11,15 +11,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_args
 
 from ..checkpoint import CheckpointData, read_checkpoint
-from ..config import load_config
+from ..config import TrainParams, load_config
 from ..device import set_threads
 from ..errors import OutputPathError
 from ..training import NonFiniteLossError, Trainer
 from ..training.distributed import cleanup_distributed
 from .arguments import positive_int
+
+#: The values of train_params.mixed_precision (see fomm.training.precision).
+MIXED_PRECISION_MODES: tuple[str, ...] = get_args(TrainParams.model_fields["mixed_precision"].annotation)
 
 #: Where runs go when neither --log-dir nor a run's own checkpoint says: log/<config name>.
 DEFAULT_LOG_ROOT = Path("log")
@@ -37,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int,
                         help="CPU threads for torch per process (default: torch's choice; 1 helps on a busy CPU)")
     parser.add_argument("--seed", type=int, default=None, help="overrides train_params.seed")
+    parser.add_argument("--mixed-precision", choices=MIXED_PRECISION_MODES, default=None,
+                        help="overrides train_params.mixed_precision: no (float32), auto (bf16 where the CPU has "
+                             "AMX/AVX512-BF16 and measures faster, bf16/fp16 on CUDA), bf16 or fp16 (CUDA)")
     parser.add_argument("--max-steps", type=positive_int, default=None,
                         help="stop after this many steps of this run and checkpoint (tests, benchmarks)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -47,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     config = load_config(args.config)
+    if args.mixed_precision is not None and config.train_params is not None:
+        config.train_params.mixed_precision = args.mixed_precision
     checkpoint = read_checkpoint(args.checkpoint, config) if args.checkpoint is not None else None
     log_dir = _check_log_dir(args.log_dir if args.log_dir is not None else default_log_dir(args.config, checkpoint))
     try:

@@ -192,9 +192,7 @@ class Trainer:
         """This run's arithmetic; under torchrun every process takes rank 0's choice (``auto``
         measures, and processes must not differ)."""
         precision = resolve_precision(self.params.mixed_precision, self.device, channels_last)
-        precision = all_gather_objects(precision)[0]
-        self._log(f"arithmetic: {precision.describe()}")
-        return precision
+        return all_gather_objects(precision)[0]
 
     def _prepare_model(self) -> None:
         self.model.to(self.device, memory_format=self.precision.memory_format)
@@ -520,6 +518,7 @@ class Trainer:
         self._log(f"training on {self.device} x {world} process(es); effective batch size "
                   f"{self.params.batch_size} x {world} = {self.params.batch_size * world}; "
                   f"{self.steps_per_epoch} steps per epoch; logs in {self.log_dir}")
+        self._log(f"arithmetic: {self.precision.describe()}")
         return SummaryWriter(log_dir=str(self.log_dir))
 
     def _progress_bar(self) -> Optional[tqdm]:
