@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from fomm.assets import BUNDLED_DRIVING
 from fomm.data.video import iter_frames, write_video

@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 import imageio.v3 as iio
-import numpy as np
 import torch
 
 import fomm
