@@ -6,6 +6,13 @@ then times full passes over a ``DatasetRepeater`` with 0 and 2 workers, with and
 a warm-up epoch that starts the workers and fills the caches).
 
     python benchmarks/data_loading.py [--videos 16] [--frames 64] [--repeats 8] [--batch 8]
+
+``--training`` instead times whole training steps of ``configs/sprites-64.yaml`` (batch 8, 64x64)
+through ``Trainer.train`` on those videos with 0, 1 and 2 loader workers and with
+``cache_frames``, in float32 and bf16, against the same run on in-memory frames (no decoding):
+the difference is what loading costs the step that does not overlap with training.
+
+    python benchmarks/data_loading.py --training --threads 2 [--steps 40]
 """
 
 from __future__ import annotations
@@ -61,6 +68,61 @@ def samples_per_second(root: Path, size: int, workers: int, cache: bool, repeats
     return best
 
 
+class InMemoryPairs(torch.utils.data.Dataset):
+    """``num`` fixed random 64x64 source/driving pairs: training without any decoding."""
+
+    def __init__(self, num: int, size: int) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.frames = torch.rand(num, 2, 3, size, size, generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"source": self.frames[index, 0], "driving": self.frames[index, 1]}
+
+
+def training_seconds_per_step(root: Path | None, mode: str, workers: int, steps: int, cache: bool = False) -> float:
+    """s/step of ``steps`` steps of sprites-64 through ``Trainer.train`` (warm-up step and the
+    final checkpoint included alike in every row) on ``root``'s videos, or in memory when None."""
+    from fomm.config import load_config
+    from fomm.training import Trainer
+
+    config = load_config("sprites-64")
+    assert config.train_params is not None and config.dataset_params is not None
+    config.train_params.mixed_precision = mode
+    config.train_params.num_workers = workers
+    config.train_params.num_repeats = 1000  # one epoch: the loader (and its workers) starts once
+    config.dataset_params.root_dir = str(root)
+    config.dataset_params.cache_frames = cache
+    dataset = InMemoryPairs(256, 64) if root is None else None
+    with tempfile.TemporaryDirectory() as log_dir:
+        trainer = Trainer(config, log_dir, device="cpu", dataset=dataset, max_steps=steps, progress=False)
+        return trainer.train().seconds_per_step
+
+
+def training_table(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as temporary:
+        root = Path(temporary) / "videos64"
+        make_videos(root / "train", args.videos, args.frames, 64)
+        (root / "test").mkdir()
+        for mode in ("no", "bf16"):
+            rows.append((mode, "in memory", training_seconds_per_step(None, mode, 0, args.steps)))
+            for workers in (0, 1, 2):
+                rows.append((mode, f"{workers} workers", training_seconds_per_step(root, mode, workers, args.steps)))
+            rows.append((mode, "0 workers, cache_frames",
+                         training_seconds_per_step(root, mode, 0, args.steps, cache=True)))
+    print(f"sprites-64 training steps (batch 8, 64x64, {args.steps} steps, {torch.get_num_threads()} torch "
+          f"thread(s)) on {args.videos} H.264 videos of {args.frames} frames\n")
+    print("| mixed_precision | data | s/step | over in-memory |")
+    print("| --- | --- | --- | --- |")
+    for mode, data, seconds in rows:
+        in_memory = next(s for m, d, s in rows if m == mode and d == "in memory")
+        print(f"| {mode} | {data} | {seconds:.3f} | {100 * (seconds - in_memory) / seconds:+.0f} % |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=16)
@@ -68,7 +130,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=8, help="passes over the videos per timed epoch")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--training", action="store_true", help="time training steps instead (see above)")
+    parser.add_argument("--steps", type=int, default=40, help="--training: steps per row")
+    parser.add_argument("--threads", type=int, default=2, help="--training: torch threads")
     args = parser.parse_args()
+    if args.training:
+        training_table(args)
+        return
     torch.set_num_threads(1)  # the DataLoader workers are the parallelism being measured
     rows = []
     with tempfile.TemporaryDirectory() as temporary:

@@ -5,8 +5,8 @@ Trains the sprites-64 config from scratch for ``--steps`` steps three times on t
 weights, batches and equivariance warps: only the arithmetic differs), and float32 with another
 seed (``--control-seed``), the yardstick of how far two equally valid runs drift apart anyway.
 Prints the moving averages (window ``--window`` steps) of the total loss and of each term every
-``--every`` steps, the largest relative difference of the smoothed total-loss curves (bf16 vs
-float32, and the float32 control vs float32), and seconds per step; ``--plot`` draws the curves.
+``--every`` steps, the largest relative difference of each smoothed curve (bf16 vs float32, and
+the float32 control vs float32), and seconds per step; ``--plot`` draws the curves.
 
     python benchmarks/train_precision.py --data /tmp/sprites-40 --steps 300 --threads 2 \\
         --plot docs/assets/train-bf16-sprites.png
@@ -58,8 +58,8 @@ def train(data: Path, mode: str, seed: int, steps: int, label: str) -> Curve:
     return Curve(label, result.history, result.seconds_per_step)
 
 
-def max_relative_difference(curve: Curve, reference: Curve, window: int) -> float:
-    a, b = curve.smoothed("total", window), reference.smoothed("total", window)
+def max_relative_difference(curve: Curve, reference: Curve, window: int, term: str = "total") -> float:
+    a, b = curve.smoothed(term, window), reference.smoothed(term, window)
     return float(np.max(np.abs(a - b) / np.abs(b)))
 
 
@@ -115,10 +115,13 @@ def main() -> None:
         cells = [f"{curves[term][0][row]:.4f} / {curves[term][1][row]:.4f}" for term in ["total", *terms]]
         a, b = curves["total"][1][row], curves["total"][0][row]
         print(f"| {step} | " + " | ".join(cells) + f" | {100 * (a - b) / b:+.1f} % |")
-    print(f"\nlargest relative difference of the smoothed total loss ({args.window}-step mean), steps "
-          f"{args.window}-{args.steps}: bf16 vs fp32 {100 * max_relative_difference(bf16, fp32, args.window):.1f} %; "
-          f"fp32 seed {args.control_seed} vs fp32 seed {args.seed} "
-          f"{100 * max_relative_difference(control, fp32, args.window):.1f} %")
+    print(f"\nlargest relative difference of the smoothed curves ({args.window}-step means, steps "
+          f"{args.window}-{args.steps}), against fp32 seed {args.seed}:\n")
+    print(f"| term | bf16 (seed {args.seed}) | fp32 (seed {args.control_seed}) |")
+    print("| --- | --- | --- |")
+    for term in ["total", *terms]:
+        print(f"| {term} | {100 * max_relative_difference(bf16, fp32, args.window, term):.1f} % "
+              f"| {100 * max_relative_difference(control, fp32, args.window, term):.1f} % |")
     if args.plot is not None:
         plot([fp32, bf16, control], args.window, args.plot)
         print(f"curves: {args.plot}")
