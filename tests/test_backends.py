@@ -15,6 +15,7 @@ from fomm.backends import FP32_TOLERANCE, MIN_PSNR_DB, candidates, psnr
 from fomm.backends.cache import cached_export, exported_files
 from fomm.backends.onnxruntime_engine import OnnxRuntimeEngine
 from fomm.backends.torch_engine import TorchEngine
+from fomm.backends.selection import forget_choices
 from fomm.cli import main
 from fomm.data.media import read_driving_video, read_source_image
 from fomm.data.video import video_info
@@ -28,6 +29,7 @@ pytest.importorskip("onnxscript")
 def cache(tmp_path_factory):
     """One FOMM_CACHE for the module (and test_export's CLI test, which reuses its export)."""
     folder = tmp_path_factory.getbasetemp() / "fomm-cache"
+    forget_choices()  # choices an earlier test of this process made would skip the measuring
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FOMM_CACHE", str(folder))
         yield folder

@@ -16,6 +16,7 @@ from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
 from fomm.backends import MIN_PSNR_DB, candidates, choose_engine, psnr
 from fomm.backends.fused import SubpixelUpConvReLU, fused_copy, subpixel_weights
 from fomm.backends.torch_engine import TorchEngine
+from fomm.backends.selection import forget_choices
 from fomm.config import FommConfig, resolve_config_path
 from fomm.data.media import read_driving_video, read_source_image
 from fomm.errors import UserError
@@ -45,7 +46,9 @@ def plain_frames(bundled, clip):
 
 @pytest.fixture()
 def cache(tmp_path, monkeypatch):
+    """An empty cache, and no choice remembered from an earlier test of this process."""
     monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
+    forget_choices()
     return tmp_path / "cache"
 
 

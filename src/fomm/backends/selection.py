@@ -211,6 +211,12 @@ def _calibrate(model: FommModel, found: list[Candidate], source: Tensor, driving
 _memory: dict[str, Candidate] = {}
 
 
+def forget_choices() -> None:
+    """Forget the choices this process made (the ones on disk stay): the next ``auto`` looks in
+    ``$FOMM_CACHE`` again, or measures."""
+    _memory.clear()
+
+
 def _gflop_per_frame(model: FommModel, source: Tensor, driving: Tensor) -> float:
     """The work of one animated frame, counted on the plain networks (the fused engine's oneDNN
     kernels are invisible to the counter), the source's encoding included: a small overestimate."""
