@@ -160,7 +160,7 @@ def run_contract(argv: list[str], work: Path) -> None:
 
 COMMANDS = {"animate": animate_argv, "visualize": visualize_argv, "evaluate": evaluate_argv,
             "make-dataset": make_dataset_argv, "train": train_argv, "export": export_argv}
-EXAMPLES = {"animate": 25, "visualize": 12, "evaluate": 12, "make-dataset": 15, "train": 12, "export": 2}
+EXAMPLES = {"animate": 25, "visualize": 12, "evaluate": 12, "make-dataset": 15, "train": 12, "export": 1}
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))

@@ -29,7 +29,9 @@ def _contiguous_entries(module: nn.Module, state_dict: dict[str, Any], prefix: s
 def contiguous_state_dicts(module: nn.Module) -> None:
     """From now on, ``module.state_dict()`` (and so every checkpoint of it) holds contiguous
     tensors whatever the memory format of its parameters; names and values are unchanged."""
-    module.register_state_dict_post_hook(_contiguous_entries)
+    # Public from torch 2.5 on; the private name, same signature, before.
+    register = getattr(module, "register_state_dict_post_hook", None) or module._register_state_dict_hook
+    register(_contiguous_entries)
 
 
 def contiguous_tensors(value: Any) -> Any:

@@ -220,11 +220,7 @@ class Trainer:
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         rates = {"generator": self.params.lr_generator, "kp_detector": self.params.lr_kp_detector,
                  "discriminator": self.params.lr_discriminator}
-        # The fused kernels update all of a network's parameters in one pass (measured 6x faster than
-        # the per-parameter loop on the CPU); same arithmetic, float32 states.
-        fused = True if self.device.type in _FUSED_ADAM_DEVICES else None
-        return {name: torch.optim.Adam(getattr(self.model, name).parameters(), lr=rates[name], betas=ADAM_BETAS,
-                                       fused=fused)
+        return {name: _adam(list(getattr(self.model, name).parameters()), rates[name], self.device)
                 for name in ("generator", "kp_detector", "discriminator")}
 
     def _wrap(self, module: nn.Module) -> nn.Module:
@@ -561,6 +557,18 @@ class Trainer:
         with atomic_path(self.log_dir / "train-vis" / f"epoch-{epoch:05d}.png") as temporary:
             iio.imwrite(temporary, grid)
         writer.add_image("train/visualisation", grid, epoch, dataformats="HWC")
+
+
+def _adam(parameters: list[nn.Parameter], lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with the original's betas; its fused kernel where this torch has one for ``device``: it
+    updates all parameters in one pass (measured 6x faster than the per-parameter loop on the CPU),
+    with the same float32 arithmetic."""
+    if device.type in _FUSED_ADAM_DEVICES:
+        try:
+            return torch.optim.Adam(parameters, lr=lr, betas=ADAM_BETAS, fused=True)
+        except RuntimeError:  # torch before 2.4 has no fused CPU kernel
+            pass
+    return torch.optim.Adam(parameters, lr=lr, betas=ADAM_BETAS)
 
 
 def _fit_states_to_kernels(optimizer: torch.optim.Optimizer) -> None:
