@@ -1,5 +1,6 @@
-"""Training: the loop (:class:`Trainer`), the networks-plus-losses modules it optimises, the
-random states of a run, and multi-process training.
+"""Training: the loop (:class:`Trainer`), the networks-plus-losses modules it optimises, its
+arithmetic (bf16 autocast, channels-last: :mod:`.precision`, :mod:`.memory_format`), the random
+states of a run, and multi-process training.
 
     from fomm.training import Trainer
     result = Trainer(load_config("configs/sprites-64.yaml"), "runs/sprites").train()

@@ -16,8 +16,8 @@ networks' tensors.
   otherwise. Other devices: float32.
 
 Channels-last (NHWC) tensors are what oneDNN's fast convolutions want on the CPU, in float32 and
-above all in bf16 (bf16 on contiguous NCHW tensors measured slower than float32), and what CUDA's
-tensor cores want under autocast. It is the default on the CPU and under autocast on CUDA; it
+above all in bf16 (a vox-256 bf16 training step on contiguous NCHW tensors measured 1.4x slower),
+and what CUDA's tensor cores want under autocast. It is the default on the CPU and under autocast on CUDA; it
 changes strides only, never names or values of the state dicts.
 """
 

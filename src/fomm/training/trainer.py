@@ -161,7 +161,6 @@ class Trainer:
             resume_state = self._load_checkpoint(checkpoint)
         self._prepare_model()
 
-        self.amp_dtype = self.precision.autocast_dtype
         self.train_discriminator = self.params.loss_weights.generator_gan != 0
         self.generator_full, self.discriminator_full = self._full_models(vgg)
         self.optimizers = self._optimizers()
