@@ -110,14 +110,19 @@ def _with_kp(image: Tensor, kp: Optional[Tensor], colormap: str, kp_size: int) -
 
 
 def side_by_side(animator: Animator, source: torch.Tensor, driving: torch.Tensor, result: torch.Tensor,
-                 colormap: str = "gist_rainbow", draw_border: bool = False) -> np.ndarray:
+                 colormap: str = "gist_rainbow", draw_border: bool = False, kp_source: Optional[Tensor] = None,
+                 kp_driving: Optional[Tensor] = None) -> np.ndarray:
     """Frames of source | driving | result, each with the keypoints detected on it, as
     ``(T, H, 3 W, 3)`` uint8 (``(T, H + 2, 3 (W + 2), 3)`` with ``draw_border``: a one-pixel white
-    frame around each panel, the config's ``visualizer_params.draw_border``)."""
+    frame around each panel, the config's ``visualizer_params.draw_border``). Keypoints already
+    detected, the source's ``(K, 2)`` and the driving frames' ``(T, K, 2)``, are not detected again
+    (a stream of batches encodes its source once)."""
     # visualizer_params.kp_size is in pixels of the 256x256 published models: scale it.
     kp_size = max(1, round(animator.model.config.visualizer_params.kp_size * source.shape[-1] / 256))
-    kp_source = animator.prepare_source(source).keypoints.value[0]
-    kp_driving = animator.detect(driving).value
+    if kp_source is None:
+        kp_source = animator.prepare_source(source).keypoints.value[0]
+    if kp_driving is None:
+        kp_driving = animator.detect(driving).value
     kp_result = animator.detect(result).value
     framed = _with_border if draw_border else (lambda panel: panel)
     source_panel = framed(draw_keypoints(source, kp_source, colormap, kp_size))

@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     audio = args.driving if args.audio else None
     visualizer = model.config.visualizer_params
     count = 0
+    kp_source = None
     with staged_outputs(outputs) as staged:  # every output, or none of them
         writes = {out: partial(write_frames, staged[out], fps=fps, audio_from=audio)}
         if args.gif:
@@ -127,9 +128,11 @@ def run(args: argparse.Namespace) -> int:
                     if args.gif:
                         writers[args.gif].put(frames)
                     if args.side_by_side:
+                        if kp_source is None:  # once: the stream has encoded the source by now
+                            kp_source = animator.prepare_source(source).keypoints.value[0]
                         writers[args.side_by_side].put(side_by_side(
                             animator, source, batch.driving, batch.prediction, visualizer.colormap,
-                            visualizer.draw_border))
+                            visualizer.draw_border, kp_source=kp_source, kp_driving=batch.kp_driving.value))
                     count += len(frames)
                     progress.update(len(frames))
             failed = False
