@@ -8,7 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-import av
 import cv2
 import imageio.v3 as iio
 import matplotlib.cbook
@@ -29,6 +28,8 @@ from fomm.crop import (
     subject_crop,
 )
 from fomm.data.video import read_video, video_info, write_video
+
+from .test_video_io import make_video_with_audio
 
 # Marked by hand on the photographs (x0, y0, x1, y1 in pixels): from the eyes to the mouth,
 # and the whole head (hair or cap to chin).
@@ -75,36 +76,10 @@ def moving_astronaut(num_frames: int, seed: int = 0) -> tuple[np.ndarray, list[B
     return np.stack(frames), faces
 
 
-def write_with_audio(path: Path, frames: np.ndarray, fps: int) -> Path:
-    """An H.264 video at ``fps`` with an AAC tone as long as the video."""
-    rate = 16000
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.height, video.width = frames.shape[1:3]
-        video.pix_fmt = "yuv420p"
-        audio = container.add_stream("aac", rate=rate)
-        audio.layout = "mono"
-        for frame in frames:
-            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        samples = (0.3 * 32767 * np.sin(2 * np.pi * 440 * np.arange(rate * len(frames) // fps) / rate))
-        samples = samples.astype(np.int16)
-        for start in range(0, len(samples), 1024):
-            chunk = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format="s16", layout="mono")
-            chunk.sample_rate = rate
-            for packet in audio.encode(chunk):
-                container.mux(packet)
-        for packet in audio.encode():
-            container.mux(packet)
-    return path
-
-
 @pytest.fixture(scope="module")
 def moving_video(tmp_path_factory) -> tuple[Path, list[Box]]:
     frames, faces = moving_astronaut(30)
-    path = write_with_audio(tmp_path_factory.mktemp("crop") / "moving.mp4", frames, fps=20)
+    path = make_video_with_audio(tmp_path_factory.mktemp("crop") / "moving.mp4", frames=frames, fps=20)
     return path, faces
 
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 from fractions import Fraction
 from pathlib import Path
+from typing import Optional
 
 import av
 import imageio.v3 as iio
@@ -70,21 +71,25 @@ def encode_with_pyav(path: Path, frames: np.ndarray, codec: str = "libx264", fps
 
 
 def make_video_with_audio(path: Path, audio_codec: str = "aac", seconds: float = 1.0,
-                          silent_until: float = 0.0) -> Path:
-    """A 32x32, 25 fps video with a 440 Hz mono tone (silence before ``silent_until`` seconds)."""
+                          silent_until: float = 0.0, frames: Optional[np.ndarray] = None, fps: int = 25) -> Path:
+    """An H.264 video with a 440 Hz mono tone as long as the video (silence before
+    ``silent_until`` seconds): of ``frames`` ``(T, H, W, 3)`` uint8 at ``fps``, or by default of
+    ``seconds`` of 32x32 frames at 25 fps."""
     rate = 16000
+    if frames is None:
+        frames = smooth_frames(int(fps * seconds))
     with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=25)
-        video.width = video.height = 32
+        video = container.add_stream("libx264", rate=fps)
+        video.height, video.width = frames.shape[1:3]
         video.pix_fmt = "yuv420p"
         audio = container.add_stream(audio_codec, rate=rate)
         audio.layout = "mono"
-        for frame in smooth_frames(int(25 * seconds)):
+        for frame in frames:
             for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)
-        time = np.arange(int(rate * seconds)) / rate
+        time = np.arange(rate * len(frames) // fps) / rate
         samples = (0.3 * 32767 * np.sin(2 * np.pi * 440 * time) * (time >= silent_until)).astype(np.int16)
         for start in range(0, len(samples), 1024):
             chunk = av.AudioFrame.from_ndarray(samples[None, start : start + 1024], format="s16", layout="mono")
