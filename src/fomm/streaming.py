@@ -26,12 +26,12 @@ from torch import Tensor
 
 from .animate import Animator, prepare_frames
 from .crop import DEFAULT_DETECTORS, DEFAULT_MARGINS, Box, crop_frame, make_detector, video_crop
-from .data.video import iter_frames, read_frames_at, video_info
+from .data.video import iter_frames, read_frames_at
 from .errors import UserError
 from .keypoints import Keypoints, best_matching_frame
 
 __all__ = ["AnimatedBatch", "BackgroundWriter", "FramePreparation", "animate_video", "close_writers",
-           "count_frames_quickly", "find_reference_frame", "in_background", "subject_box", "write_in_background"]
+           "find_reference_frame", "in_background", "subject_box", "write_in_background"]
 
 #: Batches waiting between decoding and the model, and frames waiting for each encoder.
 DECODED_BATCHES = 3
@@ -165,14 +165,6 @@ def subject_box(driving: Path, subject: str, aspect: float, what: str) -> Box:
     detector = make_detector(DEFAULT_DETECTORS[subject])
     _, box = video_crop(iter_frames(driving), detector, DEFAULT_MARGINS[subject], aspect, what=what, subject=subject)
     return box
-
-
-def count_frames_quickly(path: Path) -> Optional[int]:
-    """The frame count the container states (for a progress bar), or None."""
-    try:
-        return video_info(path).num_frames
-    except Exception:  # a progress bar without a total is fine
-        return None
 
 
 # --------------------------------------------------------------------------------------------
