@@ -236,7 +236,10 @@ def test_cache_frames(tmp_path: Path) -> None:
 
 def _epoch(dataset: FramesDataset, workers: int, seed: int) -> list[torch.Tensor]:
     torch.manual_seed(seed)
-    loader = DataLoader(dataset, batch_size=2, shuffle=True, num_workers=workers)
+    # Workers are started fresh (spawn), not forked: by this point of a test session the process
+    # runs many native threads (FFmpeg, oneDNN, runtimes), and forking such a process can crash.
+    context = "spawn" if workers else None
+    loader = DataLoader(dataset, batch_size=2, shuffle=True, num_workers=workers, multiprocessing_context=context)
     return [torch.cat([batch["source"], batch["driving"]]) for batch in loader]
 
 
