@@ -4,6 +4,7 @@ tiny synthetic dataset with the reference model (real files, no mocks)."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import torch
 import fomm
 from fomm.cli import main
 from fomm.evaluation import (
+    MAX_DETECTOR_TEST_ERROR,
     ColorHistogramEmbedding,
     EmbeddingNetwork,
     LandmarkConfig,
@@ -22,10 +24,12 @@ from fomm.evaluation import (
     TrainedLandmarkDetector,
     compare_landmarks,
     dataset_split,
+    detect_keypoints,
     embedding_distances,
     evaluate_dataset,
     fit_keypoint_regression,
     flow_end_point_error,
+    keypoint_acceleration,
     keypoint_error,
     l1_error,
     reconstruct_video,
@@ -34,6 +38,7 @@ from fomm.evaluation import (
 )
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "fomm-reference"
+METRICS = {"L1", "AKD", "MKR", "AED", "FID", "keypoint_error", "jitter", "kp_acceleration", "flow_epe"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,6 +159,34 @@ def test_flow_end_point_error_is_zero_for_the_true_flow_and_in_pixels():
     assert errors == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)
 
 
+def test_keypoint_acceleration_of_constant_velocity_is_zero_and_noise_raises_it():
+    times = np.arange(20, dtype=np.float64)[:, None, None]
+    start = np.array([[-0.5, 0.2], [0.3, -0.1], [0.0, 0.0]])
+    velocity = np.array([[0.01, -0.02], [0.0, 0.015], [0.0, 0.0]])  # the third keypoint is at rest
+    line = start + times * velocity  # (20, 3, 2)
+    assert keypoint_acceleration(line, width=64) == pytest.approx(0.0, abs=1e-9)
+    rng = np.random.default_rng(0)
+    noisy = line + rng.normal(scale=0.01, size=line.shape)
+    assert keypoint_acceleration(noisy, width=64) > 0.5
+    # Independent noise of s pixels per coordinate scores sqrt(6) sqrt(pi/2) s pixels on average.
+    sigma_px = 0.5
+    still = np.zeros((4000, 2, 2)) + rng.normal(scale=sigma_px * 2 / 63, size=(4000, 2, 2))
+    expected = np.sqrt(6) * np.sqrt(np.pi / 2) * sigma_px / 64 * 100
+    assert keypoint_acceleration(still, width=64) == pytest.approx(expected, rel=0.03)
+    assert np.isnan(keypoint_acceleration(line[:2], width=64))  # no second difference of 2 frames
+
+
+def test_keypoint_acceleration_units_are_percent_of_width():
+    kink = np.zeros((3, 1, 2))
+    kink[1, 0, 0] = 2 / 63  # one pixel right in the middle frame at 64 wide: second difference -2 px
+    assert keypoint_acceleration(kink, width=64) == pytest.approx(200 / 64)
+    tall = np.zeros((3, 1, 2))
+    tall[1, 0, 1] = 2 / 31  # one pixel down at 32 high: still 2 px, divided by the width 64
+    assert keypoint_acceleration(tall, width=64, height=32) == pytest.approx(200 / 64)
+    # torch tensors are accepted as the model's keypoints come
+    assert keypoint_acceleration(torch.from_numpy(kink).float(), width=64) == pytest.approx(200 / 64, rel=1e-6)
+
+
 # --------------------------------------------------------------------------------------------
 # the dataset pass
 
@@ -176,13 +209,76 @@ def test_reconstruction_is_the_generator_with_absolute_driving_keypoints(model, 
 def test_evaluate_dataset_computes_every_metric_on_warped_photos(model, photos):
     result = evaluate_dataset(model, photos, landmark_detector=untrained_detector(16), embedding=ColorHistogramEmbedding())
     values = {metric.name: metric.value for metric in result.metrics}
-    assert set(values) == {"L1", "AKD", "MKR", "AED", "keypoint_error", "jitter", "flow_epe"}
+    assert set(values) == METRICS
     assert 0 < values["L1"] < 1
     assert values["flow_epe"] > 0 and np.isfinite(values["flow_epe"])
     assert values["keypoint_error"] > 0 and values["jitter"] >= 0
     assert 0 <= values["MKR"] <= 1
     assert len(result.videos) == 1 and result.videos[0].frames == 8
     assert result.settings["regression_train_frames"] == 3 * 8
+
+
+def test_keypoint_acceleration_of_evaluate_dataset_is_that_of_the_detected_keypoints(model, sprites):
+    from fomm.data.video import read_video
+
+    result = evaluate_dataset(model, sprites, num_videos=1, keypoint_metrics=False)
+    path = min((sprites / "test").glob("*.png"))
+    assert result.videos[0].name == path.name
+    frames = torch.from_numpy(read_video(path, (64, 64, 3))).permute(0, 3, 1, 2).float() / 255
+    expected = keypoint_acceleration(detect_keypoints(model, frames), width=64)
+    assert expected > 0
+    assert result.value("kp_acceleration") == pytest.approx(expected, rel=1e-5)
+    assert result.videos[0].kp_acceleration == pytest.approx(expected, rel=1e-5)
+    assert result.metric("kp_acceleration").unit == "% width"
+
+
+def _detector_with_test_error(error: float) -> TrainedLandmarkDetector:
+    detector = untrained_detector()
+    detector.metrics = {"test_error_percent_width": error, "visibility_accuracy": 0.5}
+    return detector
+
+
+def test_a_detector_whose_own_test_error_is_high_is_refused(model, sprites, caplog):
+    weak = _detector_with_test_error(20.0)
+    with caplog.at_level(logging.WARNING, logger="fomm.evaluation.protocol"):
+        result = evaluate_dataset(model, sprites, landmark_detector=weak, num_videos=1, keypoint_metrics=False)
+    for name in ("AKD", "MKR"):
+        metric = result.metric(name)
+        assert metric.value is None
+        assert "20.00 %" in metric.note and f"{MAX_DETECTOR_TEST_ERROR:.1f} %" in metric.note, metric.note
+    assert result.videos[0].akd_px is None and result.videos[0].mkr is None
+    assert result.settings["landmark_detector_test_error"] == 20.0
+    assert any("20.00 %" in record.getMessage() for record in caplog.records)
+
+    allowed = evaluate_dataset(model, sprites, landmark_detector=weak, num_videos=1, keypoint_metrics=False,
+                               allow_weak_landmarks=True)
+    assert allowed.value("AKD") is not None and allowed.metric("AKD").note == ""
+
+
+def test_a_good_detector_is_used_and_one_without_a_record_is_used_with_a_warning(model, sprites, caplog):
+    assert MAX_DETECTOR_TEST_ERROR == 5.0
+    good = evaluate_dataset(model, sprites, landmark_detector=_detector_with_test_error(2.0), num_videos=1,
+                            keypoint_metrics=False)
+    assert good.value("MKR") is not None and good.metric("AKD").note == ""
+    unknown = untrained_detector()
+    assert unknown.metrics == {}
+    with caplog.at_level(logging.WARNING, logger="fomm.evaluation.protocol"):
+        result = evaluate_dataset(model, sprites, landmark_detector=unknown, num_videos=1, keypoint_metrics=False)
+    assert result.value("MKR") is not None
+    assert any("no recorded test error" in record.getMessage() for record in caplog.records)
+
+
+def test_evaluate_command_refuses_a_weak_detector_unless_allowed(checkpoint, sprites, tmp_path, capsys):
+    landmarks = save_landmark_detector(tmp_path / "weak.pt", _detector_with_test_error(20.0))
+    common = ["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(sprites), "--landmarks", str(landmarks),
+              "--num-videos", "1", "--embedding", "none", "--device", "cpu"]
+    assert main([*common, "--json", str(tmp_path / "refused.json")]) == 0
+    refused = json.loads((tmp_path / "refused.json").read_text())["metrics"]
+    assert refused["AKD"]["value"] is None and "above the 5.0 % threshold" in refused["AKD"]["note"]
+    assert "--allow-weak-landmarks" in refused["MKR"]["note"]
+    assert main([*common, "--allow-weak-landmarks", "--json", str(tmp_path / "allowed.json")]) == 0
+    allowed = json.loads((tmp_path / "allowed.json").read_text())["metrics"]
+    assert allowed["AKD"]["value"] is not None and allowed["MKR"]["value"] is not None
 
 
 def test_evaluate_command_writes_table_csv_and_json(checkpoint, sprites, tmp_path, capsys):
@@ -192,7 +288,7 @@ def test_evaluate_command_writes_table_csv_and_json(checkpoint, sprites, tmp_pat
                  str(landmarks), "--out", str(out), "--device", "cpu", "--batch-size", "4",
                  "--max-train-videos", "2", "--videos", str(tmp_path / "videos")]) == 0
     printed = capsys.readouterr().out
-    for name in ("L1", "AKD", "MKR", "AED", "keypoint_error", "jitter", "flow_epe"):
+    for name in METRICS:
         assert name in printed
     assert finished_files(out) == ["metrics.csv", "metrics.json", "per_video.csv"]
     data = json.loads((out / "metrics.json").read_text())
@@ -202,7 +298,7 @@ def test_evaluate_command_writes_table_csv_and_json(checkpoint, sprites, tmp_pat
     assert "flow" in data["metrics"]["flow_epe"]["note"]
     assert len(data["videos"]) == 2
     rows = (out / "metrics.csv").read_text().splitlines()
-    assert rows[0] == "metric,value,unit,description,note" and len(rows) == 8
+    assert rows[0] == "metric,value,unit,description,note" and len(rows) == 1 + len(METRICS)
     assert len((out / "per_video.csv").read_text().splitlines()) == 3
     assert len(list((tmp_path / "videos").glob("*.mp4"))) == 2
 
@@ -240,8 +336,10 @@ def test_evaluate_without_ground_truth_or_detectors_marks_metrics_na(checkpoint,
                  "--embedding", "none", "--csv", str(csv_path), "--json", str(json_path), "--device", "cpu"]) == 0
     data = json.loads(json_path.read_text())
     assert data["metrics"]["L1"]["value"] > 0
-    for name in ("AKD", "MKR", "AED", "keypoint_error", "jitter", "flow_epe"):
+    for name in ("AKD", "MKR", "AED", "FID", "keypoint_error", "jitter", "flow_epe"):
         assert data["metrics"][name]["value"] is None and data["metrics"][name]["note"]
+    # needs no ground truth: the model's own keypoints on the driving video
+    assert data["metrics"]["kp_acceleration"]["value"] > 0
     assert "n/a" in capsys.readouterr().out
     assert csv_path.read_text().startswith("metric,value")
 

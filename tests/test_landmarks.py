@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -12,15 +13,18 @@ import torch
 from fomm.cli import main
 from fomm.errors import UserError
 from fomm.evaluation import (
+    MAX_DETECTOR_TEST_ERROR,
     Detections,
     LandmarkDetector,
+    detector_test_error,
+    evaluate_dataset,
     landmark_error,
     load_landmark_detector,
     train_landmark_detector,
 )
 from fomm.evaluation.landmarks import cell_centres
 
-from .test_evaluate import finished_files, make_synthetic
+from .test_evaluate import REFERENCE, finished_files, make_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +59,21 @@ def test_train_landmarks_command_saves_a_loadable_detector(sprites, tmp_path, ca
     # frames of another size are resized to the detector's input
     points, detected = detector(torch.rand(2, 3, 48, 48))
     assert points.shape == (2, 15, 2) and np.all(np.abs(points) <= 1.01)
+
+
+def test_a_detector_trained_for_one_epoch_is_too_weak_for_akd(sprites, caplog):
+    import fomm
+
+    with caplog.at_level(logging.WARNING, logger="fomm.evaluation.landmarks"):
+        result = train_landmark_detector(sprites, epochs=1, batch_size=16, width=8, seed=0)
+    error = detector_test_error(result.detector)
+    assert error == result.test_error > MAX_DETECTOR_TEST_ERROR  # measured: 22 % of width
+    assert any("train it longer" in record.getMessage() for record in caplog.records)
+    model = fomm.load_checkpoint(REFERENCE / "checkpoint.pth.tar", config=REFERENCE / "config.yaml")
+    evaluation = evaluate_dataset(model, sprites, landmark_detector=result.detector, num_videos=1,
+                                  keypoint_metrics=False)
+    assert evaluation.value("AKD") is None and evaluation.value("MKR") is None
+    assert f"{error:.2f} %" in evaluation.metric("AKD").note
 
 
 def test_landmark_error_is_in_percent_of_width():

@@ -10,12 +10,14 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
-from ..errors import DataError, UserError
+from ..errors import CheckpointError, DataError, UserError
 from ..evaluation import (
+    MAX_DETECTOR_TEST_ERROR,
     ColorHistogramEmbedding,
     EvaluationResult,
     ReconstructionWriter,
     evaluate_dataset,
+    load_feature_network,
     load_landmark_detector,
 )
 from .arguments import add_model_arguments, load_model
@@ -46,6 +48,13 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, *, reconstruct: bo
     metrics = parser.add_argument_group("metrics")
     metrics.add_argument("--landmarks", type=Path,
                          help="landmark detector from `fomm train-landmarks` (enables AKD and MKR)")
+    metrics.add_argument("--allow-weak-landmarks", action="store_true",
+                         help=f"compute AKD and MKR even with a detector whose recorded test error is above "
+                              f"{MAX_DETECTOR_TEST_ERROR:g} %% of width (by default they are n/a: a weak detector "
+                              "makes AKD read near zero)")
+    metrics.add_argument("--fid-network", type=Path, metavar="FILE",
+                         help="TorchScript feature network (frames (B, 3, H, W) in [0, 1] -> features (B, D)) "
+                              "for FID between all generated and all driving frames; fomm downloads none")
     metrics.add_argument("--embedding", choices=("color-histogram", "none"), default="color-histogram",
                          help="identity embedding for AED (default: colour histogram, no weights needed)")
     outputs = parser.add_argument_group("outputs")
@@ -82,6 +91,8 @@ def run_evaluation(args: argparse.Namespace, videos: Optional[Path]
     _check_options(args)
     model = load_model(args)
     detector = load_landmark_detector(args.landmarks, model.device) if args.landmarks is not None else None
+    features = (load_feature_network(args.fid_network, model.device, args.batch_size)
+                if args.fid_network is not None else None)
     embedding = ColorHistogramEmbedding() if args.embedding == "color-histogram" else None
     writer = ReconstructionWriter(videos, model.config.reconstruction_params.format) if videos is not None else None
     # The config's reconstruction_params.num_videos is the original's default limit.
@@ -89,7 +100,8 @@ def run_evaluation(args: argparse.Namespace, videos: Optional[Path]
     result = evaluate_dataset(model, args.dataset, landmark_detector=detector, embedding=embedding,
                               num_videos=num_videos, batch_size=args.batch_size,
                               max_train_videos=args.max_train_videos, writer=writer, precision=args.precision,
-                              progress=True)
+                              progress=True, feature_network=features,
+                              allow_weak_landmarks=args.allow_weak_landmarks)
     files = result.write(args.out, args.csv, args.json)
     return result, (writer.written if writer is not None else []), files
 
@@ -103,6 +115,8 @@ def _check_options(args: argparse.Namespace) -> None:
             raise UserError(f"{option} must be at least 1, got {value}")
     if not args.dataset.is_dir():
         raise DataError(f"--dataset {args.dataset}: dataset folder not found")
+    if args.fid_network is not None and not args.fid_network.is_file():
+        raise CheckpointError(f"--fid-network {args.fid_network}: feature network not found")
     if args.out is not None:
         check_output_folder(args.out, "--out")
     if args.csv is not None:

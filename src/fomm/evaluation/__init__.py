@@ -1,7 +1,10 @@
 """Evaluation: the metrics of the papers and the protocol that computes them on a dataset.
 
 * :mod:`~fomm.evaluation.metrics`: the metric functions on arrays (L1, AKD/MKR, AED, keypoint
-  regression error, jitter, flow EPE) and the detector/embedding protocols they take.
+  regression error, jitter, keypoint acceleration, flow EPE) and the detector/embedding protocols
+  they take.
+* :mod:`~fomm.evaluation.fid`: FID with a feature network the user supplies (TorchScript;
+  ``from fomm.evaluation.fid import fid``).
 * :mod:`~fomm.evaluation.protocol`: the reconstruction protocol on a dataset's test split
   (:func:`evaluate_dataset`).
 * :mod:`~fomm.evaluation.results`: the results table, its CSV/JSON files, the reconstruction videos.
@@ -14,12 +17,17 @@
     print(result.table())
 """
 
+# The function fid stays in its module (fomm.evaluation.fid.fid): exported here, its name would
+# hide the module.
+from .fid import FeatureNetwork, FeatureStatistics, frechet_distance, load_feature_network
 from .landmarks import (
+    MAX_DETECTOR_TEST_ERROR,
     LandmarkConfig,
     LandmarkData,
     LandmarkNet,
     LandmarkTrainingResult,
     TrainedLandmarkDetector,
+    detector_test_error,
     load_landmark_data,
     load_landmark_detector,
     save_landmark_detector,
@@ -32,11 +40,13 @@ from .metrics import (
     KeypointRegression,
     LandmarkComparison,
     LandmarkDetector,
+    acceleration_norms,
     as_detections,
     compare_landmarks,
     embedding_distances,
     fit_keypoint_regression,
     flow_end_point_error,
+    keypoint_acceleration,
     keypoint_error,
     l1_error,
     landmark_error,
@@ -59,12 +69,15 @@ from .protocol import (
 from .results import RECONSTRUCTION_FORMATS, EvaluationResult, Metric, ReconstructionWriter, VideoMetrics
 
 __all__ = [
+    "MAX_DETECTOR_TEST_ERROR",
     "RECONSTRUCTION_FORMATS",
     "ColorHistogramEmbedding",
     "DatasetSplit",
     "Detections",
     "EmbeddingNetwork",
     "EvaluationResult",
+    "FeatureNetwork",
+    "FeatureStatistics",
     "KeypointRegression",
     "LandmarkComparison",
     "LandmarkConfig",
@@ -78,18 +91,23 @@ __all__ = [
     "ReconstructionWriter",
     "TrainedLandmarkDetector",
     "VideoMetrics",
+    "acceleration_norms",
     "as_detections",
     "compare_landmarks",
     "dataset_split",
     "detect_keypoints",
+    "detector_test_error",
     "embedding_distances",
     "evaluate_dataset",
     "fit_keypoint_regression",
     "fit_regression_on_train_split",
     "flow_end_point_error",
+    "frechet_distance",
+    "keypoint_acceleration",
     "keypoint_error",
     "l1_error",
     "landmark_error",
+    "load_feature_network",
     "load_landmark_data",
     "load_landmark_detector",
     "point_distances",

@@ -10,9 +10,16 @@ Frames are resized to the model's frame size. On the reconstructed videos
   averaged over every pixel, channel and frame of every evaluated video.
 * **AKD** (pixels of the evaluation frame) and **MKR** (fraction), with an external
   :class:`~fomm.evaluation.metrics.LandmarkDetector` run on the generated and on the driving frame.
+  AKD and MKR are refused (n/a, with the reason) when the detector's own recorded test error is
+  above :data:`~fomm.evaluation.landmarks.MAX_DETECTOR_TEST_ERROR`: a weak detector answers
+  nearly the same for every frame, which reads as a near-zero AKD.
 * **AED**: distance between identity embeddings (an
   :class:`~fomm.evaluation.metrics.EmbeddingNetwork`; the papers used re-id networks,
   :class:`~fomm.evaluation.metrics.ColorHistogramEmbedding` needs no weights).
+* **FID**: Fréchet distance between the features of all generated and all driving frames, with a
+  :class:`~fomm.evaluation.fid.FeatureNetwork` the user supplies (:mod:`fomm.evaluation.fid`).
+* **kp_acceleration**: the mean norm of the second difference in time of the model's keypoint
+  tracks on each driving video, in % of width: temporal stability, no ground truth needed.
 
 Keypoint quality, where the dataset has ground truth beside its videos (the synthetic datasets of
 :mod:`fomm.data.synthetic`):
@@ -48,12 +55,14 @@ from ..data.synthetic.writer import GroundTruth, ground_truth_path, load_ground_
 from ..data.video import read_video
 from ..errors import DataError, UserError
 from ..models import FommModel
-from .landmarks import TrainedLandmarkDetector
+from .fid import FeatureNetwork, FeatureStatistics
+from .landmarks import MAX_DETECTOR_TEST_ERROR, TrainedLandmarkDetector, detector_test_error
 from .metrics import (
     EmbeddingNetwork,
     KeypointRegression,
     LandmarkComparison,
     LandmarkDetector,
+    acceleration_norms,
     compare_landmarks,
     embedding_distances,
     fit_keypoint_regression,
@@ -220,6 +229,33 @@ def _warn_on_kind_mismatch(detector: LandmarkDetector, dataset: Path) -> None:
                        "will not be meaningful", detector_kind, dataset, kind)
 
 
+def _weak_detector_note(detector: LandmarkDetector, allow_weak: bool) -> str:
+    """Why AKD and MKR must not be computed with ``detector`` ('' when they may).
+
+    A detector that has not learnt its task answers nearly the same landmarks for every frame, so
+    generated and driving frames agree and AKD collapses towards 0: a weak detector makes every
+    model look good. A detector whose recorded test error (:func:`detector_test_error`) is above
+    :data:`MAX_DETECTOR_TEST_ERROR` is refused unless ``allow_weak``; one with no recorded error (a
+    detector of the user's own) cannot be judged, so it is used with a warning."""
+    error = detector_test_error(detector)
+    if error is None:
+        logger.warning("the landmark detector has no recorded test error, so its quality cannot be checked: "
+                       "AKD and MKR are computed, but a weak detector makes them read near zero")
+        return ""
+    if error <= MAX_DETECTOR_TEST_ERROR:
+        return ""
+    if allow_weak:
+        logger.warning("the landmark detector's own test error is %.2f %% of width, above the %.1f %% threshold; "
+                       "AKD and MKR are computed anyway (allowed), but they may read too low", error,
+                       MAX_DETECTOR_TEST_ERROR)
+        return ""
+    note = (f"refused: the detector's own test error {error:.2f} % of width is above the "
+            f"{MAX_DETECTOR_TEST_ERROR:.1f} % threshold (weak detectors make AKD read near zero; "
+            "--allow-weak-landmarks overrides)")
+    logger.warning("AKD and MKR %s", note)
+    return note
+
+
 # --------------------------------------------------------------------------------------------
 # the pass over the test videos
 
@@ -251,8 +287,11 @@ class _Totals:
     aed: _Mean = field(default_factory=_Mean)
     kp_error: _Mean = field(default_factory=_Mean)
     jitter: _Mean = field(default_factory=_Mean)
+    kp_acceleration: _Mean = field(default_factory=_Mean)
     flow_epe: _Mean = field(default_factory=_Mean)
     landmarks: LandmarkComparison = field(default_factory=LandmarkComparison)
+    fid_generated: FeatureStatistics = field(default_factory=FeatureStatistics)
+    fid_driving: FeatureStatistics = field(default_factory=FeatureStatistics)
 
 
 def _ground_truth_metrics(row: VideoMetrics, totals: _Totals, result: Reconstruction, truth: GroundTruth,
@@ -287,11 +326,17 @@ def evaluate_dataset(
     on_video: Optional[OnVideo] = None,
     precision: str = "fp32",
     progress: bool = False,
+    feature_network: Optional[FeatureNetwork] = None,
+    allow_weak_landmarks: bool = False,
 ) -> EvaluationResult:
     """Reconstruct the test videos of ``dataset`` and compute every metric that it allows.
 
-    Frames are resized to the model's frame size. ``landmark_detector`` enables AKD and MKR,
-    ``embedding`` AED. With ground truth beside the videos (synthetic datasets) and
+    Frames are resized to the model's frame size. ``landmark_detector`` enables AKD and MKR
+    (refused, n/a with the reason, when its recorded test error is above
+    :data:`~fomm.evaluation.landmarks.MAX_DETECTOR_TEST_ERROR`, unless ``allow_weak_landmarks``),
+    ``embedding`` AED, ``feature_network`` FID (all generated frames against all driving frames).
+    ``kp_acceleration`` (the model's keypoint tracks on the driving videos) is always computed.
+    With ground truth beside the videos (synthetic datasets) and
     ``keypoint_metrics``, the keypoint regression is fit on the learned keypoints of up to
     ``max_train_videos`` train videos (None: all) and the keypoint error, jitter and (with
     ground-truth flow) flow EPE are computed on the test videos. ``num_videos`` limits the test
@@ -299,7 +344,7 @@ def evaluate_dataset(
     called after each video (see :data:`OnVideo`).
 
     Raises DataError for a missing dataset or one without test videos, UserError for counts
-    below 1.
+    below 1, CheckpointError for a feature network whose output does not fit.
     """
     if num_videos is not None and num_videos < 1:
         raise DataError(f"the number of test videos must be at least 1, got {num_videos}")
@@ -314,8 +359,16 @@ def evaluate_dataset(
     height, width = frame_shape[0], frame_shape[1]
     test = dataset_split(root, frame_shape, "test", model.config.dataset_params)
     paths = test.paths[:num_videos] if num_videos is not None else test.paths
+    landmark_note = "no landmark detector given (--landmarks)"
+    detector_error = detector_test_error(landmark_detector) if landmark_detector is not None else None
     if landmark_detector is not None:
-        _warn_on_kind_mismatch(landmark_detector, root)
+        landmark_note = _weak_detector_note(landmark_detector, allow_weak_landmarks)
+        if landmark_note:
+            landmark_detector = None  # refused: not run at all
+        else:
+            _warn_on_kind_mismatch(landmark_detector, root)
+    if feature_network is not None:
+        feature_network.check(height, width)  # a network that does not fit fails before the long pass
 
     regression: Optional[KeypointRegression] = None
     has_truth = keypoint_metrics and _has_ground_truth(paths)
@@ -340,6 +393,12 @@ def evaluate_dataset(
             row.akd_px, row.mkr = comparison.akd, comparison.mkr
         if embedding is not None:
             row.aed = totals.aed.add(embedding_distances(embedding, result.prediction, frames))
+        if feature_network is not None:
+            feature_network.statistics(result.prediction, into=totals.fid_generated, batch_size=batch_size)
+            feature_network.statistics(frames, into=totals.fid_driving, batch_size=batch_size)
+        # The model's keypoints of every driving frame (as detect_keypoints gives them).
+        row.kp_acceleration = totals.kp_acceleration.add(
+            acceleration_norms(result.kp_driving, width, height) / width * 100)
         if truth is not None:
             _ground_truth_metrics(row, totals, result, truth, regression, height, width)
         rows.append(row)
@@ -349,20 +408,39 @@ def evaluate_dataset(
             on_video(path, frames, result)
 
     embedding_name = type(embedding).__name__ if embedding is not None else None
-    metrics = _metric_rows(totals, f"{width}x{height}", landmark_detector is not None, embedding_name,
-                           regression is not None, regression_note, has_truth, truth_note)
+    metrics = _metric_rows(totals, f"{width}x{height}", landmark_note, embedding_name,
+                           _fid_row(totals, feature_network), regression is not None, regression_note, has_truth,
+                           truth_note)
     settings = {"dataset": str(root), "test_videos": len(paths), "frames": int(sum(r.frames for r in rows)),
                 "frame_size": [height, width], "num_kp": int(model.config.model_params.common_params.num_kp),
                 "motion": "absolute (reconstruction protocol: source = frame 0)",
                 "regression_train_frames": regression.train_frames if regression is not None else None,
-                "embedding": embedding_name, "precision": precision}
+                "embedding": embedding_name, "precision": precision,
+                "landmark_detector_test_error": detector_error,
+                "feature_network": feature_network.name if feature_network is not None else None}
     return EvaluationResult(metrics, rows, settings)
 
 
-def _metric_rows(totals: _Totals, size: str, has_landmarks: bool, embedding_name: Optional[str],
+def _fid_row(totals: _Totals, network: Optional[FeatureNetwork]) -> Metric:
+    """FID of the pooled feature statistics (n/a without a network or with fewer than 2 frames)."""
+    value, note, name = None, "no feature network given (--fid-network)", "none"
+    if network is not None:
+        name = network.name
+        try:
+            value, note = totals.fid_generated.frechet_distance(totals.fid_driving), ""
+        except DataError as error:
+            note = str(error)
+    return Metric("FID", value, "feature L2^2",
+                  f"Frechet distance of {name} features, all generated vs all driving frames "
+                  f"({totals.fid_generated.count} each)", note)
+
+
+def _metric_rows(totals: _Totals, size: str, landmark_note: str, embedding_name: Optional[str], fid: Metric,
                  has_regression: bool, regression_note: str, has_truth: bool, truth_note: str) -> list[Metric]:
-    """The pooled table, each metric n/a (None) with its reason where it could not be computed."""
-    landmark_note = "" if has_landmarks else "no landmark detector given (--landmarks)"
+    """The pooled table, each metric n/a (None) with its reason where it could not be computed
+    (``landmark_note`` is '' when AKD and MKR were computed)."""
+    has_landmarks = not landmark_note
+    has_acceleration = totals.kp_acceleration.count > 0
     has_flow = totals.flow_epe.count > 0
     flow_note = "" if has_flow else ("dataset has no ground-truth flow" if has_truth else truth_note)
     kp_note = "" if has_regression else regression_note
@@ -375,10 +453,14 @@ def _metric_rows(totals: _Totals, size: str, has_landmarks: bool, embedding_name
         Metric("AED", totals.aed.value if embedding_name else None, "embedding L2",
                f"distance of identity embeddings ({embedding_name or 'none'}) of generated vs driving",
                "" if embedding_name else "no embedding network"),
+        fid,
         Metric("keypoint_error", totals.kp_error.value if has_regression else None, "% width",
                "linear regression learned->GT keypoints (fit on train, test frames, visible points)", kp_note),
         Metric("jitter", totals.jitter.value if has_regression else None, "% width",
                "mean |(p[t+1]-p[t]) - (g[t+1]-g[t])| of regressed tracks, visible in both frames", kp_note),
+        Metric("kp_acceleration", totals.kp_acceleration.value if has_acceleration else None, "% width",
+               "mean |p[t+1] - 2 p[t] + p[t-1]| of the model's keypoints on the driving frames (no ground truth)",
+               "" if has_acceleration else "test videos have fewer than 3 frames"),
         Metric("flow_epe", totals.flow_epe.value if has_flow else None, f"px @{size}",
                "end-point error of the dense deformation vs ground-truth backward flow (frames 1..T-1)", flow_note),
     ]

@@ -39,8 +39,9 @@ def _missing(value: object) -> bool:
 @dataclass
 class VideoMetrics:
     """Metrics of one test video (None where not computed): ``l1`` in [0, 1]; ``akd_px`` pixels;
-    ``mkr`` [0, 1]; ``aed`` embedding units; ``keypoint_error`` and ``jitter`` % of width;
-    ``flow_epe_px`` pixels (see :mod:`fomm.evaluation.metrics`)."""
+    ``mkr`` [0, 1]; ``aed`` embedding units; ``keypoint_error``, ``jitter`` and
+    ``kp_acceleration`` % of width; ``flow_epe_px`` pixels (see :mod:`fomm.evaluation.metrics`).
+    FID is a property of the whole set of frames, so it has no per-video value."""
 
     name: str
     frames: int
@@ -50,6 +51,7 @@ class VideoMetrics:
     aed: Optional[float] = None
     keypoint_error: Optional[float] = None
     jitter: Optional[float] = None
+    kp_acceleration: Optional[float] = None
     flow_epe_px: Optional[float] = None
 
 
@@ -66,6 +68,8 @@ class Metric:
     def formatted(self) -> str:
         if _missing(self.value):
             return "n/a"
+        if 0 < abs(self.value) < 1e-3:  # e.g. the FID of a small feature network: not 0.0000
+            return f"{self.value:.2e}"
         return f"{self.value:.4f}" if abs(self.value) < 100 else f"{self.value:.1f}"
 
 
