@@ -51,3 +51,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def default_sigchld():
+    """SIGCHLD back to what it was after every test.
+
+    torch's DataLoader installs a process-wide SIGCHLD handler the first time it starts workers and
+    never removes it. From then on every child that exits (each subprocess a later test runs)
+    interrupts this long-lived, many-threaded process with a signal; on the AMX machines we test on,
+    the pytest process then died with SIGSEGV (si_code SI_KERNEL, raised in the kernel while
+    delivering a signal, main thread in waitpid) a few tests later, every full run. Resetting the
+    handler keeps each test's signal state its own; a `fomm train` process is short-lived and
+    unaffected either way.
+    """
+    import signal
+
+    before = signal.getsignal(signal.SIGCHLD)
+    yield
+    if signal.getsignal(signal.SIGCHLD) is not before and before is not None:
+        signal.signal(signal.SIGCHLD, before)

@@ -303,6 +303,20 @@ def test_evaluate_command_writes_table_csv_and_json(checkpoint, sprites, tmp_pat
     assert len(list((tmp_path / "videos").glob("*.mp4"))) == 2
 
 
+def test_the_repeat_first_frame_baseline_is_reported_beside_l1(model, sprites):
+    from fomm.data.video import read_video
+
+    result = evaluate_dataset(model, sprites, num_videos=2, keypoint_metrics=False)
+    errors = []
+    for path in sorted((sprites / "test").glob("*.png"))[:2]:
+        frames = torch.from_numpy(read_video(path, (64, 64, 3))).permute(0, 3, 1, 2).double() / 255
+        errors.append((frames[:1] - frames).abs().mean(dim=(1, 2, 3)))
+    expected = float(torch.cat(errors).mean())
+    assert expected > 0.005  # the sprites move: repeating frame 0 is not free
+    assert result.value("L1_first_frame") == pytest.approx(expected, rel=1e-9)
+    assert [m.name for m in result.metrics][:2] == ["L1", "L1_first_frame"]
+
+
 def test_evaluate_defaults_to_the_bundled_model(sprites, tmp_path):
     from fomm.assets import BUNDLED_CHECKPOINT
 

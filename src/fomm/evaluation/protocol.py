@@ -284,6 +284,7 @@ class _Totals:
     """Pooled terms of every metric over the videos seen so far."""
 
     l1: _Mean = field(default_factory=_Mean)
+    l1_first_frame: _Mean = field(default_factory=_Mean)
     aed: _Mean = field(default_factory=_Mean)
     kp_error: _Mean = field(default_factory=_Mean)
     jitter: _Mean = field(default_factory=_Mean)
@@ -387,6 +388,8 @@ def evaluate_dataset(
                                    keep_deformation=truth is not None and truth.flow is not None)
         row = VideoMetrics(name=path.name, frames=len(frames), l1=l1_error(result.prediction, frames))
         totals.l1.add((result.prediction.double() - frames.double()).abs().mean(dim=(1, 2, 3)).numpy())
+        # The trivial baseline: the source (frame 0) repeated, no motion at all.
+        totals.l1_first_frame.add((frames[:1].double() - frames.double()).abs().mean(dim=(1, 2, 3)).numpy())
         if landmark_detector is not None:
             comparison = compare_landmarks(landmark_detector, result.prediction, frames)
             totals.landmarks = totals.landmarks + comparison
@@ -446,6 +449,8 @@ def _metric_rows(totals: _Totals, size: str, landmark_note: str, embedding_name:
     kp_note = "" if has_regression else regression_note
     return [
         Metric("L1", totals.l1.value, "[0,1]", "mean |generated - driving| per pixel and channel"),
+        Metric("L1_first_frame", totals.l1_first_frame.value, "[0,1]",
+               "baseline: L1 of repeating the first frame (no motion); a model must be below it"),
         Metric("AKD", totals.landmarks.akd if has_landmarks else None, f"px @{size}",
                "average distance of landmarks detected on generated vs driving frames", landmark_note),
         Metric("MKR", totals.landmarks.mkr if has_landmarks else None, "fraction",
