@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -152,15 +152,42 @@ class DiscriminatorParams(_Section):
     kp_variance: float = Field(0.01, gt=0)
 
 
+#: The seed proposal's residual mix (``graph_params.style: seed``), its default there.
+SEED_GRAPH_MIX_WEIGHT = 0.3
+
+
 class GraphParams(_Section):
-    """Ours: keypoints refined as a graph by attention with a learned adjacency."""
+    """Ours: keypoints refined as a graph by attention with a learned adjacency.
+
+    ``style``: ``improved`` (multi-head, rich node features, refines jacobians too) or ``seed``
+    (the seed proposal: one head on the raw coordinates, sigmoid adjacency as a soft mask, values
+    only; see :mod:`fomm.models.graph`). A ``seed`` section takes ``mix_weight: 0.3``,
+    ``num_heads: 1`` and ``refine_jacobian: False`` unless given, and rejects other head counts or
+    jacobian refinement. These defaults apply when the section is read or built; assigning
+    ``style`` on an existing section keeps its other values (and is rejected where they conflict).
+    """
 
     enabled: bool = True
+    style: Literal["improved", "seed"] = "improved"
     num_heads: int = Field(2, gt=0)
     hidden_features: int = Field(64, gt=0)
     mix_weight: float = Field(0.5, ge=0)
     refine_jacobian: bool = True
     adjacency_threshold: float = Field(0.1, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("style") == "seed":
+            data = {"mix_weight": SEED_GRAPH_MIX_WEIGHT, "num_heads": 1, "refine_jacobian": False, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _seed_is_single_head_values_only(self) -> "GraphParams":
+        if self.style == "seed" and (self.num_heads != 1 or self.refine_jacobian):
+            raise ValueError(f"style 'seed' has one attention head and refines values only: it needs num_heads 1 "
+                             f"and refine_jacobian False (got {self.num_heads} and {self.refine_jacobian})")
+        return self
 
 
 class ModelParams(_Section):

@@ -1,5 +1,6 @@
-"""``fomm benchmark quality``: train the model variants on equal terms and compare their metrics
-(:mod:`fomm.evaluation.ablation`)."""
+"""``fomm benchmark quality``: train the model variants on equal terms, over several seeds, and
+compare their metrics (:mod:`fomm.evaluation.ablation`); ``fomm benchmark curve``: the learning
+curve of one variant, to choose the budget (:mod:`fomm.evaluation.learning_curve`)."""
 
 from __future__ import annotations
 
@@ -19,51 +20,81 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     quality = benchmarks.add_parser("quality", help="train the model variants on equal terms and compare their "
                                     "metrics", description="Train the model variants for the same number of "
-                                    "iterations from the same seed and data, evaluate each, and tabulate.")
-    quality.add_argument("--dataset", required=True,
-                         help=f"{' or '.join(KINDS)} (generated into OUT/dataset), or a dataset folder")
-    quality.add_argument("--budget", type=int, required=True, help="training iterations per variant")
-    quality.add_argument("--out", type=Path, help="output folder (default: log/benchmark-quality-<dataset>)")
-    quality.add_argument("--videos", type=int, default=40, help="videos of a generated dataset (default 40)")
-    quality.add_argument("--frames", type=int, default=32, help="frames per video of a generated dataset (default 32)")
-    quality.add_argument("--size", type=int, default=64, help="frame size of a generated dataset (default 64)")
-    quality.add_argument("--seed", type=int, default=0, help="dataset, training and landmark-detector seed")
+                                    "iterations with the same seeds and data, evaluate each, and tabulate the "
+                                    "mean ± std over seeds and the paired comparisons.")
+    _add_common(quality, "training iterations per variant and seed")
+    quality.add_argument("--seed", type=int, default=0,
+                         help="dataset and landmark-detector seed, and the first training seed (default 0)")
+    quality.add_argument("--seeds", type=positive_int, default=1,
+                         help="training seeds per variant: --seed, --seed + 1, ... (default 1; 3 or more for "
+                         "the paired comparisons)")
     quality.add_argument("--variants", default=",".join(VARIANTS),
                          help="comma-separated keys: " + ", ".join(f"{v.key} {v.name}" for v in VARIANTS.values()))
-    quality.add_argument("--landmarks", type=Path, help="landmark detector (fomm train-landmarks) for AKD/MKR")
-    quality.add_argument("--landmark-epochs", type=int, default=10,
-                         help="epochs of the landmark detector trained when --landmarks is not given")
-    quality.add_argument("--eval-videos", type=int, help="evaluate on the first N test videos only")
-    quality.add_argument("--max-train-videos", type=int, default=16,
-                         help="train videos used to fit the keypoint regression (default 16)")
-    quality.add_argument("--batch-size", type=int, help="overrides the config's batch size")
-    quality.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
-    quality.add_argument("--progress", action="store_true", help="progress bars while training")
+
+    curve = benchmarks.add_parser("curve", help="the learning curve of one variant, to choose the budget",
+                                  description="Train one variant once, evaluating it every N iterations, and "
+                                  "write the metrics against the iteration (curve.csv, curve.png).")
+    _add_common(curve, "training iterations in all")
+    curve.add_argument("--every", type=int, required=True, help="evaluate (and keep a checkpoint) every N iterations")
+    curve.add_argument("--seed", type=int, default=0, help="dataset, landmark-detector and training seed (default 0)")
+    curve.add_argument("--variant", default="c", choices=list(VARIANTS),
+                       help="the variant (default c, full FOMM): " + ", ".join(f"{v.key} {v.name}"
+                                                                               for v in VARIANTS.values()))
+
+
+def _add_common(parser: argparse.ArgumentParser, budget_help: str) -> None:
+    parser.add_argument("--dataset", required=True,
+                        help=f"{' or '.join(KINDS)} (generated into OUT/dataset), or a dataset folder")
+    parser.add_argument("--budget", type=int, required=True, help=budget_help)
+    parser.add_argument("--out", type=Path, help="output folder (default: log/benchmark-<benchmark>-<dataset>)")
+    parser.add_argument("--videos", type=int, default=40, help="videos of a generated dataset (default 40)")
+    parser.add_argument("--frames", type=int, default=32, help="frames per video of a generated dataset (default 32)")
+    parser.add_argument("--size", type=int, default=64, help="frame size of a generated dataset (default 64)")
+    parser.add_argument("--landmarks", type=Path, help="landmark detector (fomm train-landmarks) for AKD/MKR")
+    parser.add_argument("--landmark-epochs", type=int, default=10,
+                        help="epochs of the landmark detector trained when --landmarks is not given")
+    parser.add_argument("--eval-videos", type=int, help="evaluate on the first N test videos only")
+    parser.add_argument("--max-train-videos", type=int, default=16,
+                        help="train videos used to fit the keypoint regression (default 16)")
+    parser.add_argument("--batch-size", type=int, help="overrides the config's batch size")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--progress", action="store_true", help="progress bars while training")
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "benchmark", None) != "quality":
-        raise UserError("choose a benchmark: fomm benchmark quality --dataset ... --budget ...")
+    benchmark = getattr(args, "benchmark", None)
+    if benchmark not in ("quality", "curve"):
+        raise UserError("choose a benchmark: fomm benchmark quality --dataset ... --budget ... [--seeds N], or "
+                        "fomm benchmark curve --dataset ... --budget ... --every N")
     for option, value in (("--budget", args.budget), ("--videos", args.videos), ("--frames", args.frames),
                           ("--size", args.size), ("--landmark-epochs", args.landmark_epochs),
                           ("--eval-videos", args.eval_videos), ("--max-train-videos", args.max_train_videos),
-                          ("--batch-size", args.batch_size)):
+                          ("--batch-size", args.batch_size), ("--every", getattr(args, "every", None))):
         if value is not None and value < 1:
             raise UserError(f"{option} must be at least 1, got {value}")
-    variants = [key.strip() for key in args.variants.split(",") if key.strip()]
     name = args.dataset if args.dataset in KINDS else Path(args.dataset).name
-    out = _output_folder(args.out if args.out is not None else Path("log") / f"benchmark-quality-{name}")
+    out = _output_folder(args.out if args.out is not None else Path("log") / f"benchmark-{benchmark}-{name}")
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    result = run_quality_benchmark(args.dataset, args.budget, out, videos=args.videos, frames=args.frames,
-                                   size=args.size, seed=args.seed, variants=variants, landmarks=args.landmarks,
-                                   landmark_epochs=args.landmark_epochs, eval_videos=args.eval_videos,
-                                   max_train_videos=args.max_train_videos, batch_size=args.batch_size,
-                                   threads=args.threads, progress=args.progress, log=log)
+    common = dict(videos=args.videos, frames=args.frames, size=args.size, seed=args.seed, landmarks=args.landmarks,
+                  landmark_epochs=args.landmark_epochs, eval_videos=args.eval_videos,
+                  max_train_videos=args.max_train_videos, batch_size=args.batch_size, threads=args.threads,
+                  progress=args.progress, log=log)
+    if benchmark == "curve":
+        from ..evaluation.learning_curve import run_learning_curve  # only this command needs it
+
+        curve = run_learning_curve(args.dataset, args.budget, args.every, out, variant=args.variant, **common)
+        print(curve.markdown())
+        print(f"wrote {out}/curve.md, curve.csv, curve.json, curve.png", file=sys.stderr)
+        return 0
+
+    variants = [key.strip() for key in args.variants.split(",") if key.strip()]
+    result = run_quality_benchmark(args.dataset, args.budget, out, seeds=args.seeds, variants=variants, **common)
     print(result.markdown())
-    print(f"wrote {out}/table.md, table.csv, results.json, loss_curves.png, metrics.png", file=sys.stderr)
+    print(f"wrote {out}/table.md, table.csv, runs.csv, results.json, loss_curves.png, metrics.png",
+          file=sys.stderr)
     return 0
 
 

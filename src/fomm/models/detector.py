@@ -14,7 +14,7 @@ from ..config import CommonParams, GraphParams, KeypointDetectorParams
 from ..geometry import coordinate_grid
 from ..keypoints import Keypoints
 from .blocks import AntiAliasDownsample, Hourglass, at_least_fp32, full_precision
-from .graph import KeypointGraph
+from .graph import build_keypoint_graph
 
 
 @dataclass
@@ -35,7 +35,8 @@ class KeypointDetector(nn.Module):
     under its heatmap (a softmax with ``temperature``); its jacobian is the heatmap-weighted mean of
     a 4-channel jacobian map (one map shared by all keypoints with ``single_jacobian_map``),
     initialised to the identity. With ``graph`` params the keypoints are then refined by a
-    :class:`~fomm.models.graph.KeypointGraph` (module ``graph``, absent otherwise, so original
+    :class:`~fomm.models.graph.KeypointGraph` or, with ``style: seed``, a
+    :class:`~fomm.models.graph.SeedKeypointGraph` (module ``graph``, absent otherwise, so original
     checkpoints keep their exact parameter names).
     """
 
@@ -61,7 +62,8 @@ class KeypointDetector(nn.Module):
         if self.scale_factor != 1:
             self.down = AntiAliasDownsample(common.num_channels, self.scale_factor)
         if graph is not None and graph.enabled:
-            self.graph = KeypointGraph(common.num_kp, self.predictor.out_filters, graph, common.estimate_jacobian)
+            self.graph = build_keypoint_graph(common.num_kp, self.predictor.out_filters, graph,
+                                              common.estimate_jacobian)
         else:
             self.graph = None
 

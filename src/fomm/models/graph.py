@@ -1,16 +1,25 @@
 """Keypoints as a graph: attention over the K keypoints, masked by a learned soft adjacency.
 
 The FOMM keypoints are detected independently, one heatmap each. Here they become the nodes of a
-graph whose edges are learned: a multi-head attention layer lets every keypoint look at the
-others, weighted by a learnable non-negative ``K x K`` adjacency, and the result refines each
-keypoint's value (and jacobian) as a residual: ``value + mix_weight * delta``. With
-``mix_weight = 0``, or at initialisation (the output layer starts at zero), the refined keypoints
-are exactly the detector's.
+graph whose edges are learned: an attention layer lets every keypoint look at the others, weighted
+by a learnable non-negative ``K x K`` adjacency, and the result refines each keypoint as a residual:
+``value + mix_weight * delta``. With ``mix_weight = 0``, or at initialisation (the output layer
+starts at zero), the refined keypoints are exactly the detector's.
+
+Two formulations, chosen by ``graph_params.style`` (:func:`build_keypoint_graph`):
+
+* ``improved`` (:class:`KeypointGraph`, the default): multi-head attention over rich node features
+  (value, jacobian, detector features pooled under the heatmap), the symmetric ``softplus``
+  adjacency added to the scores as ``log A``; refines values and jacobians.
+* ``seed`` (:class:`SeedKeypointGraph`): the formulation of the seed proposal, kept as a baseline
+  for the redesign: one head on the raw coordinates, ``A = sigmoid(logits)`` multiplying the
+  softmax attention as a soft mask (rows renormalised), values only, residual mix 0.3.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -87,6 +96,72 @@ class KeypointGraph(nn.Module):
         if self.refine_jacobian and jacobian is not None:
             jacobian = jacobian + delta[..., 2:].reshape(jacobian.shape)
         return Keypoints(value=value, jacobian=jacobian)
+
+
+class SeedKeypointGraph(nn.Module):
+    """The seed proposal's graph: single-head attention on the raw keypoint coordinates.
+
+    For values ``p`` ``(B, K, 2)`` (x then y, in [-1, 1]) and ``hidden = graph_params.hidden_features``:
+    ``W = softmax(Q K^T / sqrt(hidden)) * A`` with ``Q, K, V`` linear maps ``2 -> hidden`` of ``p``
+    and ``A = sigmoid(adjacency_logits)`` ``(K, K)``, each row of ``W`` renormalised to sum to 1;
+    ``delta = mix_weight * out(W V)`` with ``out: hidden -> 2``; the result is ``p + delta``. The
+    jacobians pass through unchanged. ``num_heads`` and ``refine_jacobian`` do not apply (the config
+    pins them to 1 and False for this style). The output layer starts at zero, as the improved
+    graph's, so training starts from the detector's keypoints; the adjacency starts at 0.5 on every
+    edge (logits 0, where the sigmoid's slope is largest), which masks nothing after renormalising.
+    """
+
+    def __init__(self, num_kp: int, params: GraphParams) -> None:
+        super().__init__()
+        hidden = params.hidden_features
+        self.hidden = hidden
+        self.mix_weight = params.mix_weight
+        self.query = nn.Linear(2, hidden)
+        self.key = nn.Linear(2, hidden)
+        self.value = nn.Linear(2, hidden)
+        self.out = nn.Linear(hidden, 2)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.adjacency_logits = nn.Parameter(torch.zeros(num_kp, num_kp))
+
+    @property
+    def num_heads(self) -> int:
+        return 1
+
+    def adjacency(self) -> Tensor:
+        """The learned soft mask ``(K, K)`` in (0, 1): row ``i`` weighs what keypoint ``i`` attends to
+        (not symmetric: the seed's adjacency is one free logit per ordered pair)."""
+        return torch.sigmoid(self.adjacency_logits)
+
+    def attention_weights(self, value: Tensor) -> Tensor:
+        """``(B, K, K)`` attention of the keypoints ``value`` ``(B, K, 2)`` on each other, masked by
+        the adjacency; every row sums to 1."""
+        scores = self.query(value) @ self.key(value).transpose(-1, -2) / math.sqrt(self.hidden)
+        masked = torch.softmax(scores, dim=-1) * self.adjacency()
+        # The softmax and the sigmoid are positive, so a row sums to zero only if every edge
+        # underflowed; the floor keeps that case finite (the row then attends to nothing).
+        return masked / masked.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    def refinement(self, value: Tensor) -> Tensor:
+        """The output before mixing, ``out(W V)`` ``(B, K, 2)``; ``delta = mix_weight * refinement``."""
+        return self.out(self.attention_weights(value) @ self.value(value))
+
+    def forward(self, kp: Keypoints, heatmap: Optional[Tensor] = None,
+                feature_map: Optional[Tensor] = None) -> Keypoints:
+        """Refined keypoints. ``heatmap`` and ``feature_map`` are accepted for the detector's common
+        call and ignored: the seed graph sees the coordinates only."""
+        delta = self.mix_weight * self.refinement(kp.value)
+        return Keypoints(value=kp.value + delta, jacobian=kp.jacobian)
+
+
+def build_keypoint_graph(num_kp: int, feature_channels: int, params: GraphParams,
+                         estimate_jacobian: bool) -> nn.Module:
+    """The graph refiner of ``params.style``: :class:`KeypointGraph` (``improved``) or
+    :class:`SeedKeypointGraph` (``seed``). Both take ``(keypoints, heatmap, feature_map)`` and have
+    ``adjacency()``."""
+    if params.style == "seed":
+        return SeedKeypointGraph(num_kp, params)
+    return KeypointGraph(num_kp, feature_channels, params, estimate_jacobian)
 
 
 def pool_under_heatmap(feature_map: Tensor, heatmap: Tensor) -> Tensor:
