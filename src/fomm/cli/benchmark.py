@@ -57,6 +57,9 @@ def _add_common(parser: argparse.ArgumentParser, budget_help: str) -> None:
     parser.add_argument("--max-train-videos", type=int, default=16,
                         help="train videos used to fit the keypoint regression (default 16)")
     parser.add_argument("--batch-size", type=int, help="overrides the config's batch size")
+    parser.add_argument("--mixed-precision", choices=("no", "auto", "bf16", "fp16"),
+                        help="overrides train_params.mixed_precision for every variant alike (auto: bf16 where "
+                             "the CPU has AMX/AVX512-BF16 and measures faster)")
     parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--progress", action="store_true", help="progress bars while training")
 
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
     common = dict(videos=args.videos, frames=args.frames, size=args.size, seed=args.seed, landmarks=args.landmarks,
                   landmark_epochs=args.landmark_epochs, eval_videos=args.eval_videos,
-                  max_train_videos=args.max_train_videos, batch_size=args.batch_size, threads=args.threads,
+                  max_train_videos=args.max_train_videos, batch_size=args.batch_size,
+                  mixed_precision=args.mixed_precision, threads=args.threads,
                   progress=args.progress, log=log)
     if benchmark == "curve":
         from ..evaluation.learning_curve import run_learning_curve  # only this command needs it

@@ -496,6 +496,7 @@ class BenchmarkSetup:
 def prepare_benchmark(dataset: str, out: Path, *, videos: int, frames: int, size: int, seed: int,
                       landmarks: Optional[str | Path], landmark_epochs: int, eval_videos: Optional[int],
                       max_train_videos: int, batch_size: Optional[int],
+                      mixed_precision: Optional[str] = None,
                       log: Callable[[str], object] = logger.info) -> BenchmarkSetup:
     """The dataset (generated into ``out/dataset`` from ``seed`` or a folder), its base config and
     the landmark detector (``landmarks``, or one trained from ``seed`` into ``out/landmarks.pt``
@@ -514,9 +515,12 @@ def prepare_benchmark(dataset: str, out: Path, *, videos: int, frames: int, size
         if meta.get("frame_shape"):
             size = int(meta["frame_shape"][0])
     base = _base_config(kind, root, size)
+    assert base.train_params is not None
     if batch_size is not None:
-        assert base.train_params is not None
         base.train_params.batch_size = batch_size
+    if mixed_precision is not None:
+        # Every variant trains in the same arithmetic, so the comparison stays on equal terms.
+        base.train_params.mixed_precision = mixed_precision
 
     detector, landmark_note, landmark_info = None, "", {}
     if landmarks is not None:
@@ -615,6 +619,7 @@ def run_quality_benchmark(
     eval_videos: Optional[int] = None,
     max_train_videos: int = 16,
     batch_size: Optional[int] = None,
+    mixed_precision: Optional[str] = None,
     threads: Optional[int] = 1,
     progress: bool = False,
     log: Callable[[str], object] = logger.info,
@@ -627,7 +632,8 @@ def run_quality_benchmark(
     ``landmarks``: a detector from ``fomm train-landmarks``; by default one is trained for
     ``landmark_epochs`` on a sprites dataset (``out/landmarks.pt``, reused when present).
     ``eval_videos`` limits the test videos, ``max_train_videos`` the train videos of the keypoint
-    regression. ``batch_size`` overrides the config's. Runs go seed by seed (every variant with the
+    regression. ``batch_size`` and ``mixed_precision`` (``train_params.mixed_precision``: no, auto,
+    bf16, fp16) override the config's, for every variant alike. Runs go seed by seed (every variant with the
     first seed, then with the second, ...), so an interrupted benchmark has comparable runs. Writes
     the outputs listed in the module docstring and returns the results.
     """
@@ -644,7 +650,8 @@ def run_quality_benchmark(
     started = time.perf_counter()
     setup = prepare_benchmark(dataset, out, videos=videos, frames=frames, size=size, seed=seed,
                               landmarks=landmarks, landmark_epochs=landmark_epochs, eval_videos=eval_videos,
-                              max_train_videos=max_train_videos, batch_size=batch_size, log=log)
+                              max_train_videos=max_train_videos, batch_size=batch_size,
+                              mixed_precision=mixed_precision, log=log)
 
     training_seeds = [seed + i for i in range(seeds)]
     results: dict[tuple[str, int], VariantResult] = {}
@@ -656,6 +663,7 @@ def run_quality_benchmark(
     assert setup.base.train_params is not None
     settings = {"videos": videos if setup.kind in KINDS and dataset in KINDS else None, "frames": frames,
                 "size": setup.size, "batch_size": setup.base.train_params.batch_size,
+                "mixed_precision": setup.base.train_params.mixed_precision,
                 "threads": torch.get_num_threads(), "torch": torch.__version__,
                 "flow_consistency_weight": FLOW_CONSISTENCY_WEIGHT, "nearby_pair_ratio": NEARBY_PAIR_RATIO,
                 "data_seed": seed, "landmarks": setup.landmark_info, **setup.eval_settings,

@@ -166,6 +166,7 @@ def run_learning_curve(
     eval_videos: Optional[int] = None,
     max_train_videos: int = 16,
     batch_size: Optional[int] = None,
+    mixed_precision: Optional[str] = None,
     threads: Optional[int] = 1,
     progress: bool = False,
     log: Callable[[str], object] = logger.info,
@@ -185,7 +186,8 @@ def run_learning_curve(
     out.mkdir(parents=True, exist_ok=True)
     setup = prepare_benchmark(dataset, out, videos=videos, frames=frames, size=size, seed=seed,
                               landmarks=landmarks, landmark_epochs=landmark_epochs, eval_videos=eval_videos,
-                              max_train_videos=max_train_videos, batch_size=batch_size, log=log)
+                              max_train_videos=max_train_videos, batch_size=batch_size,
+                              mixed_precision=mixed_precision, log=log)
     chosen = VARIANTS[variant]
     config = variant_config(setup.base, chosen, budget=budget, seed=seed)
     run_dir = out / "runs" / f"curve-{chosen.folder}" / f"seed-{seed}"
