@@ -78,3 +78,32 @@ def test_public_api_names():
 def test_mgif_single_jacobian_map_shares_one_map():
     config = fomm.load_config(CONFIGS / "mgif-256.yaml")
     assert fomm.build_model(config).kp_detector.jacobian.out_channels == 4
+
+
+def test_resize_displacement_keeps_the_identity_and_a_shift_exact():
+    from fomm.geometry import resize_displacement, resize_grid
+
+    identity = coordinate_grid(32, 32)[None]
+    assert torch.allclose(resize_displacement(identity, 64, 64), coordinate_grid(64, 64)[None], atol=1e-6)
+    # the original's resize moves the identity by up to half a pixel at 64 px (0.5 / 31.5 units)
+    original_error = (resize_grid(identity, 64, 64) - coordinate_grid(64, 64)[None]).abs().max()
+    assert 0.01 < original_error < 0.02
+    shift = torch.tensor([0.1, -0.05])
+    moved = resize_displacement(identity + shift, 64, 64)
+    assert torch.allclose(moved - coordinate_grid(64, 64)[None], shift.expand(1, 64, 64, 2), atol=1e-6)
+
+
+@pytest.mark.parametrize("upsampling", ["coordinates", "displacement"])
+def test_no_motion_reproduces_the_source_only_with_displacement_upsampling(small_config, upsampling):
+    config = small_config.model_copy(deep=True)
+    config.model_params.generator_params.deformation_upsampling = upsampling
+    model = fomm.build_model(config).eval()
+    source = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        kp = model.kp_detector(source)
+        deformed = model.generator(source, kp_source=kp, kp_driving=kp).deformed
+    error = (deformed - source).abs().max().item()
+    if upsampling == "displacement":
+        assert error < 1e-5
+    else:  # the original's behaviour, kept for its checkpoints: random pixels are resampled off-grid
+        assert error > 0.05

@@ -136,6 +136,11 @@ class GeneratorParams(_Section):
     num_bottleneck_blocks: int = Field(ge=0)
     estimate_occlusion_map: bool = False
     dense_motion_params: Optional[DenseMotionParams] = None
+    #: Ours. How the dense motion's deformation is brought to the feature and image resolutions:
+    #: ``coordinates`` (the original: interpolate the absolute coordinates, which shifts them by a
+    #: fraction of a pixel even for no motion) or ``displacement`` (interpolate the displacement:
+    #: no motion stays the identity; see :func:`fomm.geometry.resize_displacement`).
+    deformation_upsampling: Literal["coordinates", "displacement"] = "coordinates"
 
 
 #: Image-pyramid scales: at least one, each in (0, 1] (1 is the full image).

@@ -101,6 +101,26 @@ def resize_grid(grid: Tensor, height: int, width: int) -> Tensor:
     return resized.permute(0, 2, 3, 1)
 
 
+def resize_displacement(grid: Tensor, height: int, width: int) -> Tensor:
+    """Resize a sampling grid ``(B, H, W, 2)`` to ``(B, height, width, 2)`` by its displacement.
+
+    :func:`resize_grid` interpolates the absolute coordinates with ``align_corners=False``, which
+    stretches them by about ``(W - 1) / (W - 2)`` when doubling: even the identity comes out a
+    fraction of a pixel off (up to half a pixel at the borders), so a warp with no motion resamples,
+    and blurs, the whole image. Here the displacement ``grid - identity`` is interpolated
+    (``align_corners=True``, the grids' convention) and added to the identity of the new size:
+    no motion stays exactly no motion at every resolution. Models choose it with
+    ``generator_params.deformation_upsampling: displacement``; published checkpoints keep
+    :func:`resize_grid`, which they were trained with.
+    """
+    if grid.shape[1:3] == (height, width):
+        return grid
+    identity = coordinate_grid(grid.shape[1], grid.shape[2], dtype=grid.dtype, device=grid.device)
+    displacement = F.interpolate((grid - identity).permute(0, 3, 1, 2), size=(height, width), mode="bilinear",
+                                 align_corners=True)
+    return displacement.permute(0, 2, 3, 1) + coordinate_grid(height, width, dtype=grid.dtype, device=grid.device)
+
+
 def resize_map(feature: Tensor, height: int, width: int) -> Tensor:
     """Bilinearly resize a ``(B, C, H, W)`` map, ``align_corners=False`` as the original did."""
     if feature.shape[2:] == (height, width):

@@ -31,7 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-landmarks": ("train_landmarks", "train a small landmark detector on a synthetic dataset (for AKD/MKR)"),
     "serve": ("serve", "the web app: animate uploads in a browser, and its API (needs fomm[app])"),
     "live": ("live", "real-time animation from a camera, a video or a stream (window, file, virtual camera)"),
-    "benchmark": ("benchmark", "`fomm benchmark quality`: train the model variants on equal terms and compare them"),
+    "benchmark": ("benchmark", "`fomm benchmark quality` (the model variants on equal terms, over seeds) and "
+                  "`fomm benchmark curve` (a learning curve)"),
 }
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import CommonParams, GeneratorParams
-from ..geometry import resize_grid, resize_map, warp
+from ..geometry import resize_displacement, resize_grid, resize_map, warp
 from .blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, channels_at
 from ..keypoints import Keypoints
 from .motion import DenseMotion, Motion
@@ -69,6 +69,8 @@ class Generator(nn.Module):
         for i in range(params.num_bottleneck_blocks):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(bottleneck_features, kernel_size=3, padding=1))
         self.final = nn.Conv2d(expansion, common.num_channels, kernel_size=7, padding=3)
+        self.resize_deformation = (resize_displacement if params.deformation_upsampling == "displacement"
+                                   else resize_grid)
 
     def encode(self, source: Tensor) -> SourceFeatures:
         """Encode ``(B, C, H, W)`` source images."""
@@ -92,11 +94,11 @@ class Generator(nn.Module):
         motion: Motion = self.dense_motion_network(source.image, kp_source=kp_source, kp_driving=kp_driving)
         _, _, height, width = source.features.shape
         # Section 3.3: xi' = O (.) f_w(xi, T^), the encoded source warped, then masked by occlusion.
-        features = warp(source.features, resize_grid(motion.deformation, height, width))
+        features = warp(source.features, self.resize_deformation(motion.deformation, height, width))
         if motion.occlusion_map is not None:
             features = features * resize_map(motion.occlusion_map, height, width)
         _, _, image_height, image_width = source.image.shape
-        deformed = warp(source.image, resize_grid(motion.deformation, image_height, image_width))
+        deformed = warp(source.image, self.resize_deformation(motion.deformation, image_height, image_width))
         return GeneratorOutput(prediction=self.decode(features), deformed=deformed, mask=motion.mask,
                                sparse_deformed=motion.sparse_deformed, occlusion_map=motion.occlusion_map,
                                deformation=motion.deformation)
