@@ -60,6 +60,10 @@ NOT_RUN: dict[str, str] = {
     "fomm train --config configs/my.yaml --checkpoint runs/my/checkpoint.pth.tar":
         "resumes the user's own run above",
     "fomm train --config vox-256 --checkpoint vox-cpk.pth.tar --log-dir runs/ft": _PUBLISHED,
+    "fomm make-dataset sprites --out data/unseen-4242 --videos 100 --frames 32 --size 64 --seed 4242 --format mp4":
+        "100 videos take half a minute; `fomm make-dataset` runs on the workspace's dataset",
+    "fomm evaluate --dataset data/unseen-4242 --embedding none --out eval-unseen/":
+        "two minutes on the 100-video split above; `fomm evaluate` runs on the workspace's dataset",
 }
 
 
