@@ -58,12 +58,11 @@ def default_sigchld():
     """SIGCHLD back to what it was after every test.
 
     torch's DataLoader installs a process-wide SIGCHLD handler the first time it starts workers and
-    never removes it. From then on every child that exits (each subprocess a later test runs)
-    interrupts this long-lived, many-threaded process with a signal; on the AMX machines we test on,
-    the pytest process then died with SIGSEGV (si_code SI_KERNEL, raised in the kernel while
-    delivering a signal, main thread in waitpid) a few tests later, every full run. Resetting the
-    handler keeps each test's signal state its own; a `fomm train` process is short-lived and
-    unaffected either way.
+    never removes it; from then on every subprocess a later test runs interrupts this long-lived,
+    many-threaded process with a signal when it exits. On our AMX machines the pytest process then
+    died with SIGSEGV a few tests later, in three full runs out of three (gdb: si_code SI_KERNEL,
+    the main thread in waitpid while another thread took the SIGCHLD: the kernel failing to deliver
+    a signal, not a bad pointer of ours). With the handler reset after each test the same runs pass.
     """
     import signal
 
