@@ -60,6 +60,11 @@ NOT_RUN: dict[str, str] = {
     "fomm train --config configs/my.yaml --checkpoint runs/my/checkpoint.pth.tar":
         "resumes the user's own run above",
     "fomm train --config vox-256 --checkpoint vox-cpk.pth.tar --log-dir runs/ft": _PUBLISHED,
+    "fomm benchmark curve --dataset sprites --budget 2000 --every 250 --out runs/bq --mixed-precision auto":
+        "trains 2,000 iterations (8 minutes); tests/test_ablation.py runs `benchmark curve` with a tiny budget",
+    "fomm benchmark quality --dataset sprites --budget 1500 --seeds 5 --variants a,b,c,d,e,g --out runs/bq "
+    "--mixed-precision bf16":
+        "trains 30 runs (about 3 hours on 2 cores); tests/test_ablation.py runs it with a tiny budget and 2 seeds",
     "fomm make-dataset sprites --out data/unseen-4242 --videos 100 --frames 32 --size 64 --seed 4242 --format mp4":
         "100 videos take half a minute; `fomm make-dataset` runs on the workspace's dataset",
     "fomm evaluate --dataset data/unseen-4242 --embedding none --out eval-unseen/":
