@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_args
 
 from ..animate import BACKENDS, PRECISIONS, MotionSettings
 from ..assets import BUNDLED_CHECKPOINT
 from ..checkpoint import load_checkpoint
+from ..config import TrainParams
 from ..device import resolve_device, set_threads
 from ..models import FommModel
 
-__all__ = ["add_model_arguments", "add_motion_arguments", "load_model", "motion_settings", "positive_int"]
+__all__ = ["MIXED_PRECISION_MODES", "add_model_arguments", "add_motion_arguments", "load_model", "motion_settings",
+           "positive_int"]
+
+
+#: The values of train_params.mixed_precision (see fomm.training.precision), for the commands that
+#: train: ``fomm train`` and ``fomm benchmark``.
+MIXED_PRECISION_MODES: tuple[str, ...] = get_args(TrainParams.model_fields["mixed_precision"].annotation)
 
 
 def positive_int(text: str) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import OutputPathError, UserError
 from ..evaluation.ablation import KINDS, VARIANTS, run_quality_benchmark
-from .arguments import positive_int
+from .arguments import MIXED_PRECISION_MODES, positive_int
 from .outputs import check_output_folder
 
 __all__ = ["add_arguments", "run"]
@@ -57,7 +57,7 @@ def _add_common(parser: argparse.ArgumentParser, budget_help: str) -> None:
     parser.add_argument("--max-train-videos", type=int, default=16,
                         help="train videos used to fit the keypoint regression (default 16)")
     parser.add_argument("--batch-size", type=int, help="overrides the config's batch size")
-    parser.add_argument("--mixed-precision", choices=("no", "auto", "bf16", "fp16"),
+    parser.add_argument("--mixed-precision", choices=MIXED_PRECISION_MODES,
                         help="overrides train_params.mixed_precision for every variant alike (auto: bf16 where "
                              "the CPU has AMX/AVX512-BF16 and measures faster)")
     parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")

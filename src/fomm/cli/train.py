@@ -11,18 +11,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, get_args
+from typing import Optional
 
 from ..checkpoint import CheckpointData, read_checkpoint
-from ..config import TrainParams, load_config
+from ..config import load_config
 from ..device import set_threads
 from ..errors import OutputPathError
 from ..training import NonFiniteLossError, Trainer
 from ..training.distributed import cleanup_distributed
-from .arguments import positive_int
-
-#: The values of train_params.mixed_precision (see fomm.training.precision).
-MIXED_PRECISION_MODES: tuple[str, ...] = get_args(TrainParams.model_fields["mixed_precision"].annotation)
+from .arguments import MIXED_PRECISION_MODES, positive_int
 
 #: Where runs go when neither --log-dir nor a run's own checkpoint says: log/<config name>.
 DEFAULT_LOG_ROOT = Path("log")
