@@ -159,6 +159,17 @@ def test_flow_end_point_error_is_zero_for_the_true_flow_and_in_pixels():
     assert errors == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)
 
 
+def test_flow_end_point_error_upsamples_the_deformation_as_the_model_does():
+    from fomm.geometry import coordinate_grid
+
+    still = coordinate_grid(16, 16).expand(2, 16, 16, 2).clone()  # no motion, at the dense-motion size
+    flow = coordinate_grid(32, 32).expand(2, 32, 32, 2).numpy()
+    exact = flow_end_point_error(still, flow, skip_first=False, upsampling="displacement")
+    assert exact == pytest.approx([0.0, 0.0], abs=1e-5)
+    # the original's resize moves the still grid off the pixel centres
+    assert (flow_end_point_error(still, flow, skip_first=False) > 0.05).all()
+
+
 def test_keypoint_acceleration_of_constant_velocity_is_zero_and_noise_raises_it():
     times = np.arange(20, dtype=np.float64)[:, None, None]
     start = np.array([[-0.5, 0.2], [0.3, -0.1], [0.0, 0.0]])

@@ -121,6 +121,11 @@ def resize_displacement(grid: Tensor, height: int, width: int) -> Tensor:
     return displacement.permute(0, 2, 3, 1) + coordinate_grid(height, width, dtype=grid.dtype, device=grid.device)
 
 
+#: How a deformation is brought to a finer resolution, by ``generator_params.deformation_upsampling``:
+#: the generator warps with it, and the flow metric must resample the same way.
+DEFORMATION_RESIZERS = {"coordinates": resize_grid, "displacement": resize_displacement}
+
+
 def resize_map(feature: Tensor, height: int, width: int) -> Tensor:
     """Bilinearly resize a ``(B, C, H, W)`` map, ``align_corners=False`` as the original did."""
     if feature.shape[2:] == (height, width):

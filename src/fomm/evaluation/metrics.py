@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..geometry import pixel_scale, resize_grid
+from ..geometry import DEFORMATION_RESIZERS, pixel_scale
 
 __all__ = [
     "ColorHistogramEmbedding",
@@ -356,12 +356,14 @@ def keypoint_acceleration(tracks: ArrayLike, width: int, height: Optional[int] =
 # dense motion against ground-truth flow
 
 
-def flow_end_point_error(deformation: Tensor, flow: ArrayLike, skip_first: bool = True) -> np.ndarray:
+def flow_end_point_error(deformation: Tensor, flow: ArrayLike, skip_first: bool = True,
+                         upsampling: str = "coordinates") -> np.ndarray:
     """Per-frame end-point error in pixels of a dense ``deformation`` against ground-truth ``flow``.
 
     ``deformation`` ``(T, h, w, 2)`` (the model's sampling grid: driving pixel -> source position,
-    (x, y) in [-1, 1]) is upsampled to the flow's ``(T, H, W, 2)`` as the generator does
-    (bilinear, :func:`fomm.geometry.resize_grid`). Both map a pixel of frame t to a position in
+    (x, y) in [-1, 1]) is upsampled to the flow's ``(T, H, W, 2)`` as the generator does: by its
+    ``generator_params.deformation_upsampling``, ``upsampling`` here (``coordinates``, the original's
+    :func:`fomm.geometry.resize_grid`, or ``displacement``). Both map a pixel of frame t to a position in
     frame 0, so the EPE is ``||d - g||`` with offsets in pixels of the ``H x W`` frame, averaged
     over the pixels whose ground-truth position lies inside frame 0 (elsewhere frame t shows
     content frame 0 does not have, which no model can recover). Returns ``(T - 1,)`` errors for
@@ -372,7 +374,7 @@ def flow_end_point_error(deformation: Tensor, flow: ArrayLike, skip_first: bool 
     if deformation.shape[0] != flow.shape[0]:
         raise ValueError(f"deformation has {deformation.shape[0]} frames, flow {flow.shape[0]}")
     height, width = flow.shape[1:3]
-    grid = resize_grid(deformation.float().cpu(), height, width)
+    grid = DEFORMATION_RESIZERS[upsampling](deformation.float().cpu(), height, width)
     error = ((grid - flow) * torch.tensor(pixel_scale(width, height))).norm(dim=-1)
     valid = (flow.abs() <= 1).all(dim=-1)
     sums, counts = (error * valid).sum(dim=(1, 2)), valid.sum(dim=(1, 2))

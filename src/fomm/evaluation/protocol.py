@@ -296,9 +296,11 @@ class _Totals:
 
 
 def _ground_truth_metrics(row: VideoMetrics, totals: _Totals, result: Reconstruction, truth: GroundTruth,
-                          regression: Optional[KeypointRegression], height: int, width: int) -> None:
+                          regression: Optional[KeypointRegression], height: int, width: int,
+                          upsampling: str) -> None:
     """Keypoint error and jitter of the regressed tracks, and flow EPE, of one video (into ``row``
-    and ``totals``), in % of width and pixels."""
+    and ``totals``), in % of width and pixels; ``upsampling`` is the model's
+    ``generator_params.deformation_upsampling``."""
     if regression is not None:
         tracks = regression.predict(result.kp_driving.numpy())
         visible = np.asarray(truth.visibility, dtype=bool)
@@ -306,7 +308,8 @@ def _ground_truth_metrics(row: VideoMetrics, totals: _Totals, result: Reconstruc
         row.keypoint_error = totals.kp_error.add(point_distances(tracks, points, visible, width, height) / width * 100)
         row.jitter = totals.jitter.add(velocity_errors(tracks, points, visible, width, height) / width * 100)
     if truth.flow is not None and result.deformation is not None:
-        errors = flow_end_point_error(result.deformation, resize_flow(truth.flow, height, width))
+        errors = flow_end_point_error(result.deformation, resize_flow(truth.flow, height, width),
+                                      upsampling=upsampling)
         row.flow_epe_px = totals.flow_epe.add(errors)
 
 
@@ -403,7 +406,8 @@ def evaluate_dataset(
         row.kp_acceleration = totals.kp_acceleration.add(
             acceleration_norms(result.kp_driving, width, height) / width * 100)
         if truth is not None:
-            _ground_truth_metrics(row, totals, result, truth, regression, height, width)
+            _ground_truth_metrics(row, totals, result, truth, regression, height, width,
+                                  model.config.model_params.generator_params.deformation_upsampling)
         rows.append(row)
         if writer is not None:
             writer.write(path, result.prediction)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import CommonParams, GeneratorParams
-from ..geometry import resize_displacement, resize_grid, resize_map, warp
+from ..geometry import DEFORMATION_RESIZERS, resize_map, warp
 from .blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, channels_at
 from ..keypoints import Keypoints
 from .motion import DenseMotion, Motion
@@ -69,8 +69,7 @@ class Generator(nn.Module):
         for i in range(params.num_bottleneck_blocks):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(bottleneck_features, kernel_size=3, padding=1))
         self.final = nn.Conv2d(expansion, common.num_channels, kernel_size=7, padding=3)
-        self.resize_deformation = (resize_displacement if params.deformation_upsampling == "displacement"
-                                   else resize_grid)
+        self.resize_deformation = DEFORMATION_RESIZERS[params.deformation_upsampling]
 
     def encode(self, source: Tensor) -> SourceFeatures:
         """Encode ``(B, C, H, W)`` source images."""
