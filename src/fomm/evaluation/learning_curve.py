@@ -264,7 +264,8 @@ def _checkpoint_at(run_dir: Path, config: FommConfig, step: int) -> Optional[Pat
 
 def _settings(setup: BenchmarkSetup, config: FommConfig) -> dict:
     assert config.train_params is not None
-    return {"batch_size": config.train_params.batch_size, "threads": torch.get_num_threads(),
+    return {"batch_size": config.train_params.batch_size, "mixed_precision": config.train_params.mixed_precision,
+            "threads": torch.get_num_threads(),
             "torch": torch.__version__, "landmarks": setup.landmark_info, **setup.eval_settings}
 
 
