@@ -59,7 +59,8 @@ def measure(model: FommModel, videos: list[Path]) -> Errors:
     for path in videos:
         frames = torch.from_numpy(read_video(path, (height, width, 3))).permute(0, 3, 1, 2).float() / 255
         source = frames[:1].expand(len(frames), -1, -1, -1)
-        kp_source, kp_driving = model.kp_detector(source), model.kp_detector(frames)
+        kp_driving = model.kp_detector(frames)
+        kp_source = model.kp_detector(frames[:1]).expand(len(frames))  # the source, detected once
         output = model.generator(source, kp_source, kp_driving)
         baseline = (frames[:1] - frames).abs().mean(1)
         still = baseline <= STILL_THRESHOLD
