@@ -8,9 +8,11 @@ source, every frame drives with its own keypoints), prints the L1 of
 * the trivial baseline: frame 0 repeated (`L1_first_frame` in `fomm evaluate`),
 
 each split into the part from still pixels (where frame 0 already matches the driving frame to
-within 0.02) and from moving ones; the two parts add up to the whole. The last column is the
-*self-reconstruction* L1: every frame driven by itself (no motion at all), the error the generator
-makes when it only has to copy its input.
+within 0.02) and from moving ones; the two parts add up to the whole. Then the mean of the
+occlusion map, resized to the image: the share of each output pixel that comes from the warped
+source when the generator blends (``generator_params.output_blend: occlusion``; otherwise it only
+masks the features). The last column is the *self-reconstruction* L1: every frame driven by itself
+(no motion at all), the error the generator makes when it only has to copy its input.
 
     python benchmarks/generator_blur.py --dataset data/unseen-4242            # the bundled model
     python benchmarks/generator_blur.py --dataset DATA --checkpoint a.pt --checkpoint b.pt
@@ -27,6 +29,7 @@ import torch
 from fomm.assets import BUNDLED_CHECKPOINT
 from fomm.checkpoint import load_checkpoint
 from fomm.data.video import read_video
+from fomm.geometry import resize_map
 from fomm.models import FommModel
 
 STILL_THRESHOLD = 0.02  # mean |frame - frame 0| over the channels, in [0, 1] units
@@ -40,6 +43,7 @@ class Errors:
     deformed: tuple[float, float] = (0.0, 0.0)
     baseline: tuple[float, float] = (0.0, 0.0)
     self_reconstruction: float = 0.0
+    visible: float = 0.0
     still_fraction: float = 0.0
     videos: int = 0
 
@@ -69,6 +73,8 @@ def measure(model: FommModel, videos: list[Path]) -> Errors:
         errors.baseline = _add(errors.baseline, _split(baseline, still))
         copied = model.generator(frames, kp_driving, kp_driving).prediction
         errors.self_reconstruction += float((copied - frames).abs().mean())
+        if output.occlusion_map is not None:
+            errors.visible += float(resize_map(output.occlusion_map, height, width).mean())
         errors.still_fraction += float(still.float().mean())
         errors.videos += 1
     return errors
@@ -86,8 +92,8 @@ def main() -> None:
                     if path.suffix in (".mp4", ".png", ".gif", ".mov", ".mkv"))[:args.videos]
     print(f"{len(videos)} test videos of {args.dataset}; still pixels: |frame - frame 0| <= {STILL_THRESHOLD}\n")
     print("| checkpoint | still px | generated L1 (still + moving) | deformed source L1 (still + moving) "
-          "| repeat frame 0 L1 (still + moving) | self-reconstruction L1 |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+          "| repeat frame 0 L1 (still + moving) | mean occlusion map | self-reconstruction L1 |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for checkpoint in args.checkpoint or [BUNDLED_CHECKPOINT]:
         model = load_checkpoint(checkpoint, device="cpu").eval()
         errors = measure(model, videos)
@@ -98,7 +104,8 @@ def main() -> None:
 
         label = checkpoint.name if checkpoint == BUNDLED_CHECKPOINT else str(checkpoint)
         print(f"| {label} | {errors.still_fraction / n:.1%} | {cell(errors.generated)} "
-              f"| {cell(errors.deformed)} | {cell(errors.baseline)} | {errors.self_reconstruction / n:.4f} |")
+              f"| {cell(errors.deformed)} | {cell(errors.baseline)} | {errors.visible / n:.3f} "
+              f"| {errors.self_reconstruction / n:.4f} |")
 
 
 if __name__ == "__main__":

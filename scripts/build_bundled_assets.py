@@ -1,6 +1,7 @@
 """Build the bundled model and sample media from a trained sprites checkpoint.
 
-    .venv/bin/python scripts/build_bundled_assets.py --checkpoint runs/sprites-64-stage3/checkpoint.pth.tar
+    .venv/bin/python scripts/build_bundled_assets.py --checkpoint runs/sprites-64-stage4/checkpoint.pth.tar \
+        --config configs/sprites-64-blend.yaml
 
 Writes into ``src/fomm/assets/``: ``sprites-64.pt`` (weights and config only, no optimiser state),
 ``source.png`` and ``driving.mp4`` (synthetic sprites from seed 2026, which the training set,
@@ -40,10 +41,13 @@ REFERENCE_FRAMES = [0, 20, 40, 63]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--config", type=Path,
+                        help="the config to embed (default: the checkpoint's own, whose dataset path is "
+                             "where it was trained); it must build the same networks")
     parser.add_argument("--frames", type=int, default=64)
     args = parser.parse_args()
 
-    model = fomm.load_checkpoint(args.checkpoint)
+    model = fomm.load_checkpoint(args.checkpoint, config=args.config)
     model.epoch = fomm.read_checkpoint(args.checkpoint).epoch
     fomm.save_checkpoint(ASSETS / "sprites-64.pt", model)
 

@@ -71,3 +71,16 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_round_trip_through_dict():
     config = fomm.load_config(CONFIGS / "mgif-256.yaml")
     assert fomm.FommConfig.from_dict(config.to_dict()) == config
+
+
+def test_occlusion_blend_needs_an_occlusion_map(reference_dir, tmp_path):
+    text = (reference_dir / "config.yaml").read_text()
+    assert "estimate_occlusion_map: true" in text
+    path = tmp_path / "no-occlusion.yaml"
+    path.write_text(text.replace("estimate_occlusion_map: true",
+                                 "estimate_occlusion_map: false\n    output_blend: occlusion"))
+    with pytest.raises(ConfigError, match="output_blend 'occlusion'.*estimate_occlusion_map"):
+        fomm.load_config(path)
+    path.write_text(text.replace("estimate_occlusion_map: true",
+                                 "estimate_occlusion_map: true\n    output_blend: occlusion"))
+    assert fomm.load_config(path).model_params.generator_params.output_blend == "occlusion"

@@ -67,6 +67,13 @@ NOT_RUN: dict[str, str] = {
         "trains 30 runs (about 3 hours on 2 cores); tests/test_ablation.py runs it with a tiny budget and 2 seeds",
     "fomm make-dataset sprites --out data/unseen-4242 --videos 100 --frames 32 --size 64 --seed 4242 --format mp4":
         "100 videos take half a minute; `fomm make-dataset` runs on the workspace's dataset",
+    "fomm train --config configs/sprites-64-blend.yaml --checkpoint stage3.pth.tar --log-dir runs/sprites-64-stage4 "
+    "--device cpu --threads 1": _HOURS + " (and the files of the stages before it)",
+    "fomm make-dataset sprites --out data/unseen-7 --videos 100 --frames 32 --size 64 --seed 7 --format mp4":
+        "100 videos take half a minute; `fomm make-dataset` runs on the workspace's dataset",
+    "fomm evaluate --dataset data/unseen-7 --embedding none --out eval-unseen-7/":
+        "two minutes on the 100-video split above; tests/test_demo.py evaluates the bundled model on a small "
+        "unseen split",
     "fomm evaluate --dataset data/unseen-4242 --embedding none --out eval-unseen/":
         "two minutes on the 100-video split above; `fomm evaluate` runs on the workspace's dataset",
 }

@@ -107,3 +107,37 @@ def test_no_motion_reproduces_the_source_only_with_displacement_upsampling(small
         assert error < 1e-5
     else:  # the original's behaviour, kept for its checkpoints: random pixels are resampled off-grid
         assert error > 0.05
+
+
+def test_occlusion_blend_mixes_warped_source_and_decoder_by_the_occlusion_map(small_config):
+    decoded_config = small_config.model_copy(deep=True)
+    blended_config = small_config.model_copy(deep=True)
+    blended_config.model_params.generator_params.output_blend = "occlusion"
+    decoded_model = fomm.build_model(decoded_config).eval()
+    blended_model = fomm.build_model(blended_config).eval()
+    blended_model.load_state_dict(decoded_model.state_dict())  # no new parameters: strict load
+    torch.manual_seed(0)
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        kp_source, kp_driving = decoded_model.kp_detector(source), decoded_model.kp_detector(driving)
+        decoded = decoded_model.generator(source, kp_source=kp_source, kp_driving=kp_driving)
+        blended = blended_model.generator(source, kp_source=kp_source, kp_driving=kp_driving)
+    visible = torch.nn.functional.interpolate(decoded.occlusion_map, size=(64, 64), mode="bilinear")
+    expected = visible * decoded.deformed + (1 - visible) * decoded.prediction
+    assert torch.allclose(blended.prediction, expected, atol=1e-6)
+    assert torch.allclose(blended.deformed, decoded.deformed)
+    assert (blended.prediction - decoded.prediction).abs().mean() > 0.01  # the blend did something
+
+
+def test_occlusion_blend_with_no_motion_keeps_the_source_where_it_is_visible(small_config):
+    config = small_config.model_copy(deep=True)
+    config.model_params.generator_params.deformation_upsampling = "displacement"
+    config.model_params.generator_params.output_blend = "occlusion"
+    model = fomm.build_model(config).eval()
+    source = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        kp = model.kp_detector(source)
+        out = model.generator(source, kp_source=kp, kp_driving=kp)
+    visible = torch.nn.functional.interpolate(out.occlusion_map, size=(64, 64), mode="bilinear")
+    # Only the part the occlusion map hands to the (untrained) decoder may differ from the source.
+    assert torch.all((out.prediction - source).abs() <= (1 - visible) + 1e-5)

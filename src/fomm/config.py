@@ -141,6 +141,19 @@ class GeneratorParams(_Section):
     #: fraction of a pixel even for no motion) or ``displacement`` (interpolate the displacement:
     #: no motion stays the identity; see :func:`fomm.geometry.resize_displacement`).
     deformation_upsampling: Literal["coordinates", "displacement"] = "coordinates"
+    #: Ours. What the generator outputs: ``decoded`` (the original: the decoder's image) or
+    #: ``occlusion`` (``O * warp(source) + (1 - O) * decoded``, the occlusion map, resized to the
+    #: image, choosing per pixel between the warped source and the decoder; the decoder then only
+    #: has to inpaint what the source does not show). ``occlusion`` adds no parameters and needs
+    #: ``estimate_occlusion_map``.
+    output_blend: Literal["decoded", "occlusion"] = "decoded"
+
+    @model_validator(mode="after")
+    def _blend_needs_occlusion(self) -> "GeneratorParams":
+        if self.output_blend == "occlusion" and not (self.estimate_occlusion_map and self.dense_motion_params):
+            raise ValueError("output_blend 'occlusion' blends by the occlusion map: it needs "
+                             "estimate_occlusion_map True and a dense_motion_params section")
+        return self
 
 
 #: Image-pyramid scales: at least one, each in (0, 1] (1 is the full image).

@@ -17,7 +17,8 @@ from .motion import DenseMotion, Motion
 
 @dataclass
 class GeneratorOutput:
-    """``prediction`` ``(B, C, H, W)`` in [0, 1] is the animated frame. ``deformed`` is the source
+    """``prediction`` ``(B, C, H, W)`` in [0, 1] is the animated frame (with
+    ``output_blend: occlusion``, already blended with ``deformed``). ``deformed`` is the source
     warped by the dense deformation at full resolution; ``mask``, ``sparse_deformed``,
     ``occlusion_map`` and ``deformation`` come from the dense motion (see :class:`Motion`); they
     are None when the generator has no dense-motion network."""
@@ -70,6 +71,7 @@ class Generator(nn.Module):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(bottleneck_features, kernel_size=3, padding=1))
         self.final = nn.Conv2d(expansion, common.num_channels, kernel_size=7, padding=3)
         self.resize_deformation = DEFORMATION_RESIZERS[params.deformation_upsampling]
+        self.blend_by_occlusion = params.output_blend == "occlusion"
 
     def encode(self, source: Tensor) -> SourceFeatures:
         """Encode ``(B, C, H, W)`` source images."""
@@ -98,7 +100,13 @@ class Generator(nn.Module):
             features = features * resize_map(motion.occlusion_map, height, width)
         _, _, image_height, image_width = source.image.shape
         deformed = warp(source.image, self.resize_deformation(motion.deformation, image_height, image_width))
-        return GeneratorOutput(prediction=self.decode(features), deformed=deformed, mask=motion.mask,
+        prediction = self.decode(features)
+        if self.blend_by_occlusion and motion.occlusion_map is not None:
+            # Where the source is visible (O near 1) the warped source is already the answer, pixel
+            # for pixel; the decoder's rebuilt image, which smooths fine texture, fills the rest.
+            visible = resize_map(motion.occlusion_map, image_height, image_width)
+            prediction = visible * deformed + (1 - visible) * prediction
+        return GeneratorOutput(prediction=prediction, deformed=deformed, mask=motion.mask,
                                sparse_deformed=motion.sparse_deformed, occlusion_map=motion.occlusion_map,
                                deformation=motion.deformation)
 
