@@ -16,6 +16,10 @@ masks the features). The last column is the *self-reconstruction* L1: every fram
 
     python benchmarks/generator_blur.py --dataset data/unseen-4242            # the bundled model
     python benchmarks/generator_blur.py --dataset DATA --checkpoint a.pt --checkpoint b.pt
+    python benchmarks/generator_blur.py --dataset DATA --checkpoint a.pt --output-blend occlusion
+
+``--output-blend`` evaluates the checkpoints' weights with ``generator_params.output_blend`` set
+as given (the option adds no parameters, so any checkpoint with an occlusion map loads with it).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pathlib import Path
 import torch
 
 from fomm.assets import BUNDLED_CHECKPOINT
-from fomm.checkpoint import load_checkpoint
+from fomm.checkpoint import load_checkpoint, read_checkpoint
 from fomm.data.video import read_video
 from fomm.geometry import resize_map
 from fomm.models import FommModel
@@ -86,6 +90,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, action="append", help="default: the bundled model")
     parser.add_argument("--videos", type=int, default=20, help="test videos (the first N by name)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output-blend", choices=["decoded", "occlusion"],
+                        help="override the checkpoints' generator_params.output_blend")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     videos = sorted(path for path in (args.dataset / "test").iterdir()
@@ -95,7 +101,11 @@ def main() -> None:
           "| repeat frame 0 L1 (still + moving) | mean occlusion map | self-reconstruction L1 |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for checkpoint in args.checkpoint or [BUNDLED_CHECKPOINT]:
-        model = load_checkpoint(checkpoint, device="cpu").eval()
+        config = read_checkpoint(checkpoint).config
+        if args.output_blend is not None:
+            config = config.model_copy(deep=True)
+            config.model_params.generator_params.output_blend = args.output_blend
+        model = load_checkpoint(checkpoint, config=config, device="cpu").eval()
         errors = measure(model, videos)
         n = errors.videos
 
@@ -103,6 +113,8 @@ def main() -> None:
             return f"{(pair[0] + pair[1]) / n:.4f} ({pair[0] / n:.4f} + {pair[1] / n:.4f})"
 
         label = checkpoint.name if checkpoint == BUNDLED_CHECKPOINT else str(checkpoint)
+        if args.output_blend is not None:
+            label += f" (output_blend: {args.output_blend})"
         print(f"| {label} | {errors.still_fraction / n:.1%} | {cell(errors.generated)} "
               f"| {cell(errors.deformed)} | {cell(errors.baseline)} | {errors.visible / n:.3f} "
               f"| {errors.self_reconstruction / n:.4f} |")
