@@ -62,7 +62,10 @@ def default_sigchld():
     many-threaded process with a signal when it exits. On our AMX machines the pytest process then
     died with SIGSEGV a few tests later, in three full runs out of three (gdb: si_code SI_KERNEL,
     the main thread in waitpid while another thread took the SIGCHLD: the kernel failing to deliver
-    a signal, not a bad pointer of ours). With the handler reset after each test the same runs pass.
+    a signal, not a bad pointer of ours). Resetting the handler after each test made those runs
+    pass, but a later run still crashed in the DataLoader test's own teardown, so that test now
+    starts its workers in a subprocess and the pytest process never installs the handler; this
+    reset stays as a guard for any test that starts workers in-process.
     """
     import signal
 

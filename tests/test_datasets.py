@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -236,24 +238,37 @@ def test_cache_frames(tmp_path: Path) -> None:
 
 def _epoch(dataset: FramesDataset, workers: int, seed: int) -> list[torch.Tensor]:
     torch.manual_seed(seed)
-    # Workers are started fresh (spawn), not forked: by this point of a test session the process
-    # runs many native threads (FFmpeg, oneDNN, runtimes), and forking such a process can crash.
+    # Workers are started fresh (spawn), not forked: forking a process that runs many native
+    # threads (FFmpeg, oneDNN, runtimes) can crash.
     context = "spawn" if workers else None
     loader = DataLoader(dataset, batch_size=2, shuffle=True, num_workers=workers, multiprocessing_context=context)
     return [torch.cat([batch["source"], batch["driving"]]) for batch in loader]
 
 
-def test_dataloader_reproducible_with_workers(tmp_path: Path) -> None:
-    write_videos(tmp_path / "train", [f"{index}.mp4" for index in range(4)], num_frames=8)
-    (tmp_path / "test").mkdir()
-    params = dataset_params(tmp_path, augmentation_params={"flip_param": {"horizontal_flip": True}})
+def check_loader_reproducibility(root: Path) -> None:
+    """Same seed, same batches; another seed, other batches; with 0 and with 2 workers."""
+    params = dataset_params(root, augmentation_params={"flip_param": {"horizontal_flip": True}})
     dataset = FramesDataset(params, is_train=True)
     for workers in (0, 2):
         first = _epoch(dataset, workers, seed=0)
         second = _epoch(dataset, workers, seed=0)
-        assert all(torch.equal(a, b) for a, b in zip(first, second))
+        assert all(torch.equal(a, b) for a, b in zip(first, second)), f"{workers} workers: seed 0 twice differs"
         other = _epoch(dataset, workers, seed=1)
-        assert not all(torch.equal(a, b) for a, b in zip(first, other))
+        assert not all(torch.equal(a, b) for a, b in zip(first, other)), f"{workers} workers: seeds 0 and 1 agree"
+
+
+def test_dataloader_reproducible_with_workers(tmp_path: Path) -> None:
+    """Run in a process of its own: starting DataLoader workers installs a process-wide SIGCHLD
+    handler, and the pytest process, long-lived and many-threaded, crashed (SIGSEGV) in a later
+    test or in this one's teardown in CI runs on AMX machines, even with the handler reset after
+    each test (see conftest.default_sigchld). A fresh interpreter that exits when done has neither."""
+    write_videos(tmp_path / "train", [f"{index}.mp4" for index in range(4)], num_frames=8)
+    (tmp_path / "test").mkdir()
+    code = ("import sys; from pathlib import Path; from tests.test_datasets import check_loader_reproducibility; "
+            "check_loader_reproducibility(Path(sys.argv[1]))")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 # ----------------------------------------------------------------------------------------
