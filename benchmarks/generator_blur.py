@@ -33,6 +33,7 @@ import torch
 from fomm.assets import BUNDLED_CHECKPOINT
 from fomm.checkpoint import load_checkpoint, read_checkpoint
 from fomm.data.video import read_video
+from fomm.evaluation.protocol import dataset_split
 from fomm.geometry import resize_map
 from fomm.models import FommModel
 
@@ -94,16 +95,17 @@ def main() -> None:
                         help="override the checkpoints' generator_params.output_blend")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    videos = sorted(path for path in (args.dataset / "test").iterdir()
-                    if path.suffix in (".mp4", ".png", ".gif", ".mov", ".mkv"))[:args.videos]
+    # The test videos as `fomm evaluate` lists them (the frame shape only configures the listing;
+    # each model resizes frames to its own on reading).
+    videos = dataset_split(args.dataset, (64, 64, 3), "test").paths[:args.videos]
     print(f"{len(videos)} test videos of {args.dataset}; still pixels: |frame - frame 0| <= {STILL_THRESHOLD}\n")
     print("| checkpoint | still px | generated L1 (still + moving) | deformed source L1 (still + moving) "
           "| repeat frame 0 L1 (still + moving) | mean occlusion map | self-reconstruction L1 |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for checkpoint in args.checkpoint or [BUNDLED_CHECKPOINT]:
-        config = read_checkpoint(checkpoint).config
+        config = None  # the checkpoint's own
         if args.output_blend is not None:
-            config = config.model_copy(deep=True)
+            config = read_checkpoint(checkpoint).config.model_copy(deep=True)
             config.model_params.generator_params.output_blend = args.output_blend
         model = load_checkpoint(checkpoint, config=config, device="cpu").eval()
         errors = measure(model, videos)

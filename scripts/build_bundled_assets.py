@@ -47,8 +47,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=64)
     args = parser.parse_args()
 
-    model = fomm.load_checkpoint(args.checkpoint, config=args.config)
-    model.epoch = fomm.read_checkpoint(args.checkpoint).epoch
+    model = fomm.load_checkpoint(args.checkpoint, config=args.config)  # its epoch is the checkpoint's
     fomm.save_checkpoint(ASSETS / "sprites-64.pt", model)
 
     driving = generate_video("sprites", SAMPLE_SEED, DRIVING_VIDEO, args.frames, 64).frames
