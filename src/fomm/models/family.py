@@ -1,0 +1,141 @@
+"""What the animation pipeline sees of a model family: one small interface.
+
+Three families live in this package: FOMM (keypoints with local affine jacobians), TPSMM (thin-plate
+spline transforms from groups of five keypoints) and MRAA (regions whose mean and covariance give a
+shift and an affine map). They differ in what describes motion and how an image is rendered from
+it, but an animation is the same four steps for all of them:
+
+1. ``encode_source(source)``: the source image's state, computed once (its encoder features);
+2. ``describe(frames)``: the motion description of images (keypoints, TPS points, regions), for the
+   source and for every driving frame;
+3. ``transfer(source, driving, initial, settings)``: the driving description turned into the one to
+   render: absolute (as it is), relative to an initial driving frame, or through the family's AVD
+   network (animation via disentanglement);
+4. ``render(state, source_description, driving_description)``: the frame, with what produced it.
+
+The :class:`~fomm.animate.Animator`, streaming, the backends (fused torch, ONNX, OpenVINO) and the
+exporter use only these methods, the :class:`~fomm.bundle.TensorBundle` results, and the class
+attributes below. Nothing outside :mod:`fomm.models.registry` asks which family a model is.
+
+Images are ``(B, C, H, W)`` float in [0, 1]; coordinates are (x, y) in [-1, 1] (see
+:mod:`fomm.geometry`, whose convention every family states against).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..bundle import TensorBundle
+
+__all__ = ["MOTION_MODES", "MotionModel", "MotionSettings", "Rendered"]
+
+#: How driving motion is applied to the source: as it is, relative to an initial driving frame,
+#: or through the family's AVD network.
+MOTION_MODES = ("relative", "absolute", "avd")
+MotionMode = Literal["relative", "absolute", "avd"]
+
+
+@dataclass(frozen=True)
+class MotionSettings:
+    """How driving motion is transferred.
+
+    ``mode``: one of :data:`MOTION_MODES`. ``adapt_scale``: in relative mode, scale the motion by
+    sqrt(source hull area / initial driving hull area) (the original ``adapt_movement_scale``).
+    ``relative_jacobian``: FOMM's ``use_relative_jacobian`` (other families ignore it).
+    """
+
+    mode: MotionMode = "relative"
+    adapt_scale: bool = False
+    relative_jacobian: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in MOTION_MODES:
+            raise ValueError(f"unknown motion mode {self.mode!r} (use one of {', '.join(MOTION_MODES)})")
+
+    @property
+    def relative(self) -> bool:
+        return self.mode == "relative"
+
+
+@dataclass
+class Rendered(TensorBundle):
+    """A rendered batch: ``prediction`` ``(B, C, H, W)`` in [0, 1], and the source warped by the
+    dense motion at full resolution (``deformed``) and the occlusion map the renderer used, when
+    it has them. Families return subclasses with more fields (masks, every occlusion level)."""
+
+    prediction: Tensor
+    deformed: Optional[Tensor] = None
+    occlusion_map: Optional[Tensor] = None
+
+
+class MotionModel(nn.Module):
+    """Base of every family's model (see the module docstring).
+
+    Subclasses set the class attributes and implement the abstract methods. ``config`` is the
+    family's typed config; ``epoch`` the finished training epochs of the checkpoint it came from.
+    """
+
+    #: The family's name in :mod:`fomm.models.registry` (``fomm``, ``tpsmm``, ``mraa``).
+    family: ClassVar[str] = ""
+    #: The networks, by their names in a checkpoint (each an attribute of the model).
+    networks: ClassVar[tuple[str, ...]] = ()
+    #: Networks used only in training (a discriminator): inference engines leave them out.
+    training_only: ClassVar[tuple[str, ...]] = ()
+
+    config: Any
+    epoch: int = 0
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` the model was configured for (256x256 when the config has no dataset)."""
+        dataset = getattr(self.config, "dataset_params", None)
+        if dataset is None:
+            return (256, 256, self.num_channels)
+        return tuple(dataset.frame_shape)
+
+    @property
+    @abstractmethod
+    def num_channels(self) -> int:
+        """Channels of the images the model takes and makes."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def has_avd(self) -> bool:
+        """Whether ``transfer`` offers the ``avd`` mode (the family has an AVD network)."""
+        return False
+
+    @abstractmethod
+    def describe(self, images: Tensor) -> TensorBundle:
+        """The motion description of ``(B, C, H, W)`` images (batch ``B``)."""
+
+    @abstractmethod
+    def encode_source(self, image: Tensor) -> TensorBundle:
+        """What rendering needs of ``(B, C, H, W)`` source images, computed once per source."""
+
+    @abstractmethod
+    def transfer(self, source: TensorBundle, driving: TensorBundle, initial: TensorBundle,
+                 settings: MotionSettings) -> TensorBundle:
+        """The description to render for driving frames ``driving`` (batch ``B``), given the
+        source's (batch 1 or ``B``) and the initial driving frame's (batch 1 or ``B``)."""
+
+    @abstractmethod
+    def render(self, state: TensorBundle, source: TensorBundle, driving: TensorBundle) -> Rendered:
+        """Frames of the source (``state`` from :meth:`encode_source`, batch 1 or ``B``) moved from
+        its description ``source`` to ``driving`` (batch ``B``)."""
+
+    def animate_frames(self, source: Tensor, driving: Tensor) -> Rendered:
+        """Absolute-motion convenience: ``source`` ``(B, C, H, W)`` moved to ``driving``'s pose."""
+        source_motion = self.describe(source)
+        return self.render(self.encode_source(source), source_motion, self.describe(driving))
+
+    def inference_modules(self) -> list[str]:
+        """The networks an inference engine needs (all but :attr:`training_only`)."""
+        return [name for name in self.networks if name not in self.training_only]
