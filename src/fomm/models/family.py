@@ -136,6 +136,12 @@ class MotionModel(nn.Module):
         source_motion = self.describe(source)
         return self.render(self.encode_source(source), source_motion, self.describe(driving))
 
+    def reconstruct(self, source: Tensor, driving: Tensor) -> Rendered:
+        """Training and evaluation's forward: ``source`` ``(B, C, H, W)`` moved to the pose of
+        ``driving`` (same batch) with absolute motion, using every network the family trains with
+        (a background motion predictor too). Defaults to :meth:`animate_frames`."""
+        return self.animate_frames(source, driving)
+
     def inference_modules(self) -> list[str]:
         """The networks an inference engine needs (all but :attr:`training_only`)."""
         return [name for name in self.networks if name not in self.training_only]
