@@ -85,7 +85,7 @@ class InMemoryPairs(torch.utils.data.Dataset):
 def training_seconds_per_step(root: Path | None, mode: str, workers: int, steps: int, cache: bool = False) -> float:
     """s/step of ``steps`` steps of sprites-64 through ``Trainer.train`` (warm-up step and the
     final checkpoint included alike in every row) on ``root``'s videos, or in memory when None."""
-    from fomm.config import load_config
+    from fomm.models.registry import load_config
     from fomm.training import Trainer
 
     config = load_config("sprites-64")

@@ -44,7 +44,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import fomm
-from fomm.animate import Animator, prepare_frames
+from fomm.animate import Animator
+from fomm.data.frames import fit_frames
 from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
 from fomm.backends import Engine, candidates, choose_engine, cpu_info, create_engine, device_summary, psnr
 from fomm.backends.torch_engine import TorchEngine
@@ -209,9 +210,9 @@ def bench_model(name: str, model: fomm.FommModel, source: torch.Tensor, driving:
 
 def real_frames(height: int, width: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The bundled source and driving video at ``height x width`` (driving looped to ``count``)."""
-    source = prepare_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
+    source = fit_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
     frames, _ = read_driving_video(BUNDLED_DRIVING)
-    driving = prepare_frames(frames, height, width)
+    driving = fit_frames(frames, height, width)
     repeats = -(-count // len(driving))
     return source, driving.repeat(repeats, 1, 1, 1)[:count]
 

@@ -28,7 +28,7 @@ import torch
 from matplotlib.figure import Figure
 
 from fomm.backends.hardware import device_summary
-from fomm.config import load_config
+from fomm.models.registry import load_config
 from fomm.data.synthetic.writer import make_dataset
 from fomm.training import Trainer
 from fomm.visualize import save_figure

@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fomm.backends.hardware import device_summary
-from fomm.config import load_config
+from fomm.models.registry import load_config
 from fomm.device import resolve_device
 from fomm.models.vgg import Vgg19Features
 from fomm.training import Trainer

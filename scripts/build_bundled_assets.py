@@ -22,7 +22,8 @@ import imageio.v3 as iio
 import torch
 
 import fomm
-from fomm.animate import Animator, prepare_frames
+from fomm.animate import Animator
+from fomm.data.frames import fit_frames
 from fomm.cli import main as fomm_main
 from fomm.data.synthetic.writer import generate_video
 from fomm.data.video import read_video, write_video
@@ -58,8 +59,8 @@ def main() -> None:
     # The reference is computed from the files as a user reads them (decoded mp4 included).
     torch.set_num_threads(1)
     bundled = fomm.load_checkpoint(ASSETS / "sprites-64.pt")
-    source_tensor = prepare_frames(iio.imread(ASSETS / "source.png"), 64, 64)[0]
-    driving_tensor = prepare_frames(read_video(ASSETS / "driving.mp4"), 64, 64)
+    source_tensor = fit_frames(iio.imread(ASSETS / "source.png"), 64, 64)[0]
+    driving_tensor = fit_frames(read_video(ASSETS / "driving.mp4"), 64, 64)
     result = Animator(bundled).animate(source_tensor, driving_tensor)
     torch.save({"frames": torch.tensor(REFERENCE_FRAMES), "prediction": result[REFERENCE_FRAMES].clone()},
                REPO / "tests" / "data" / "bundled_reference.pt")

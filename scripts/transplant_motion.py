@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from fomm.checkpoint import NETWORKS, load_checkpoint
-from fomm.config import load_config
-from fomm.io import atomic_torch_save
+from fomm.models.registry import load_config
+from fomm.files import atomic_torch_save
 from fomm.models import build_model
 
 

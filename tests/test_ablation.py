@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fomm.cli import main
-from fomm.config import load_config
+from fomm.models.registry import load_config
 from fomm.evaluation.ablation import VARIANTS, run_quality_benchmark, variant_config
 from fomm.evaluation.statistics import mean_std, paired_difference, t_quantile
 

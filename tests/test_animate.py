@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import fomm
-from fomm.animate import Animator, prepare_frames
+from fomm.animate import Animator
+from fomm.data.frames import fit_frames
 from fomm.cli import main
 from fomm.data.video import read_video, video_info, write_video
 
@@ -58,7 +59,7 @@ def media(tmp_path):
 
 
 def test_relative_with_source_equal_to_first_frame_reproduces_driving_motion(model):
-    frames = prepare_frames(moving_scene(), 64, 64)
+    frames = fit_frames(moving_scene(), 64, 64)
     relative = Animator(model, relative=True).animate(frames[0], frames)
     absolute = Animator(model, relative=False).animate(frames[0], frames)
     assert torch.allclose(relative, absolute, atol=1e-5)
@@ -69,17 +70,18 @@ def test_relative_with_source_equal_to_first_frame_reproduces_driving_motion(mod
     assert torch.allclose(relative, direct, atol=1e-5)
 
 
-def test_stream_gives_the_same_frames_as_animate(model):
-    frames = prepare_frames(moving_scene(), 64, 64)
+def test_one_frame_at_a_time_gives_the_same_frames_as_animate(model):
+    """Live mode's case of the loop: batches of one frame as they arrive."""
+    frames = fit_frames(moving_scene(), 64, 64)
     source = torch.rand(3, 64, 64)
     batched = Animator(model, batch_size=4).animate(source, frames)
-    streamed = torch.stack(list(Animator(model).stream(source, iter(frames))))
+    streamed = torch.cat([batch.prediction for batch in Animator(model).batches(source, (f[None] for f in frames))])
     assert streamed.shape == batched.shape == (6, 3, 64, 64)
     assert torch.allclose(streamed, batched, atol=1e-5)
 
 
 def test_best_frame_is_the_driving_frame_equal_to_the_source(model):
-    frames = prepare_frames(moving_scene(), 64, 64)
+    frames = fit_frames(moving_scene(), 64, 64)
     animator = Animator(model)
     assert animator.find_best_frame(frames[3], frames) == 3
     result = animator.animate(frames[3], frames, best_frame=3)
@@ -91,8 +93,8 @@ def test_best_frame_is_the_driving_frame_equal_to_the_source(model):
 def test_prepare_frames_resizes_and_crops_any_size():
     wide = np.zeros((2, 30, 90, 3), dtype=np.uint8)
     wide[:, :, 30:60] = 255  # white centre third
-    assert prepare_frames(wide, 64, 64).shape == (2, 3, 64, 64)
-    cropped = prepare_frames(wide, 64, 64, crop=True)
+    assert fit_frames(wide, 64, 64).shape == (2, 3, 64, 64)
+    cropped = fit_frames(wide, 64, 64, crop=True)
     assert cropped.min() == 1.0  # the centre square is all white
 
 

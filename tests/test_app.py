@@ -27,9 +27,10 @@ import pytest
 import torch
 import yaml
 
-from fomm.animate import Animator, prepare_frames, to_uint8
+from fomm.animate import Animator
+from fomm.data.frames import fit_frames, to_uint8
 from fomm.app.live import CapturedFrame, FrameReader, LatestFrame, LiveAnimator, VideoFileSink, run_live
-from fomm.app.models import BUNDLED_MODEL_NAME, ModelRegistry, find_models
+from fomm.app.catalog import BUNDLED_MODEL_NAME, ModelCatalog, find_models
 from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
 from fomm.checkpoint import load_checkpoint, save_checkpoint
 from fomm.cli import main
@@ -111,7 +112,7 @@ def test_models_folder_pairs_checkpoints_with_their_configs(tmp_path):
                              "vox-cpk.pth.tar"]
     assert entries["sprites-original.pth.tar"].config == str(tmp_path / "sprites-original.yaml")
     assert entries["vox-cpk.pth.tar"].config == "vox-256"
-    registry = ModelRegistry(list(entries.values()), keep=1)
+    registry = ModelCatalog(list(entries.values()), keep=1)
     loaded = registry.load("sprites-original.pth.tar")
     for name, value in model.generator.state_dict().items():
         assert torch.equal(loaded.generator.state_dict()[name], value), name
@@ -341,7 +342,7 @@ def test_live_reanchors_and_switches_sources():
     moved, _ = live.animate(driving[40])
     live.reanchor()
     still, seen = live.animate(driving[40])  # the reference: frame 40 itself
-    image = prepare_frames(source, 64, 64)
+    image = fit_frames(source, 64, 64)
     own = to_uint8(Animator(model).animate(image[0], image))[0].astype(int)  # the source in its own pose
     assert np.abs(still.astype(int) - own).mean() < 0.5 * np.abs(moved.astype(int) - own).mean()
     assert np.array_equal(seen, driving[40])

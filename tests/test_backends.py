@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import fomm
-from fomm.animate import Animator, prepare_frames
+from fomm.animate import Animator
+from fomm.data.frames import fit_frames
 from fomm.assets import BUNDLED_DRIVING, BUNDLED_SOURCE
 from fomm.backends import FP32_TOLERANCE, MIN_PSNR_DB, candidates, psnr
 from fomm.backends.cache import cached_export, exported_files
@@ -45,13 +46,13 @@ def files(model, cache):
     """The model's graphs, exported into the cache on demand (as backend auto does)."""
     exported = exported_files(model)
     assert exported == cached_export(model) and exported.exist()
-    assert str(exported.generator).startswith(str(cache / "onnx"))
+    assert str(exported.render).startswith(str(cache / "onnx"))
     return exported
 
 
 def frames(height: int, width: int, count: int = 12):
-    source = prepare_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
-    return source, prepare_frames(read_driving_video(BUNDLED_DRIVING)[0][:count], height, width)
+    source = fit_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
+    return source, fit_frames(read_driving_video(BUNDLED_DRIVING)[0][:count], height, width)
 
 
 def plain(model, source, driving) -> torch.Tensor:
@@ -68,7 +69,7 @@ def test_onnxruntime_backend_matches_torch(model, files):
 
 def test_exported_graphs_take_other_sizes_and_batches(model, files):
     source, driving = frames(96, 128, count=3)  # not the 64x64 the model was exported at
-    engine = OnnxRuntimeEngine(files)
+    engine = OnnxRuntimeEngine(model, files)
     result = Animator(model, engine=engine, batch_size=3).animate(source, driving)
     assert result.shape == (3, 3, 96, 128)
     assert (result - plain(model, source, driving)).abs().max() <= FP32_TOLERANCE

@@ -8,7 +8,7 @@ import json
 import torch
 
 from fomm.cli import main
-from fomm.config import load_config
+from fomm.models.registry import load_config
 from fomm.evaluation.ablation import VARIANTS, variant_config
 
 from .conftest import CONFIGS

@@ -141,7 +141,7 @@ def test_garbage_and_missing_files(tmp_path):
         fomm.load_checkpoint(tmp_path / "nope.pth.tar")
     not_fomm = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(2)}, not_fomm)
-    with pytest.raises(CheckpointError, match="not a FOMM checkpoint"):
+    with pytest.raises(CheckpointError, match="not a checkpoint of a known model family"):
         fomm.load_checkpoint(not_fomm)
 
 

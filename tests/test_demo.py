@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import fomm
-from fomm.animate import Animator, prepare_frames
+from fomm.animate import Animator
+from fomm.data.frames import fit_frames
 from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
 from fomm.data.video import read_video, video_info
 
@@ -26,8 +27,8 @@ def test_bundled_model_reproduces_its_reference_frames():
     reference = torch.load(REFERENCE, weights_only=True)
     model = fomm.load_checkpoint(BUNDLED_CHECKPOINT)
     assert model.config.dataset_params.frame_shape == (64, 64, 3)
-    source = prepare_frames(iio.imread(BUNDLED_SOURCE), 64, 64)[0]
-    driving = prepare_frames(read_video(BUNDLED_DRIVING), 64, 64)
+    source = fit_frames(iio.imread(BUNDLED_SOURCE), 64, 64)[0]
+    driving = fit_frames(read_video(BUNDLED_DRIVING), 64, 64)
     result = Animator(model).animate(source, driving)
     frames = reference["frames"].tolist()
     error = (result[frames] - reference["prediction"]).abs().max().item()

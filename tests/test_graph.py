@@ -8,7 +8,7 @@ import torch
 
 import fomm
 from fomm.config import ConfigError, FommConfig, GraphParams
-from fomm.models.graph import KeypointGraph, SeedKeypointGraph, build_keypoint_graph, pool_under_heatmap
+from fomm.models.fomm.graph import KeypointGraph, SeedKeypointGraph, build_keypoint_graph, pool_under_heatmap
 
 
 def graph_config(reference_dir, **graph):

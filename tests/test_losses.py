@@ -15,7 +15,7 @@ from fomm.losses import (
     generator_gan_loss,
 )
 from fomm.models import ImagePyramid, Keypoints
-from fomm.models.discriminator import DiscriminatorOutput
+from fomm.models.fomm.discriminator import DiscriminatorOutput
 from fomm.models import vgg
 from fomm.models.vgg import VGG19_FILENAME, Vgg19Features, VggWeightsError, load_vgg19_weights
 

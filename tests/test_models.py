@@ -7,7 +7,7 @@ import torch
 
 import fomm
 from fomm.geometry import coordinate_grid, inverse_2x2, warp
-from fomm.models.motion import sparse_motions
+from fomm.models.fomm.dense_motion import sparse_motions
 
 from .conftest import CONFIGS
 

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 import yaml
 
 import fomm
-from fomm.animate import Animator, prepare_frames
+from fomm.animate import Animator
+from fomm.data.frames import fit_frames
 from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
 from fomm.backends import MIN_PSNR_DB, candidates, choose_engine, psnr
 from fomm.backends.fused import SubpixelUpConvReLU, fused_copy, subpixel_weights
@@ -32,8 +33,8 @@ def bundled():
 def clip(bundled):
     """The bundled source and the first 16 frames of the bundled driving video, at 64x64."""
     height, width, _ = bundled.frame_shape
-    source = prepare_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
-    driving = prepare_frames(read_driving_video(BUNDLED_DRIVING)[0][:16], height, width)
+    source = fit_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
+    driving = fit_frames(read_driving_video(BUNDLED_DRIVING)[0][:16], height, width)
     return source, driving
 
 
@@ -138,8 +139,8 @@ def test_fp32_engine_reproduces_the_reference_outputs(reference_dir, reference_i
     engine = TorchEngine(model, "fp32")
     with torch.inference_mode():
         prepared = engine.prepare_source(reference_io["source"])
-        kp_driving = engine.detect(reference_io["driving"])
-        output = engine.generate(prepared, prepared.keypoints.expand(len(kp_driving.value)), kp_driving)
+        kp_driving = engine.describe(reference_io["driving"])
+        output = engine.render(prepared, kp_driving)
     assert (kp_driving.value - reference_io["kp_driving.value"]).abs().max() <= 1e-4
     assert (output.prediction - reference_io["generator.prediction"]).abs().max() <= 1e-4
 
@@ -153,7 +154,7 @@ def test_reduced_precision_stays_within_40_db_of_fp32(bundled, clip, plain_frame
     assert frames.dtype == torch.float32 and frames.shape == plain_frames.shape
     assert psnr(frames, plain_frames) >= MIN_PSNR_DB
     # Keypoints are computed in fp32 even when the convolutions are not.
-    keypoints = animator.detect(driving[:2])
+    keypoints = animator.describe(driving[:2])
     assert keypoints.value.dtype == torch.float32 and keypoints.jacobian.dtype == torch.float32
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import fomm
-from fomm.animate import to_uint8
+from fomm.data.frames import to_uint8
 from fomm.cli import main
 from fomm.data.video import read_video, video_info
 from fomm.evaluation import reconstruct_video

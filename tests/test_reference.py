@@ -78,7 +78,7 @@ def test_float32_reproduces_reference_within_machine_tolerance(reference_dir, re
 def test_movement_scale_matches_reference_value(reference_io):
     kp_source = fomm.Keypoints(reference_io["kp_source.value"])
     kp_initial = fomm.Keypoints(reference_io["kp_driving_initial.value"])
-    from fomm.keypoints import movement_scale
+    from fomm.models.fomm.keypoints import movement_scale
 
     assert movement_scale(kp_source, kp_initial) == pytest.approx(0.8071365, abs=1e-6)
 

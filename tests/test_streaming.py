@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import fomm
-from fomm.animate import Animator, prepare_frames
+from fomm.animate import Animator
+from fomm.data.frames import fit_frames
 from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
 from fomm.data.media import read_driving_video, read_source_image
 from fomm.streaming import BackgroundWriter, FramePreparation, animate_video, find_reference_frame, in_background
@@ -21,8 +22,8 @@ def animator() -> Animator:
 
 @pytest.mark.parametrize("reference", [0, 13])
 def test_streamed_frames_equal_the_in_memory_animation(animator, reference):
-    source = prepare_frames(read_source_image(BUNDLED_SOURCE), 64, 64)[0]
-    driving = prepare_frames(read_driving_video(BUNDLED_DRIVING)[0], 64, 64)
+    source = fit_frames(read_source_image(BUNDLED_SOURCE), 64, 64)[0]
+    driving = fit_frames(read_driving_video(BUNDLED_DRIVING)[0], 64, 64)
     expected = animator.animate(source, driving, best_frame=reference)
     streamed = torch.cat([batch.prediction for batch in animate_video(animator, source, BUNDLED_DRIVING,
                                                                       FramePreparation(64, 64), reference)])
@@ -31,8 +32,8 @@ def test_streamed_frames_equal_the_in_memory_animation(animator, reference):
 
 
 def test_the_first_pass_finds_the_same_reference_frame(animator):
-    source = prepare_frames(read_source_image(BUNDLED_SOURCE), 64, 64)[0]
-    driving = prepare_frames(read_driving_video(BUNDLED_DRIVING)[0], 64, 64)
+    source = fit_frames(read_source_image(BUNDLED_SOURCE), 64, 64)[0]
+    driving = fit_frames(read_driving_video(BUNDLED_DRIVING)[0], 64, 64)
     assert find_reference_frame(animator, source, BUNDLED_DRIVING, FramePreparation(64, 64)) == \
         animator.find_best_frame(source, driving)
 

@@ -10,7 +10,8 @@ import torch
 
 import fomm
 from fomm.cli import main
-from fomm.config import FommConfig, load_config
+from fomm.config import FommConfig
+from fomm.models.registry import load_config
 from fomm.data.video import read_video, write_video
 from fomm.visualize import analyse_frame, motion_figure
 

@@ -10,9 +10,9 @@ Public entry points::
     kp = fomm.relative_keypoints(kp_source, kp_driving, kp_driving_initial)
 """
 
-from .animate import Animator, MotionSettings
+from .animate import Animator
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from .config import FommConfig, load_config
+from .config import FommConfig
 from .device import resolve_device
 from .errors import (
     CheckpointError,
@@ -24,8 +24,9 @@ from .errors import (
     VideoReadError,
     VideoWriteError,
 )
-from .keypoints import Keypoints, relative_keypoints
-from .models import FommModel, GeneratorOutput, KeypointDetection, build_model
+from .models import (FommModel, GeneratorOutput, KeypointDetection, Keypoints, MotionModel, MotionSettings, Rendered,
+                     build_model, load_config)
+from .models.fomm import relative_keypoints
 
 __version__ = "0.2.0"
 
@@ -40,6 +41,7 @@ __all__ = [
     "GeneratorOutput",
     "KeypointDetection",
     "Keypoints",
+    "MotionModel",
     "MotionSettings",
     "OutputPathError",
     "UserError",
@@ -49,6 +51,7 @@ __all__ = [
     "load_checkpoint",
     "load_config",
     "read_checkpoint",
+    "Rendered",
     "relative_keypoints",
     "resolve_device",
     "save_checkpoint",

@@ -1,11 +1,13 @@
-"""Animating a source image with the motion of a driving video.
+"""Animating a source image with the motion of driving frames, for a model of any family.
 
 ``Animator`` works on tensors: images ``(3, H, W)`` or ``(T, 3, H, W)`` float in [0, 1] at the
-model's frame size (see :func:`prepare_frames` to get there from arrays of any size). The source's
-keypoints and encoder features are computed once and reused for every driving frame; driving
-frames go through the networks ``batch_size`` at a time. Which runtime and arithmetic run the
-networks is an :class:`~fomm.backends.Engine` chosen by ``backend`` and ``precision`` (see
-:mod:`fomm.backends`); the motion transfer between the two networks is always fp32 torch.
+model's frame size (:func:`fomm.data.frames.fit_frames` gets there from frames of any size). The
+loop is the original ``demo.py``'s: describe the source and the reference driving frame once, then
+for each batch of driving frames describe them, transfer their motion onto the source (relative,
+absolute or AVD: :meth:`fomm.models.MotionModel.transfer`) and render. The source is encoded once.
+Which runtime and arithmetic run the networks is an :class:`~fomm.backends.Engine` chosen by
+``backend`` and ``precision`` (see :mod:`fomm.backends`); the motion transfer between the networks
+is always fp32 torch.
 """
 
 from __future__ import annotations
@@ -13,94 +15,45 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .backends import BACKENDS, PRECISIONS, Engine, Measurement, PreparedSource, choose_engine
+from .bundle import TensorBundle
 from .errors import UserError
-from .keypoints import Keypoints, best_matching_frame, relative_keypoints
-from .models import FommModel, GeneratorOutput
+from .models import MOTION_MODES, MotionModel, MotionSettings, Rendered
+from .pose import best_matching_frame
 
-__all__ = ["BACKENDS", "PRECISIONS", "AnimationStep", "Animator", "MotionSettings", "PreparedSource",
-           "prepare_frames", "to_uint8"]
+__all__ = ["BACKENDS", "MOTION_MODES", "PRECISIONS", "AnimatedBatch", "Animator", "MotionSettings",
+           "PreparedSource"]
 
 #: Driving frames the ``auto`` choice is measured on (with the source).
 CALIBRATION_FRAMES = 2
 
 
-@dataclass(frozen=True)
-class MotionSettings:
-    """How driving motion is transferred (the original ``normalize_kp`` flags)."""
-
-    relative: bool = True
-    adapt_scale: bool = False
-    relative_jacobian: bool = True
-
-
 @dataclass
-class AnimationStep:
-    """One batch of animated frames with what produced them (for visualisation)."""
+class AnimatedBatch:
+    """One batch of animated frames with everything the outputs draw, so nothing is computed
+    twice: the driving frames as the model saw them ``(B, 3, H, W)``, the prediction
+    ``(B, 3, H, W)`` in [0, 1] (fp32, CPU), the descriptions of the source (batch 1), of the
+    driving frames and the one rendered (after the transfer), and the renderer's output."""
 
-    prediction: Tensor  # (B, 3, H, W) in [0, 1]
-    kp_driving: Keypoints  # detected on the driving frames
-    kp_used: Keypoints  # what the generator was given (relative or absolute)
-    output: GeneratorOutput
-
-
-def prepare_frames(frames: np.ndarray | Tensor, height: int, width: int, crop: bool = False) -> Tensor:
-    """Images of any size → ``(T, 3, height, width)`` float in [0, 1].
-
-    ``frames``: ``(T, H, W, 3)`` or ``(H, W, 3)`` uint8 or float array, or a ``(T, 3, H, W)`` /
-    ``(3, H, W)`` tensor. With ``crop`` the largest centred region of the target aspect ratio is
-    kept before resizing; otherwise the whole frame is resized (aspect ratio not kept).
-    """
-    if isinstance(frames, np.ndarray):
-        array = frames[None] if frames.ndim == 3 else frames
-        if array.ndim != 4 or array.shape[-1] != 3:
-            raise ValueError(f"expected RGB frames of shape (T, H, W, 3), got {frames.shape}")
-        if not array.flags.writeable:  # decoded frames can be read-only; torch wants to own them
-            array = array.copy()
-        tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
-        tensor = tensor.float() / 255.0 if array.dtype == np.uint8 else tensor.float()
-    else:
-        tensor = frames[None] if frames.dim() == 3 else frames
-        if tensor.dim() != 4 or tensor.shape[1] != 3:
-            raise ValueError(f"expected RGB frames of shape (T, 3, H, W), got {tuple(frames.shape)}")
-        tensor = tensor.float()
-    if crop:
-        tensor = _centre_crop(tensor, height / width)
-    if tensor.shape[2:] != (height, width):
-        tensor = F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False,
-                               antialias=True)
-    return tensor.clamp(0, 1)
-
-
-def to_uint8(frames: Tensor) -> np.ndarray:
-    """``(T, 3, H, W)`` float in [0, 1] -> ``(T, H, W, 3)`` uint8."""
-    return (frames.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-
-
-def _centre_crop(frames: Tensor, aspect: float) -> Tensor:
-    """Largest centred crop with height / width == ``aspect``."""
-    _, _, height, width = frames.shape
-    if height / width > aspect:
-        new_height = round(width * aspect)
-        top = (height - new_height) // 2
-        return frames[:, :, top:top + new_height]
-    new_width = round(height / aspect)
-    left = (width - new_width) // 2
-    return frames[:, :, :, left:left + new_width]
+    driving: Tensor
+    prediction: Tensor
+    source_motion: TensorBundle
+    driving_motion: TensorBundle
+    rendered_motion: TensorBundle
+    output: Rendered
 
 
 class Animator:
-    """Moves a source image the way a driving video moves.
+    """Moves a source image the way driving frames move.
 
-    ``relative=True`` transfers the driving keypoints' motion relative to the first (or best)
-    driving frame onto the source's keypoints (the paper's relative transfer); ``False`` uses the
-    driving keypoints as they are. ``adapt_scale`` scales the motion by the ratio of the source's
-    and the initial driving frame's keypoint hull sizes.
+    ``relative=True`` transfers the driving motion relative to a reference driving frame (the
+    first, or the best matching) onto the source (the papers' relative transfer); ``False`` uses
+    the driving motion as it is. ``motion="avd"`` uses the family's AVD network instead (TPSMM,
+    MRAA), and ``motion`` overrides ``relative`` when given. ``adapt_scale`` scales relative motion
+    by the ratio of the source's and the reference frame's hull sizes.
 
     ``precision`` (one of :data:`PRECISIONS`) and ``backend`` (one of :data:`BACKENDS`) say what
     runs the networks. ``fp32`` is exact (within 1e-4 of the plain networks); ``bf16``/``fp16``
@@ -118,19 +71,23 @@ class Animator:
     >>> frames = animator.animate(source, driving)       # (T, 3, H, W) in [0, 1]
     """
 
-    def __init__(self, model: FommModel, relative: bool = True, adapt_scale: bool = False,
+    def __init__(self, model: MotionModel, relative: bool = True, adapt_scale: bool = False,
                  relative_jacobian: bool = True, batch_size: int = 8, precision: str = "fp32",
-                 backend: str = "torch", compile: bool = False, engine: Optional[Engine] = None) -> None:
+                 backend: str = "torch", compile: bool = False, engine: Optional[Engine] = None,
+                 motion: Optional[str] = None) -> None:
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
         if precision not in PRECISIONS:
             raise UserError(f"unknown precision {precision!r} (use one of {', '.join(PRECISIONS)})")
         if backend not in BACKENDS:
             raise UserError(f"unknown backend {backend!r} (use one of {', '.join(BACKENDS)})")
+        mode = motion if motion is not None else ("relative" if relative else "absolute")
+        if mode not in MOTION_MODES:
+            raise UserError(f"unknown motion {mode!r} (use one of {', '.join(MOTION_MODES)})")
+        if mode == "avd" and not model.has_avd:
+            raise UserError(f"this {type(model).__name__} has no AVD network: use relative or absolute motion")
         self.model = model.eval()
-        self.relative = relative
-        self.adapt_scale = adapt_scale
-        self.relative_jacobian = relative_jacobian
+        self.settings = MotionSettings(mode=mode, adapt_scale=adapt_scale, relative_jacobian=relative_jacobian)
         self.batch_size = batch_size
         self.precision = precision
         self.backend = backend
@@ -140,10 +97,14 @@ class Animator:
         self.measurements: list[Measurement] = []
 
     @classmethod
-    def with_settings(cls, model: FommModel, motion: MotionSettings, **options) -> "Animator":
-        """An animator with the transfer flags of ``motion``; ``options`` as the constructor's."""
-        return cls(model, relative=motion.relative, adapt_scale=motion.adapt_scale,
-                   relative_jacobian=motion.relative_jacobian, **options)
+    def with_settings(cls, model: MotionModel, settings: MotionSettings, **options) -> "Animator":
+        """An animator with the transfer of ``settings``; ``options`` as the constructor's."""
+        return cls(model, adapt_scale=settings.adapt_scale, relative_jacobian=settings.relative_jacobian,
+                   motion=settings.mode, **options)
+
+    @property
+    def relative(self) -> bool:
+        return self.settings.relative
 
     @property
     def device(self) -> torch.device:
@@ -164,83 +125,63 @@ class Animator:
         return self._engine
 
     @torch.inference_mode()
-    def prepare_source(self, source: Tensor) -> PreparedSource:
-        """Keypoints and encoder features of a ``(3, H, W)`` or ``(1, 3, H, W)`` source."""
+    def prepare_source(self, source: Tensor, sample: Optional[Tensor] = None) -> PreparedSource:
+        """Description and encoding of a ``(3, H, W)`` or ``(1, 3, H, W)`` source. ``sample``:
+        driving frames to choose the engine on, when it is not chosen yet (default: the source)."""
         image = source[None] if source.dim() == 3 else source
-        return self._engine_for(image, image).prepare_source(image)
+        return self._engine_for(image, image if sample is None else sample).prepare_source(image)
 
     @torch.inference_mode()
-    def detect(self, frames: Tensor) -> Keypoints:
-        """Keypoints of ``(T, 3, H, W)`` frames, in batches of ``batch_size``."""
+    def describe(self, frames: Tensor) -> TensorBundle:
+        """The motion description of ``(T, 3, H, W)`` frames, in batches of ``batch_size``."""
         engine = self._engine_for(frames[:1], frames)
-        return Keypoints.cat([engine.detect(batch) for batch in frames.split(self.batch_size)])
+        parts = [engine.describe(batch) for batch in frames.split(self.batch_size)]
+        return type(parts[0]).cat(parts)
 
     @torch.inference_mode()
-    def step(self, source: PreparedSource, frames: Tensor, kp_initial: Keypoints) -> AnimationStep:
-        """Animate one batch of driving ``frames`` ``(B, 3, H, W)`` given the initial keypoints."""
+    def step(self, source: PreparedSource, frames: Tensor, initial: TensorBundle) -> AnimatedBatch:
+        """Animate one batch of driving ``frames`` ``(B, 3, H, W)``; ``initial``: the description
+        of the reference driving frame (batch 1)."""
         engine = self._engine_for(source.image, frames)
-        kp_driving = engine.detect(frames)
-        batch = frames.shape[0]
-        kp_source = source.keypoints.expand(batch)
-        kp_used = relative_keypoints(kp_source, kp_driving, kp_initial.to(kp_driving.value.device).expand(batch),
-                                     adapt_movement_scale=self.adapt_scale,
-                                     use_relative_movement=self.relative,
-                                     use_relative_jacobian=self.relative_jacobian)
-        output = engine.generate(source, kp_source=kp_source, kp_driving=kp_used)
-        return AnimationStep(prediction=output.prediction, kp_driving=kp_driving, kp_used=kp_used, output=output)
+        driving = engine.describe(frames)
+        rendered_motion = self.model.transfer(source.motion, driving, initial.to(driving.tensors()[0].device),
+                                              self.settings)
+        output = engine.render(source, rendered_motion)
+        return AnimatedBatch(driving=frames, prediction=output.prediction.float().cpu(), source_motion=source.motion,
+                             driving_motion=driving, rendered_motion=rendered_motion, output=output)
 
-    def steps(self, source: Tensor, driving: Iterable[Tensor], kp_initial: Optional[Keypoints] = None
-              ) -> Iterator[AnimationStep]:
-        """Animate batches of driving frames ``(B, 3, H, W)`` as they come.
-
-        The initial driving keypoints are those of the first frame seen unless ``kp_initial``
-        (batch 1) is given.
-        """
+    def batches(self, source: Tensor, driving: Iterable[Tensor], reference: Optional[Tensor] = None
+                ) -> Iterator[AnimatedBatch]:
+        """Animate batches of driving frames ``(B, 3, H, W)`` as they come: the original demo's
+        loop. ``reference`` ``(3, H, W)``: the driving frame relative motion is taken from
+        (default: the first frame seen)."""
         prepared: Optional[PreparedSource] = None
+        initial: Optional[TensorBundle] = None
         for frames in driving:
             if prepared is None:
-                # The first batch is the sample the engine is chosen on.
-                self._engine_for(source[None] if source.dim() == 3 else source, frames)
-                prepared = self.prepare_source(source)
-            if kp_initial is None:
-                kp_initial = self.detect(frames[:1])
-            yield self.step(prepared, frames, kp_initial)
+                prepared = self.prepare_source(source, sample=frames)  # the first batch chooses the engine
+                initial = self.describe((frames[:1] if reference is None else reference[None]).to(frames.device))
+            yield self.step(prepared, frames, initial)
 
     def animate(self, source: Tensor, driving: Tensor, best_frame: Optional[int] = None,
                 on_batch: Optional[Callable[[int], object]] = None) -> Tensor:
         """Animate ``(T, 3, H, W)`` driving frames; returns ``(T, 3, H, W)`` on the CPU.
 
-        Motion is taken relative to driving frame ``best_frame`` (default 0): frames from it on
-        are animated forwards, frames before it backwards (see :meth:`find_best_frame`).
-        ``on_batch(n)`` is called after each batch of ``n`` frames (a progress bar's update).
+        Motion is taken relative to driving frame ``best_frame`` (default 0; see
+        :meth:`find_best_frame`). Every frame is animated against that one reference, so frames
+        are animated in order, in one pass. ``on_batch(n)`` is called after each batch of ``n``
+        frames (a progress bar's update).
         """
-        start = best_frame or 0
-        self._engine_for(source[None] if source.dim() == 3 else source, driving[start:])
-        kp_initial = self.detect(driving[start:start + 1])
-        after = self._predict(source, driving[start:], kp_initial, on_batch)
-        if start == 0:
-            return after
-        before = self._predict(source, driving[:start].flip(0), kp_initial, on_batch).flip(0)
-        return torch.cat([before, after])
-
-    def _predict(self, source: Tensor, driving: Tensor, kp_initial: Keypoints,
-                 on_batch: Optional[Callable[[int], object]]) -> Tensor:
+        reference = driving[best_frame or 0]
         predictions = []
-        for step in self.steps(source, driving.split(self.batch_size), kp_initial):
-            predictions.append(step.prediction.cpu())
+        for batch in self.batches(source, driving.split(self.batch_size), reference):
+            predictions.append(batch.prediction)
             if on_batch is not None:
-                on_batch(len(step.prediction))
+                on_batch(len(batch.prediction))
         return torch.cat(predictions)
 
-    def stream(self, source: Tensor, frames: Iterable[Tensor]) -> Iterator[Tensor]:
-        """Yield one animated ``(3, H, W)`` frame per driving ``(3, H, W)`` frame, as they arrive
-        (a webcam, a pipe). The source is encoded once."""
-        for step in self.steps(source, (frame[None] for frame in frames)):
-            yield step.prediction[0].cpu()
-
     def find_best_frame(self, source: Tensor, driving: Tensor) -> int:
-        """Index of the driving frame whose keypoints, normalised for position and scale, are
-        closest to the source's: the best frame to take relative motion from."""
-        self._engine_for(source[None] if source.dim() == 3 else source, driving)
-        kp_source = self.prepare_source(source).keypoints.value[0]
-        return best_matching_frame(kp_source, self.detect(driving).value)
+        """Index of the driving frame whose pose, normalised for position and scale, is closest to
+        the source's: the best frame to take relative motion from."""
+        source_points = self.model.points(self.prepare_source(source, sample=driving).motion)[0]
+        return best_matching_frame(source_points, self.model.points(self.describe(driving)))

@@ -1,13 +1,18 @@
-"""Saving and loading checkpoints: ours, and the original implementation's ``.pth.tar`` files.
+"""Saving and loading checkpoints of every model family: ours, and the original implementations'
+``.pth.tar`` files.
 
 Two layouts are read, both with ``torch.load(weights_only=True)`` because a checkpoint is
 untrusted input:
 
-* the original ``Logger.save_cpk`` layout: ``generator``, ``kp_detector``, ``discriminator``
-  state dicts, optimizer states and ``epoch``, in torch's zip format or the legacy pre-1.6 format
-  of the 2019 published files. Its config comes from the YAML file given beside it.
-* ours: the same state dicts plus ``format``/``format_version`` and the config as a plain
-  dictionary, so a checkpoint alone rebuilds its model.
+* an original layout (``Logger.save_cpk`` of FOMM, TPSMM and MRAA alike): one state dict per
+  network under its name (``kp_detector``, ``generator``, ``dense_motion_network``,
+  ``region_predictor``, ...), optimizer states and ``epoch``, in torch's zip format or the legacy
+  pre-1.6 format of the 2019 published files. The family follows from the networks' names
+  (:func:`fomm.models.registry.family_of_checkpoint`); the config comes from the YAML file given
+  beside it, or, when none is given, from the packaged published config whose networks have
+  exactly the checkpoint's names and shapes, if only one does.
+* ours: the same state dicts plus ``format``/``format_version``, ``family`` and the config as a
+  plain dictionary, so a checkpoint alone rebuilds its model.
 
 Writes go to a temporary file in the same folder that is then renamed over the target, so a crash
 or Ctrl-C mid-save leaves the previous checkpoint as it was.
@@ -15,82 +20,105 @@ or Ctrl-C mid-save leaves the previous checkpoint as it was.
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
 
-from .config import FommConfig, load_config
 from .errors import CheckpointError, ConfigError
-from .io import atomic_torch_save
-from .models import FommModel, build_model
+from .files import atomic_torch_save
+from .models import MotionModel
+from .models.registry import (FAMILIES, Family, build_model, config_from_dict, family_of, family_of_checkpoint,
+                              load_config, matching_packaged_configs)
+
+logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "fomm"
 FORMAT_VERSION = 1
-NETWORKS = ("generator", "kp_detector", "discriminator")
 
-__all__ = ["CheckpointError", "CheckpointData", "read_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CheckpointError", "CheckpointData", "load_checkpoint", "peek_family", "read_checkpoint", "save_checkpoint"]
 
 
 @dataclass
 class CheckpointData:
     """The contents of a checkpoint file, before any model is built.
 
-    ``state_dicts`` maps network name to its state dict (``discriminator`` may be absent).
+    ``state_dicts`` maps network name to its state dict (a discriminator may be absent).
     ``training_state`` holds everything else (optimizer and scheduler states, ``epoch``...).
-    ``config`` is None for an original checkpoint read without a YAML file.
+    ``config_origin`` says where ``config`` came from: ``given``, ``embedded``, or
+    ``recognised as <packaged config>``.
     """
 
     path: Path
+    family: Family
     state_dicts: dict[str, dict[str, Tensor]]
     training_state: dict[str, Any] = field(default_factory=dict)
-    config: Optional[FommConfig] = None
+    config: Any = None
     is_original: bool = False
+    config_origin: str = "given"
 
     @property
     def epoch(self) -> int:
         return int(self.training_state.get("epoch", 0))
 
 
-def read_checkpoint(path: str | Path, config: Optional[str | Path | FommConfig] = None) -> CheckpointData:
-    """Read a checkpoint file of either layout; ``config`` (a YAML path or a config) overrides
-    the embedded one and is required for original checkpoints."""
+def read_checkpoint(path: str | Path, config: Any = None) -> CheckpointData:
+    """Read a checkpoint file of any family and layout; ``config`` (a YAML path, a packaged
+    config's name or a config object) overrides the embedded one. An original checkpoint without
+    ``config`` gets the packaged published config its weights fit, when exactly one does."""
     path = Path(path)
     raw = _torch_load(path)
-    if not isinstance(raw, dict) or not any(name in raw for name in NETWORKS):
-        raise CheckpointError(f"{path}: not a FOMM checkpoint (expected keys {', '.join(NETWORKS)}; "
-                              f"found {_key_summary(raw)})")
-    for name in ("generator", "kp_detector"):
-        if name not in raw:
-            raise CheckpointError(f"{path}: checkpoint has no '{name}' state dict")
-
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (found {_key_summary(raw)})")
     is_original = raw.get("format") != FORMAT_NAME
     if not is_original and int(raw.get("format_version", 0)) > FORMAT_VERSION:
         raise CheckpointError(f"{path}: written by a newer fomm (format version {raw['format_version']}, "
                               f"this one reads up to {FORMAT_VERSION}); upgrade fomm")
-    resolved = _resolve_config(path, raw, config, is_original)
-    state_dicts = {name: raw[name] for name in NETWORKS if name in raw}
-    skip = set(NETWORKS) | {"format", "format_version", "config"}
+    family = _family(path, raw, is_original)
+    state_dicts = {name: raw[name] for name in family.networks if isinstance(raw.get(name), Mapping)}
+    resolved, origin = _resolve_config(path, raw, family, state_dicts, config, is_original)
+    skip = set(family.networks) | {"format", "format_version", "config", "family"}
     training_state = {key: value for key, value in raw.items() if key not in skip}
-    return CheckpointData(path=path, state_dicts=state_dicts, training_state=training_state,
-                          config=resolved, is_original=is_original)
+    return CheckpointData(path=path, family=family, state_dicts=state_dicts, training_state=training_state,
+                          config=resolved, is_original=is_original, config_origin=origin)
 
 
-def load_checkpoint(path: str | Path, config: Optional[str | Path | FommConfig] = None,
-                    device: Optional[torch.device | str] = None) -> FommModel:
+def peek_family(path: str | Path) -> Optional[str]:
+    """The family of a checkpoint file, read without loading its tensors where the file allows
+    (torch's zip format, memory-mapped); None when it is not a readable checkpoint."""
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # the legacy format cannot be mapped; anything else is not a checkpoint
+        try:
+            raw = _torch_load(Path(path))
+        except CheckpointError:
+            return None
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return _family(Path(path), raw, raw.get("format") != FORMAT_NAME).name
+    except CheckpointError:
+        return None
+
+
+def load_checkpoint(path: str | Path, config: Any = None,
+                    device: Optional[torch.device | str] = None) -> MotionModel:
     """Build the model of a checkpoint and load its weights exactly (``strict=True``).
 
-    ``config``: the YAML file of an original ``.pth.tar`` (required for those); for our own
-    checkpoints the embedded config is used unless one is given. The model is returned in eval
-    mode on ``device`` (CPU by default), whatever device the checkpoint was saved from; its
-    ``epoch`` attribute is the checkpoint's.
+    ``config``: the YAML file (or packaged config name) of an original ``.pth.tar``; without it
+    the published config its weights fit is used when exactly one does (logged), else the error
+    asks for it. For our own checkpoints the embedded config is used unless one is given. The
+    model is returned in eval mode on ``device`` (CPU by default), whatever device the checkpoint
+    was saved from; its ``epoch`` attribute is the checkpoint's.
     """
     data = read_checkpoint(path, config)
-    assert data.config is not None
+    if data.config_origin.startswith("recognised"):
+        logger.warning("%s: no config given: %s (from the weights' names and shapes)", path, data.config_origin)
     model = build_model(data.config)
     load_state_dicts(model, data)
     model.epoch = data.epoch
@@ -98,12 +126,15 @@ def load_checkpoint(path: str | Path, config: Optional[str | Path | FommConfig] 
     return model.to(device) if device is not None else model
 
 
-def load_state_dicts(model: FommModel, data: CheckpointData) -> None:
+def load_state_dicts(model: MotionModel, data: CheckpointData) -> None:
     """Load the networks' weights of ``data`` into ``model``, failing with every mismatch named."""
     for name, state_dict in data.state_dicts.items():
-        network: nn.Module = getattr(model, name)
+        network: Optional[nn.Module] = getattr(model, name, None)
+        if network is None:
+            raise CheckpointError(f"{data.path}: the checkpoint has '{name}' weights, but the model built from the "
+                                  f"config has no {name} (is it the config the checkpoint was trained with?)")
         state_dict = upgrade_legacy_spectral_norm(dict(state_dict))
-        problems = _state_dict_mismatches(network, state_dict)
+        problems = state_dict_mismatches(network, state_dict)
         if problems:
             listing = "\n  ".join(problems[:20])
             more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -112,8 +143,8 @@ def load_state_dicts(model: FommModel, data: CheckpointData) -> None:
         network.load_state_dict(state_dict, strict=True)
 
 
-def save_checkpoint(path: str | Path, model: FommModel, training_state: Optional[dict[str, Any]] = None) -> Path:
-    """Atomically write ``model`` (its three networks and config) and ``training_state`` to ``path``.
+def save_checkpoint(path: str | Path, model: MotionModel, training_state: Optional[dict[str, Any]] = None) -> Path:
+    """Atomically write ``model`` (its networks, family and config) and ``training_state`` to ``path``.
 
     ``training_state`` may hold optimizer/scheduler state dicts, ``epoch`` and other values that
     ``torch.load(weights_only=True)`` accepts (tensors, numbers, strings, lists, dicts).
@@ -122,10 +153,12 @@ def save_checkpoint(path: str | Path, model: FommModel, training_state: Optional
     payload: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
+        "family": model.family,
         "config": model.config.to_dict(),
         "epoch": model.epoch,
     }
-    payload.update({name: getattr(model, name).state_dict() for name in NETWORKS})
+    payload.update({name: getattr(model, name).state_dict() for name in model.networks
+                    if getattr(model, name, None) is not None})
     payload.update(training_state or {})
     atomic_torch_save(payload, path)
     return path
@@ -187,22 +220,42 @@ def _unpickler_reason(message: str) -> str:
     return " ".join(reason.split())[:200].rstrip(".")
 
 
-def _resolve_config(path: Path, raw: dict, config: Optional[str | Path | FommConfig],
-                    is_original: bool) -> FommConfig:
-    if isinstance(config, FommConfig):
-        return config
+def _family(path: Path, raw: dict, is_original: bool) -> Family:
+    if not is_original:
+        try:
+            return family_of(config_from_dict(raw.get("config"), source=f"{path} (embedded config)"))
+        except ConfigError as error:
+            raise CheckpointError(f"{path}: embedded config unusable: {error}") from None
+    family = family_of_checkpoint(raw)
+    if family is None:
+        expected = "; ".join(f"{name}: {', '.join(known.identifying_networks)}" for name, known in FAMILIES.items())
+        raise CheckpointError(f"{path}: not a checkpoint of a known model family (expected the networks of one "
+                              f"of them: {expected}; found {_key_summary(raw)})")
+    return family
+
+
+def _resolve_config(path: Path, raw: dict, family: Family, state_dicts: Mapping[str, Mapping[str, Tensor]],
+                    config: Any, is_original: bool) -> tuple[Any, str]:
     if config is not None:
-        return load_config(config)
-    if is_original:
-        raise CheckpointError(f"{path} is an original FOMM checkpoint, which has no config inside: "
-                              f"pass its YAML file (config=... or --config), e.g. configs/vox-256.yaml")
-    try:
-        return FommConfig.from_dict(raw["config"], source=f"{path} (embedded config)")
-    except (KeyError, ConfigError) as error:
-        raise CheckpointError(f"{path}: embedded config unusable: {error}") from None
+        resolved = config if not isinstance(config, (str, Path)) else load_config(config)
+        if family_of(resolved) is not family:
+            raise CheckpointError(f"{path} is a {family.title} checkpoint, but the config given is a "
+                                  f"{family_of(resolved).title} one: give the config it was trained with")
+        return resolved, "given"
+    if not is_original:
+        return config_from_dict(raw["config"], source=f"{path} (embedded config)"), "embedded"
+    matches = matching_packaged_configs(family, state_dicts)
+    if len(matches) == 1:
+        return load_config(matches[0]), f"recognised as the published config {matches[0]}"
+    if matches:
+        raise CheckpointError(f"{path} is an original {family.title} checkpoint, which has no config inside, and "
+                              f"its weights fit several packaged configs ({', '.join(matches)}): pass the one it was "
+                              f"trained with (config=... or --config)")
+    raise CheckpointError(f"{path} is an original {family.title} checkpoint, which has no config inside, and no "
+                          f"packaged config fits its weights: pass its YAML file (config=... or --config)")
 
 
-def _state_dict_mismatches(network: nn.Module, state_dict: dict[str, Tensor]) -> list[str]:
+def state_dict_mismatches(network: nn.Module, state_dict: dict[str, Tensor]) -> list[str]:
     """Shape mismatches first (the usual sign of a wrong config), then missing and extra keys."""
     expected = network.state_dict()
     problems = [f"shape of '{key}': checkpoint {list(state_dict[key].shape)}, model {list(value.shape)}"

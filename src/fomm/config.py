@@ -22,7 +22,7 @@ from .errors import ConfigError
 __all__ = [
     "ConfigError",
     "FommConfig",
-    "load_config",
+    "read_config_file",
     "DatasetParams",
     "ModelParams",
     "TrainParams",
@@ -179,7 +179,7 @@ class GraphParams(_Section):
 
     ``style``: ``improved`` (multi-head, rich node features, refines jacobians too) or ``seed``
     (the seed proposal: one head on the raw coordinates, sigmoid adjacency as a soft mask, values
-    only; see :mod:`fomm.models.graph`). A ``seed`` section takes ``mix_weight: 0.3``,
+    only; see :mod:`fomm.models.fomm.graph`). A ``seed`` section takes ``mix_weight: 0.3``,
     ``num_heads: 1`` and ``refine_jacobian: False`` unless given, and rejects other head counts or
     jacobian refinement. These defaults apply when the section is read or built; assigning
     ``style`` on an existing section keeps its other values (and is rejected where they conflict).
@@ -353,11 +353,13 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
                       f"{', '.join(packaged_config_names())})")
 
 
-def load_config(path: str | Path) -> FommConfig:
-    """Read a YAML config file in the original layout; a packaged config's name also works."""
+def read_config_file(path: str | Path) -> tuple[Any, Path]:
+    """The parsed YAML of a config file (a path, or a packaged config's name) and the file it came
+    from. Which family's schema it follows is decided by :func:`fomm.models.registry.load_config`."""
     path = resolve_config_path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text()), path
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return FommConfig.from_dict(data, source=str(path))
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read it: {error.strerror or error}") from None

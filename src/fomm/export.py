@@ -1,67 +1,102 @@
-"""ONNX export of the networks used at inference, with a dynamic batch and image size.
+"""ONNX export of the networks used at inference, for every model family, with a dynamic batch
+and image size.
 
-Three graphs (``B`` driving frames, one source; ``H`` and ``W`` any multiple of
-:func:`size_multiple`):
+Three graphs (``B`` driving frames, one source; ``H`` and ``W`` any multiple of the model's
+:meth:`~fomm.models.MotionModel.size_multiple`) and a small JSON file that says how their flat
+inputs and outputs group into the family's descriptions:
 
-``kp_detector.onnx``
-    ``image (B, C, H, W)`` in [0, 1] -> ``value (B, K, 2)`` [, ``jacobian (B, K, 2, 2)``].
-``source_encoder.onnx``
-    ``source (1, C, H, W)`` -> ``features (1, F, H / 2^n, W / 2^n)``: run once per source.
-``generator.onnx``
-    ``source (1, C, H, W)``, ``features``, ``kp_source_value (1, K, 2)`` [, ``kp_source_jacobian``],
-    ``kp_driving_value (B, K, 2)`` [, ``kp_driving_jacobian``] -> ``prediction (B, C, H, W)``.
+``describe.onnx``
+    ``image (B, C, H, W)`` in [0, 1] -> the motion description's tensors (FOMM: keypoint values
+    ``(B, K, 2)`` and jacobians; TPSMM: control points; MRAA: region parameters).
+``encode_source.onnx``
+    ``source (1, C, H, W)`` -> the source state's tensors (the image, encoder features): once per
+    source.
+``render.onnx``
+    the source state's tensors, the source's description (batch 1) and the driving description
+    (batch ``B``) -> ``prediction (B, C, H, W)``.
+``graphs.json``
+    the family, and the layouts (:meth:`fomm.bundle.TensorBundle.layout`) of the description and
+    the state.
 
-Keypoints are (x, y) in [-1, 1]. Relative motion (:func:`fomm.relative_keypoints`) is a few tensor
-operations that callers do between the detector and the generator. Uses torch's dynamo-based
-exporter (needs ``onnxscript``); the TorchScript exporter mistranslates the strided anti-alias
-downsampling. Sampling keeps ``align_corners=True`` (ONNX GridSample).
+Coordinates are (x, y) in [-1, 1]. The motion transfer (relative, absolute, AVD) is done by the
+caller between ``describe`` and ``render`` (:meth:`fomm.models.MotionModel.transfer`). Uses torch's
+dynamo-based exporter (needs ``onnxscript``); the TorchScript exporter mistranslates the strided
+anti-alias downsampling.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from .bundle import TensorBundle
 from .errors import UserError
-from .io import staged_outputs
-from .keypoints import Keypoints
-from .models import FommModel, SourceFeatures
+from .files import staged_outputs
+from .models import MotionModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_OPSET", "EXPORT_FORMAT", "ExportResult", "OnnxFiles", "check_onnx", "export_onnx",
-           "size_multiple"]
+__all__ = ["DEFAULT_OPSET", "EXPORT_FORMAT", "ExportResult", "GraphLayouts", "OnnxFiles", "check_onnx",
+           "export_onnx"]
 
 DEFAULT_OPSET = 18
 #: Version of the graphs' inputs and outputs; part of the key of cached exports.
-EXPORT_FORMAT = 2
+EXPORT_FORMAT = 3
+GRAPHS = ("describe", "encode_source", "render")
+
+Layout = tuple[tuple[str, Optional[int]], ...]
 
 
 @dataclass(frozen=True)
 class OnnxFiles:
-    """The three graph files of one export."""
+    """The graph files of one export and their layouts file."""
 
-    kp_detector: Path
-    source_encoder: Path
-    generator: Path
+    describe: Path
+    encode_source: Path
+    render: Path
+    layouts: Path
 
     @classmethod
     def in_folder(cls, folder: Path) -> "OnnxFiles":
-        return cls(folder / "kp_detector.onnx", folder / "source_encoder.onnx", folder / "generator.onnx")
+        return cls(*(folder / f"{graph}.onnx" for graph in GRAPHS), folder / "graphs.json")
 
-    def all(self) -> tuple[Path, Path, Path]:
-        return (self.kp_detector, self.source_encoder, self.generator)
+    def graphs(self) -> tuple[Path, Path, Path]:
+        return (self.describe, self.encode_source, self.render)
+
+    def all(self) -> tuple[Path, ...]:
+        return (*self.graphs(), self.layouts)
 
     def exist(self) -> bool:
         return all(path.is_file() for path in self.all())
+
+
+@dataclass(frozen=True)
+class GraphLayouts:
+    """How the graphs' flat tensors group: the description's and the state's fields."""
+
+    family: str
+    motion: Layout
+    state: Layout
+
+    def to_json(self) -> str:
+        return json.dumps({"family": self.family, "format": EXPORT_FORMAT, "motion": self.motion,
+                           "state": self.state}, indent=1)
+
+    @classmethod
+    def read(cls, path: Path) -> "GraphLayouts":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != EXPORT_FORMAT:
+            raise ValueError(f"{path}: export format {data.get('format')}, expected {EXPORT_FORMAT}")
+        as_layout = lambda pairs: tuple((str(name), None if count is None else int(count)) for name, count in pairs)
+        return cls(str(data["family"]), as_layout(data["motion"]), as_layout(data["state"]))
 
 
 @dataclass
@@ -70,63 +105,66 @@ class ExportResult:
     max_error: Optional[float]  # onnxruntime vs torch on random inputs; None if not checked
 
 
-def size_multiple(model: FommModel) -> int:
-    """Image heights and widths the networks accept are multiples of this: each downscaled
-    hourglass input must halve ``num_blocks`` times, and the generator ``num_down_blocks`` times."""
-    params = model.config.model_params
-    multiples = [2 ** params.generator_params.num_down_blocks]
-    detector = params.kp_detector_params
-    multiples.append(round(1 / detector.scale_factor) * 2 ** detector.num_blocks)
-    motion = params.generator_params.dense_motion_params
-    if motion is not None:
-        multiples.append(round(1 / motion.scale_factor) * 2 ** motion.num_blocks)
-    return math.lcm(*multiples)
+def _broadcast(bundle: TensorBundle, batch: Any) -> TensorBundle:
+    """``bundle`` (batch 1) expanded to ``batch``, which may be a symbolic size: no "is it already
+    that batch?" test, which would pin the dynamic batch to a number."""
+    return bundle._map(lambda tensor: tensor.expand(batch, *tensor.shape[1:]))
 
 
-class _DetectorGraph(nn.Module):
+class _DescribeGraph(nn.Module):
     """Tuple-returning wrapper: ONNX graphs return tensors, not dataclasses."""
 
-    def __init__(self, model: FommModel) -> None:
+    def __init__(self, model: MotionModel) -> None:
         super().__init__()
-        self.kp_detector = model.kp_detector
+        self.model = model
 
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
-        kp = self.kp_detector(image)
-        return (kp.value,) if kp.jacobian is None else (kp.value, kp.jacobian)
+        return self.model.describe_for_export(image)
 
 
-class _EncoderGraph(nn.Module):
-    def __init__(self, model: FommModel) -> None:
+class _EncodeGraph(nn.Module):
+    def __init__(self, model: MotionModel) -> None:
         super().__init__()
-        self.generator = model.generator
+        self.model = model
 
-    def forward(self, source: Tensor) -> Tensor:
-        return self.generator.encode(source).features
+    def forward(self, source: Tensor) -> tuple[Tensor, ...]:
+        return self.model.encode_source(source).tensors()
 
 
-class _GeneratorGraph(nn.Module):
-    """Generation from one encoded source for a batch of driving keypoints."""
+class _RenderGraph(nn.Module):
+    """Rendering from one encoded source for a batch of driving descriptions."""
 
-    def __init__(self, model: FommModel) -> None:
+    def __init__(self, model: MotionModel, layouts: GraphLayouts) -> None:
         super().__init__()
-        self.generator = model.generator
-        self.has_jacobian = model.kp_detector.jacobian is not None
+        self.model = model
+        self.layouts = layouts
+        self.state_count = _count(layouts.state)
+        self.motion_count = _count(layouts.motion)
 
-    def forward(self, source: Tensor, features: Tensor, *keypoints: Tensor) -> Tensor:
-        if self.has_jacobian:
-            kp_source, kp_driving = Keypoints(keypoints[0], keypoints[1]), Keypoints(keypoints[2], keypoints[3])
-        else:
-            kp_source, kp_driving = Keypoints(keypoints[0]), Keypoints(keypoints[1])
-        batch = kp_driving.value.shape[0]
-        # Broadcast here, not through SourceFeatures.expand: its "already this batch?" test would
-        # pin the dynamic batch to a number.
-        kp_source = Keypoints(kp_source.value.expand(batch, -1, -1),
-                              None if kp_source.jacobian is None else kp_source.jacobian.expand(batch, -1, -1, -1))
-        encoded = SourceFeatures(source.expand(batch, -1, -1, -1), features.expand(batch, -1, -1, -1))
-        return self.generator.animate(encoded, kp_source=kp_source, kp_driving=kp_driving).prediction
+    def forward(self, *tensors: Tensor) -> Tensor:
+        state_tensors = tensors[:self.state_count]
+        source_tensors = tensors[self.state_count:self.state_count + self.motion_count]
+        driving_tensors = tensors[self.state_count + self.motion_count:]
+        model = self.model
+        driving = model.motion_type.from_tensors(driving_tensors, self.layouts.motion)
+        batch = driving_tensors[0].shape[0]
+        state = _broadcast(model.state_type.from_tensors(state_tensors, self.layouts.state), batch)
+        source = _broadcast(model.motion_type.from_tensors(source_tensors, self.layouts.motion), batch)
+        return model.render(state, source, driving).prediction
 
 
-def _on_cpu(model: FommModel) -> FommModel:
+def _count(layout: Layout) -> int:
+    return sum(1 if count is None else count for _, count in layout)
+
+
+def _names(prefix: str, layout: Layout) -> list[str]:
+    names = []
+    for field, count in layout:
+        names += [f"{prefix}{field}"] if count is None else [f"{prefix}{field}_{i}" for i in range(count)]
+    return names
+
+
+def _on_cpu(model: MotionModel) -> MotionModel:
     """The model in eval mode on the CPU (a copy if it lives elsewhere: the caller's stays put)."""
     return model.eval() if model.device.type == "cpu" else copy.deepcopy(model).cpu().eval()
 
@@ -136,13 +174,8 @@ def _scaled(unit, factor: int):
     return unit if factor == 1 else factor * unit
 
 
-def _keypoint_names(has_jacobian: bool) -> list[str]:
-    names = ["kp_source_value", "kp_source_jacobian", "kp_driving_value", "kp_driving_jacobian"]
-    return names if has_jacobian else names[0::2]
-
-
 def _export(module: nn.Module, inputs: tuple[Tensor, ...], dynamic: tuple, path: Path, input_names: list[str],
-            output_names: list[str], opset: int) -> None:
+            output_names: Optional[list[str]], opset: int) -> None:
     with warnings.catch_warnings():
         # The exporter warns when two inputs share a dimension name; they are meant to.
         warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")
@@ -151,9 +184,18 @@ def _export(module: nn.Module, inputs: tuple[Tensor, ...], dynamic: tuple, path:
     program.save(str(path))
 
 
-def export_onnx(model: FommModel, out_dir: Path, opset: int = DEFAULT_OPSET, check: bool = True) -> ExportResult:
-    """Write the three graphs of ``model`` (see the module doc) into ``out_dir``: all of them or,
-    if anything fails, none."""
+def _spatial_dims(tensor: Tensor, image_height: int, units: dict, multiple: int) -> dict:
+    """Dynamic height/width of a map that is the image shrunk by a power of two (a divisor of
+    ``multiple``); other tensors keep their shape."""
+    if tensor.dim() != 4:
+        return {}
+    shrink = image_height // tensor.shape[2]
+    return {axis: _scaled(unit, multiple // shrink) for axis, unit in units.items()}
+
+
+def export_onnx(model: MotionModel, out_dir: Path, opset: int = DEFAULT_OPSET, check: bool = True) -> ExportResult:
+    """Write the graphs of ``model`` and their layouts (see the module doc) into ``out_dir``: all of
+    them or, if anything fails, none."""
     try:
         import onnxscript  # noqa: F401  (the dynamo exporter needs it)
     except ImportError:
@@ -162,9 +204,7 @@ def export_onnx(model: FommModel, out_dir: Path, opset: int = DEFAULT_OPSET, che
     out_dir.mkdir(parents=True, exist_ok=True)
     files = OnnxFiles.in_folder(out_dir)
     height, width, channels = model.frame_shape
-    multiple = size_multiple(model)
-    num_kp = model.config.model_params.common_params.num_kp
-    has_jacobian = model.kp_detector.jacobian is not None
+    multiple = model.size_multiple()
 
     # Heights and widths as multiples of `multiple`; distinct dims so that H and W vary apart.
     batch = torch.export.Dim("batch", min=1)
@@ -173,23 +213,27 @@ def export_onnx(model: FommModel, out_dir: Path, opset: int = DEFAULT_OPSET, che
     image = torch.rand(2, channels, height, width)
     source = torch.rand(1, channels, height, width)
     with torch.no_grad():
-        features = model.generator.encode(source).features
-    # Distinct tensors for every input: torch.export merges inputs that are the same object.
-    values = [torch.rand(count, num_kp, 2) * 2 - 1 for count in (1, 2)]
-    jacobians = [torch.eye(2) + 0.1 * torch.randn(count, num_kp, 2, 2) for count in (1, 2)]
-    keypoints = (values[0], jacobians[0], values[1], jacobians[1]) if has_jacobian else (values[0], values[1])
-    kp_dynamic = ({}, {}, {0: batch}, {0: batch}) if has_jacobian else ({}, {0: batch})
-    # The encoder's features are the image shrunk 2^n times (a divisor of `multiple`).
-    shrink = height // features.shape[2]
-    feature_size = {axis: _scaled(unit, multiple // shrink) for axis, unit in units.items()}
+        state = model.encode_source(source)
+        source_motion = model.describe(source)
+        # Distinct tensors for every input: torch.export merges inputs that are the same object.
+        driving_motion = model.describe(torch.rand(2, channels, height, width))
+    layouts = GraphLayouts(model.family, source_motion.layout(), state.layout())
+    state_tensors = tuple(tensor.clone() for tensor in state.tensors())
+    motion_inputs = (*source_motion.tensors(), *driving_motion.tensors())
+    dynamic = (*(_spatial_dims(tensor, height, units, multiple) for tensor in state_tensors),
+               *({} for _ in source_motion.tensors()), *({0: batch} for _ in driving_motion.tensors()))
+    render_names = [*_names("state_", layouts.state), *_names("source_", layouts.motion),
+                    *_names("driving_", layouts.motion)]
 
     with staged_outputs(files.all()) as staged:
-        _export(_DetectorGraph(model).eval(), (image,), ({0: batch, **size},), staged[files.kp_detector],
-                ["image"], ["value", "jacobian"] if has_jacobian else ["value"], opset)
-        _export(_EncoderGraph(model).eval(), (source,), (size,), staged[files.source_encoder],
-                ["source"], ["features"], opset)
-        _export(_GeneratorGraph(model).eval(), (source, features, *keypoints), (size, feature_size, kp_dynamic),
-                staged[files.generator], ["source", "features", *_keypoint_names(has_jacobian)], ["prediction"], opset)
+        _export(_DescribeGraph(model).eval(), (image,), ({0: batch, **size},), staged[files.describe],
+                ["image"], None, opset)
+        _export(_EncodeGraph(model).eval(), (source,), (size,), staged[files.encode_source], ["source"],
+                _names("", layouts.state), opset)
+        # One variadic argument: its dynamic shapes are one tuple.
+        _export(_RenderGraph(model, layouts).eval(), (*state_tensors, *motion_inputs), (dynamic,),
+                staged[files.render], render_names, ["prediction"], opset)
+        staged[files.layouts].write_text(layouts.to_json(), encoding="utf-8")
     max_error = check_onnx(model, files) if check else None
     return ExportResult(files, max_error)
 
@@ -203,10 +247,10 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def check_onnx(model: FommModel, files: OnnxFiles, batch: int = 3,
+def check_onnx(model: MotionModel, files: OnnxFiles, batch: int = 3,
                sizes: Optional[Sequence[tuple[int, int]]] = None) -> float:
     """Largest absolute difference between onnxruntime and torch on random inputs, over the
-    keypoints and the generated frames, at each ``(height, width)`` of ``sizes`` (default: the
+    descriptions and the rendered frames, at each ``(height, width)`` of ``sizes`` (default: the
     model's frame size). ``batch`` differs from the export's 2, so the dynamic batch is exercised."""
     try:
         onnxruntime = import_onnxruntime()
@@ -216,21 +260,21 @@ def check_onnx(model: FommModel, files: OnnxFiles, batch: int = 3,
 
     model = _on_cpu(model)
     height, width, channels = model.frame_shape
-    sessions = [onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]) for path in files.all()]
-    detector, encoder, generator = sessions
+    layouts = GraphLayouts.read(files.layouts)
+    describe, encode, render = (onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                                for path in files.graphs())
     errors = []
     for size in sizes or [(height, width)]:
         source, driving = torch.rand(1, channels, *size), torch.rand(batch, channels, *size)
         with torch.no_grad():
-            kp_source, kp_driving = model.kp_detector(source), model.kp_detector(driving)
-            expected = model.generator(source.expand(batch, -1, -1, -1), kp_source=kp_source.expand(batch),
-                                       kp_driving=kp_driving).prediction
-        onnx_source = detector.run(None, {"image": source.numpy()})
-        onnx_driving = detector.run(None, {"image": driving.numpy()})
-        features = encoder.run(None, {"source": source.numpy()})[0]
-        names = [item.name for item in generator.get_inputs()]
-        feeds = dict(zip(names, [source.numpy(), features, *onnx_source, *onnx_driving]))
-        prediction = torch.from_numpy(generator.run(None, feeds)[0])
-        errors += [(torch.from_numpy(onnx_driving[0]) - kp_driving.value).abs().max().item(),
+            source_motion, driving_motion = model.describe(source), model.describe(driving)
+            expected = model.render(model.encode_source(source), source_motion, driving_motion).prediction
+        onnx_source = describe.run(None, {"image": source.numpy()})
+        onnx_driving = describe.run(None, {"image": driving.numpy()})
+        state = encode.run(None, {"source": source.numpy()})
+        names = [item.name for item in render.get_inputs()]
+        prediction = torch.from_numpy(render.run(None, dict(zip(names, [*state, *onnx_source, *onnx_driving])))[0])
+        described = model.description_from_export([torch.from_numpy(array) for array in onnx_driving], layouts.motion)
+        errors += [max((a - b).abs().max().item() for a, b in zip(described.tensors(), driving_motion.tensors())),
                    (prediction - expected).abs().max().item()]
     return float(max(errors))

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from .errors import ConfigError
 from .geometry import RandomWarp, coordinate_grid, inverse_2x2, pixel_scale, warp
-from .keypoints import Keypoints
-from .models.discriminator import DiscriminatorOutput
+from .models.fomm import Keypoints
+from .models.fomm.discriminator import DiscriminatorOutput
 from .models.vgg import VGG19_LAYERS
 
 __all__ = [

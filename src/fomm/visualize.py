@@ -1,15 +1,19 @@
-"""Pictures for humans: keypoints drawn on frames, the side-by-side animation panels, the training
-visualisation grid, and the one-frame motion figure of ``fomm visualize``.
+"""Pictures for humans: a model's motion description drawn on frames, the side-by-side animation
+panels, the training visualisation grid, and the one-frame motion figure of ``fomm visualize``,
+for a model of any family.
 
 Images here are numpy ``(H, W, 3)`` float arrays in [0, 1] (or torch ``(3, H, W)`` tensors, which
-are converted); keypoints are ``(K, 2)`` (x, y) in [-1, 1] with -1/1 at the corner pixel centres.
-Figures use matplotlib's Agg backend (no display needed) and are written atomically.
+are converted); points are ``(N, 2)`` (x, y) in [-1, 1] with -1/1 at the corner pixel centres,
+coloured along the config's ``visualizer_params.colormap`` in groups of the family's
+``point_group_size`` (a TPS transform's five points share a colour), and regions (MRAA) are drawn
+as the ellipses of their covariances. Figures use matplotlib's Agg backend (no display needed) and
+are written atomically.
 
 The motion figure (:func:`motion_figure`): top row, the source and the chosen driving frame with
-their keypoints (coloured by index along the config's ``visualizer_params.colormap``), the deformed
-source, the occlusion map, the prediction and the motion masks composited in keypoint colours.
-Below: the driving frame's per-keypoint heatmaps, then the K+1 motion masks (background first).
-With a graph refiner (``model.kp_detector.graph``), edges whose learned adjacency exceeds
+their points, the deformed source, the occlusion map, the prediction (with the points it was
+rendered from); below, one row per group of maps the family explains itself with (FOMM: the
+driving frame's keypoint heatmaps and the K+1 motion masks, background first). With a keypoint
+graph (FOMM's ``graph_params``), edges whose learned adjacency exceeds
 ``graph_params.adjacency_threshold`` are drawn between keypoints (line width by weight) and the
 adjacency matrix is shown as an image.
 """
@@ -25,13 +29,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .animate import Animator
+from .animate import AnimatedBatch
+from .bundle import TensorBundle
+from .files import atomic_path
 from .geometry import to_pixels
-from .io import atomic_path
-from .models import FommModel
+from .models import MotionModel, MotionSettings
 
-__all__ = ["FrameAnalysis", "analyse_frame", "draw_keypoints", "keypoint_colors", "motion_figure", "save_figure",
-           "side_by_side", "to_numpy_image", "training_grid"]
+__all__ = ["FrameAnalysis", "SideBySide", "analyse_frame", "draw_keypoints", "keypoint_colors", "motion_figure",
+           "point_colors", "save_figure", "to_numpy_image", "training_grid"]
 
 
 def to_numpy_image(image: Tensor | np.ndarray) -> np.ndarray:
@@ -59,17 +64,41 @@ def keypoint_colors(num_kp: int, colormap: str = "gist_rainbow") -> np.ndarray:
     return np.array([cmap(i / max(num_kp, 1))[:3] for i in range(num_kp)], dtype=np.float32)
 
 
+def point_colors(num_points: int, group_size: int = 1, colormap: str = "gist_rainbow") -> np.ndarray:
+    """``(N, 3)`` colours: one per group of ``group_size`` consecutive points."""
+    groups = keypoint_colors(-(-num_points // group_size), colormap)
+    return np.repeat(groups, group_size, axis=0)[:num_points]
+
+
 def draw_keypoints(image: Tensor | np.ndarray, kp: Tensor | np.ndarray, colormap: str = "gist_rainbow",
-                   kp_size: int = 5) -> np.ndarray:
-    """``image`` with a filled disc of radius ``kp_size`` pixels at each keypoint, coloured by
-    index along ``colormap``. Returns a new ``(H, W, 3)`` float array."""
-    canvas = to_numpy_image(image).copy()
+                   kp_size: int = 5, colors: Optional[np.ndarray] = None,
+                   covariances: Optional[Tensor | np.ndarray] = None) -> np.ndarray:
+    """``image`` with a filled disc of radius ``kp_size`` pixels at each point, coloured by index
+    along ``colormap`` (or by ``colors`` ``(N, 3)``); with ``covariances`` ``(N, 2, 2)`` (in the
+    [-1, 1] units of the points) each point also gets the ellipse of one standard deviation.
+    Returns a new ``(H, W, 3)`` float array."""
+    import cv2
+
+    canvas = np.ascontiguousarray(to_numpy_image(image) * 255).astype(np.uint8)
     points = kp.detach().float().cpu().numpy() if isinstance(kp, Tensor) else np.asarray(kp, dtype=np.float32)
     height, width = canvas.shape[:2]
-    rows, cols = np.mgrid[0:height, 0:width]
-    for (col, row), color in zip(to_pixels(points, width, height), keypoint_colors(len(points), colormap)):
-        canvas[(rows - row) ** 2 + (cols - col) ** 2 <= kp_size ** 2] = color
-    return canvas
+    colors = keypoint_colors(len(points), colormap) if colors is None else colors
+    pixels = to_pixels(points, width, height)
+    if covariances is not None:
+        covariances = np.asarray(covariances.detach().float().cpu() if isinstance(covariances, Tensor)
+                                 else covariances, dtype=np.float64)
+        scale = np.array([(width - 1) / 2, (height - 1) / 2])
+        for (col, row), covariance, color in zip(pixels, covariances, colors):
+            in_pixels = covariance * np.outer(scale, scale)
+            values, vectors = np.linalg.eigh(in_pixels)
+            axes = tuple(int(round(v)) for v in np.sqrt(np.clip(values, 0, None)))
+            angle = float(np.degrees(np.arctan2(vectors[1, 1], vectors[0, 1])))
+            cv2.ellipse(canvas, (int(round(col)), int(round(row))), (max(axes[1], 1), max(axes[0], 1)), angle,
+                        0, 360, tuple(int(c * 255) for c in color), 1, cv2.LINE_AA)
+    for (col, row), color in zip(pixels, colors):
+        cv2.circle(canvas, (int(round(col)), int(round(row))), kp_size, tuple(int(c * 255) for c in color), -1,
+                   cv2.LINE_AA)
+    return canvas.astype(np.float32) / 255.0
 
 
 def training_grid(source: Tensor, driving: Tensor, prediction: Tensor, kp_source: Optional[Tensor] = None,
@@ -109,27 +138,41 @@ def _with_kp(image: Tensor, kp: Optional[Tensor], colormap: str, kp_size: int) -
     return draw_keypoints(image, kp, colormap, kp_size)
 
 
-def side_by_side(animator: Animator, source: torch.Tensor, driving: torch.Tensor, result: torch.Tensor,
-                 colormap: str = "gist_rainbow", draw_border: bool = False, kp_source: Optional[Tensor] = None,
-                 kp_driving: Optional[Tensor] = None) -> np.ndarray:
-    """Frames of source | driving | result, each with the keypoints detected on it, as
-    ``(T, H, 3 W, 3)`` uint8 (``(T, H + 2, 3 (W + 2), 3)`` with ``draw_border``: a one-pixel white
-    frame around each panel, the config's ``visualizer_params.draw_border``). Keypoints already
-    detected, the source's ``(K, 2)`` and the driving frames' ``(T, K, 2)``, are not detected again
-    (a stream of batches encodes its source once)."""
-    # visualizer_params.kp_size is in pixels of the 256x256 published models: scale it.
-    kp_size = max(1, round(animator.model.config.visualizer_params.kp_size * source.shape[-1] / 256))
-    if kp_source is None:
-        kp_source = animator.prepare_source(source).keypoints.value[0]
-    if kp_driving is None:
-        kp_driving = animator.detect(driving).value
-    kp_result = animator.detect(result).value
-    framed = _with_border if draw_border else (lambda panel: panel)
-    source_panel = framed(draw_keypoints(source, kp_source, colormap, kp_size))
-    panels = [np.concatenate([source_panel, framed(draw_keypoints(frame, kp, colormap, kp_size)),
-                              framed(draw_keypoints(prediction, kp_out, colormap, kp_size))], axis=1)
-              for frame, kp, prediction, kp_out in zip(driving, kp_driving, result, kp_result)]
-    return (np.stack(panels) * 255).round().astype(np.uint8)
+class SideBySide:
+    """The side-by-side panels of animated batches: source | driving | result, each with the
+    motion description the model used on it (the source's, the driving frame's, and the one the
+    result was rendered from), as ``(B, H, 3 W, 3)`` uint8 (``(B, H + 2, 3 (W + 2), 3)`` with
+    ``draw_border``: a one-pixel white frame around each panel, the config's
+    ``visualizer_params.draw_border``). Nothing is run again: everything comes with the batch."""
+
+    def __init__(self, model: MotionModel, source: Tensor, source_motion: Optional[TensorBundle] = None,
+                 colormap: Optional[str] = None, draw_border: Optional[bool] = None) -> None:
+        visualizer = model.config.visualizer_params
+        self.model = model
+        self.source = source
+        self.colormap = colormap or visualizer.colormap
+        self.draw_border = visualizer.draw_border if draw_border is None else draw_border
+        # visualizer_params.kp_size is in pixels of the 256x256 published models: scale it.
+        self.kp_size = max(1, round(visualizer.kp_size * source.shape[-1] / 256))
+        self._source_panel: Optional[np.ndarray] = None
+        if source_motion is not None:
+            self._source_panel = self._panel(source, source_motion)
+
+    def _panel(self, image: Tensor, motion: TensorBundle, index: int = 0) -> np.ndarray:
+        points = self.model.points(motion)[index]
+        regions = self.model.regions(motion)
+        colors = point_colors(len(points), self.model.point_group_size, self.colormap)
+        panel = draw_keypoints(image, points, kp_size=self.kp_size, colors=colors,
+                               covariances=None if regions is None else regions[index])
+        return _with_border(panel) if self.draw_border else panel
+
+    def __call__(self, batch: AnimatedBatch) -> np.ndarray:
+        if self._source_panel is None:
+            self._source_panel = self._panel(self.source, batch.source_motion)
+        panels = [np.concatenate([self._source_panel, self._panel(frame, batch.driving_motion, i),
+                                  self._panel(prediction, batch.rendered_motion, i)], axis=1)
+                  for i, (frame, prediction) in enumerate(zip(batch.driving, batch.prediction))]
+        return (np.stack(panels) * 255).round().astype(np.uint8)
 
 
 def _with_border(panel: np.ndarray) -> np.ndarray:
@@ -140,9 +183,11 @@ def _with_border(panel: np.ndarray) -> np.ndarray:
 class FrameAnalysis:
     """What the model computes for one (source, driving frame) pair, on the CPU, batch removed.
 
-    Images ``(3, H, W)`` in [0, 1]; keypoints ``(K, 2)`` in [-1, 1]; ``heatmaps`` ``(K, h, w)``
-    (the driving frame's detector heatmaps); ``masks`` ``(K+1, h', w')`` (background first);
-    ``occlusion`` ``(h', w')`` or None; ``adjacency`` ``(K, K)`` or None without a graph refiner.
+    Images ``(3, H, W)`` in [0, 1]; points ``(N, 2)`` in [-1, 1] (``*_regions`` ``(N, 2, 2)``
+    covariances for region models, else None); ``maps``: named groups of maps ``(M, h, w)`` the
+    family explains itself with (FOMM: ``heatmap`` of the driving frame and ``mask``, background
+    first); ``occlusion`` ``(h', w')`` or None; ``adjacency`` ``(N, N)`` or None without a
+    keypoint graph.
     """
 
     source: Tensor
@@ -152,42 +197,54 @@ class FrameAnalysis:
     kp_source: Tensor
     kp_driving: Tensor
     kp_used: Tensor
-    heatmaps: Optional[Tensor]
-    masks: Optional[Tensor]
     occlusion: Optional[Tensor]
+    maps: dict[str, Tensor]
+    group_size: int = 1
+    regions_source: Optional[Tensor] = None
+    regions_driving: Optional[Tensor] = None
+    regions_used: Optional[Tensor] = None
     adjacency: Optional[Tensor] = None
     adjacency_threshold: float = 0.0
 
 
 @torch.inference_mode()
-def analyse_frame(model: FommModel, source: Tensor, driving: Tensor, initial: Optional[Tensor] = None,
-                  relative: bool = True) -> FrameAnalysis:
-    """Run the model on ``source`` and one ``driving`` frame (``(3, H, W)`` at the model's size).
+def analyse_frame(model: MotionModel, source: Tensor, driving: Tensor, initial: Optional[Tensor] = None,
+                  relative: bool = True, settings: Optional[MotionSettings] = None) -> FrameAnalysis:
+    """Run the model's plain networks on ``source`` and one ``driving`` frame (``(3, H, W)`` at the
+    model's size).
 
-    With ``relative`` the motion is taken relative to ``initial`` (the driving video's first
+    With ``relative`` the motion is taken relative to ``initial`` (the driving video's reference
     frame; the driving frame itself when None), as ``fomm animate`` does; else absolute.
+    ``settings`` (a :class:`MotionSettings`) overrides ``relative``.
     """
-    animator = Animator(model, relative=relative)
-    prepared = animator.prepare_source(source)
-    kp_initial = animator.detect((initial if initial is not None else driving)[None])
-    step = animator.step(prepared, driving[None], kp_initial)
-    heatmap = model.kp_detector.detect(driving[None].to(animator.device)).heatmap
-    output = step.output
-    graph = getattr(model.kp_detector, "graph", None)
-    adjacency = graph.adjacency().detach().cpu() if graph is not None else None
-    graph_params = model.config.model_params.graph_params
-    threshold = graph_params.adjacency_threshold if graph_params is not None else 0.0
+    model = model.eval()
+    device = model.device
+    settings = settings or MotionSettings(mode="relative" if relative else "absolute")
+    source_image, driving_image = source[None].to(device), driving[None].to(device)
+    source_motion = model.describe(source_image)
+    driving_motion = model.describe(driving_image)
+    initial_motion = model.describe((initial if initial is not None else driving)[None].to(device))
+    used = model.transfer(source_motion, driving_motion, initial_motion, settings)
+    output = model.render(model.encode_source(source_image), source_motion, used)
 
     def first(value: Optional[Tensor]) -> Optional[Tensor]:
         return None if value is None else value[0].detach().float().cpu()
 
+    def regions(motion: TensorBundle) -> Optional[Tensor]:
+        return first(model.regions(motion))
+
     occlusion = first(output.occlusion_map)
+    links = model.point_links()
     return FrameAnalysis(
-        source=prepared.image[0].cpu(), driving=driving.cpu(), prediction=first(output.prediction),
-        deformed=first(output.deformed), kp_source=first(prepared.keypoints.value),
-        kp_driving=first(step.kp_driving.value), kp_used=first(step.kp_used.value),
-        heatmaps=first(heatmap), masks=first(output.mask),
-        occlusion=None if occlusion is None else occlusion[0], adjacency=adjacency, adjacency_threshold=threshold)
+        source=source.float().cpu(), driving=driving.float().cpu(), prediction=first(output.prediction),
+        deformed=first(output.deformed), kp_source=first(model.points(source_motion)),
+        kp_driving=first(model.points(driving_motion)), kp_used=first(model.points(used)),
+        occlusion=None if occlusion is None else occlusion[0],
+        maps={name: first(maps) for name, maps in model.explain(driving_image, output).items()},
+        group_size=model.point_group_size, regions_source=regions(source_motion),
+        regions_driving=regions(driving_motion), regions_used=regions(used),
+        adjacency=None if links is None else links[0].detach().float().cpu(),
+        adjacency_threshold=0.0 if links is None else links[1])
 
 
 def _image(tensor: Tensor) -> np.ndarray:
@@ -195,7 +252,7 @@ def _image(tensor: Tensor) -> np.ndarray:
 
 
 def _draw_keypoints(axis, image: Tensor, kp: Tensor, colors: np.ndarray, adjacency: Optional[Tensor],
-                    threshold: float, title: str) -> None:
+                    threshold: float, title: str, regions: Optional[Tensor] = None) -> None:
     height, width = image.shape[1:]
     axis.imshow(_image(image), interpolation="nearest")
     points = to_pixels(kp.numpy(), width, height)
@@ -207,6 +264,16 @@ def _draw_keypoints(axis, image: Tensor, kp: Tensor, colors: np.ndarray, adjacen
                 if weights[i, j] > threshold:
                     axis.plot(points[[i, j], 0], points[[i, j], 1], color="white", alpha=0.8,
                               linewidth=0.5 + 3.0 * weights[i, j] / strongest, solid_capstyle="round")
+    if regions is not None:
+        from matplotlib.patches import Ellipse
+
+        scale = np.array([(width - 1) / 2, (height - 1) / 2])
+        for (x, y), covariance, color in zip(points, regions.numpy().astype(np.float64), colors):
+            values, vectors = np.linalg.eigh(covariance * np.outer(scale, scale))
+            radii = np.sqrt(np.clip(values, 0, None))
+            angle = float(np.degrees(np.arctan2(vectors[1, 1], vectors[0, 1])))
+            axis.add_patch(Ellipse((x, y), 2 * radii[1], 2 * radii[0], angle=angle, fill=False, color=color,
+                                   linewidth=1.0))
     marker = max(12.0, 2400.0 / max(height, 1))  # legible at 64 and 256 pixels alike
     axis.scatter(points[:, 0], points[:, 1], c=colors, s=marker, edgecolors="black", linewidths=0.6, zorder=3)
     axis.set_xlim(-0.5, width - 0.5)
@@ -220,26 +287,34 @@ def _titled(axis, title: str, color: str = "black") -> None:
     axis.set_yticks([])
 
 
-def _mask_composite(masks: Tensor, colors: np.ndarray) -> np.ndarray:
-    """``(K+1, h, w)`` softmax masks -> ``(h, w, 3)``: background grey, keypoint k in its colour."""
-    palette = np.concatenate([np.full((1, 3), 0.5), colors], axis=0)
-    return np.einsum("khw,kc->hwc", masks.numpy(), palette).clip(0, 1)
+def _map_labels(count: int, num_points: int, group_size: int, colors: np.ndarray) -> list[tuple[str, object]]:
+    """``(label, colour)`` of each of ``count`` maps: one per point, or one per group of points,
+    with a background map first when there is one more."""
+    owners = colors if count in (num_points, num_points + 1) else colors[::group_size]
+    offset = max(count - len(owners), 0)
+    labels: list[tuple[str, object]] = []
+    for k in range(count):
+        index = k - offset
+        if index < 0:
+            labels.append(("bg", "black"))
+        else:
+            labels.append((str(index), owners[index] if index < len(owners) else "black"))
+    return labels
 
 
 def motion_figure(analysis: FrameAnalysis, colormap: str = "gist_rainbow", frame_index: Optional[int] = None):
     """The matplotlib Figure described in the module docstring (Agg canvas)."""
     from matplotlib.figure import Figure
 
-
-    num_kp = analysis.kp_source.shape[0]
-    colors = keypoint_colors(num_kp, colormap)
-    top: list[str] = ["source", "driving", "deformed", "occlusion", "prediction", "masks"]
+    num_points = analysis.kp_source.shape[0]
+    colors = point_colors(num_points, analysis.group_size, colormap)
+    top: list[str] = ["source", "driving", "deformed", "occlusion", "prediction"]
     if analysis.adjacency is not None:
         top.append("adjacency")
-    columns = max(len(top), min(num_kp + 1, 11))
-    heat_rows = math.ceil(num_kp / columns) if analysis.heatmaps is not None else 0
-    mask_rows = math.ceil((num_kp + 1) / columns) if analysis.masks is not None else 0
-    rows = 1 + heat_rows + mask_rows
+    widest = max([len(maps) for maps in analysis.maps.values()], default=0)
+    columns = max(len(top), min(widest, 11))
+    rows_of = {name: math.ceil(len(maps) / columns) for name, maps in analysis.maps.items()}
+    rows = 1 + sum(rows_of.values())
     figure = Figure(figsize=(1.8 * columns, 1.95 * rows), dpi=100)
     grid = figure.add_gridspec(rows, columns, hspace=0.35, wspace=0.08)
     adjacency, threshold = analysis.adjacency, analysis.adjacency_threshold
@@ -248,19 +323,19 @@ def motion_figure(analysis: FrameAnalysis, colormap: str = "gist_rainbow", frame
     for column, name in enumerate(top):
         axis = figure.add_subplot(grid[0, column])
         if name == "source":
-            _draw_keypoints(axis, analysis.source, analysis.kp_source, colors, adjacency, threshold, "source")
+            _draw_keypoints(axis, analysis.source, analysis.kp_source, colors, adjacency, threshold, "source",
+                            analysis.regions_source)
         elif name == "driving":
-            _draw_keypoints(axis, analysis.driving, analysis.kp_driving, colors, adjacency, threshold, driving_title)
+            _draw_keypoints(axis, analysis.driving, analysis.kp_driving, colors, adjacency, threshold, driving_title,
+                            analysis.regions_driving)
         elif name == "prediction":
             _draw_keypoints(axis, analysis.prediction, analysis.kp_used, colors, None, threshold,
-                            "prediction (kp used)")
+                            "prediction (motion used)", analysis.regions_used)
         elif name == "deformed":
             _show(axis, None if analysis.deformed is None else _image(analysis.deformed), "deformed source")
         elif name == "occlusion":
             _show(axis, None if analysis.occlusion is None else analysis.occlusion.numpy(), "occlusion",
                   cmap="gray", vmin=0, vmax=1)
-        elif name == "masks":
-            _show(axis, None if analysis.masks is None else _mask_composite(analysis.masks, colors), "masks (all)")
         elif name == "adjacency" and adjacency is not None:
             shown = axis.imshow(adjacency.numpy(), cmap="viridis", interpolation="nearest")
             figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
@@ -268,24 +343,20 @@ def motion_figure(analysis: FrameAnalysis, colormap: str = "gist_rainbow", frame
     for column in range(len(top), columns):
         figure.add_subplot(grid[0, column]).axis("off")
 
-    if analysis.heatmaps is not None:
-        for k in range(heat_rows * columns):
-            axis = figure.add_subplot(grid[1 + k // columns, k % columns])
-            if k >= num_kp:
+    row = 1
+    for name, maps in analysis.maps.items():
+        labels = _map_labels(len(maps), num_points, analysis.group_size, colors)
+        for k in range(rows_of[name] * columns):
+            axis = figure.add_subplot(grid[row + k // columns, k % columns])
+            if k >= len(maps):
                 axis.axis("off")
                 continue
-            heatmap = analysis.heatmaps[k].numpy()
-            axis.imshow(heatmap / max(float(heatmap.max()), 1e-12), cmap="magma", vmin=0, vmax=1,
-                        interpolation="nearest")
-            _titled(axis, f"heatmap {k}", color=colors[k])
-    if analysis.masks is not None:
-        for k in range(mask_rows * columns):
-            axis = figure.add_subplot(grid[1 + heat_rows + k // columns, k % columns])
-            if k > num_kp:
-                axis.axis("off")
-                continue
-            axis.imshow(analysis.masks[k].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            _titled(axis, "mask bg" if k == 0 else f"mask {k - 1}", color="black" if k == 0 else colors[k - 1])
+            values = maps[k].numpy()
+            peak = max(float(values.max()), 1e-12)
+            axis.imshow(values / peak, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+            label, color = labels[k]
+            _titled(axis, f"{name} {label}", color=color)
+        row += rows_of[name]
     return figure
 
 

@@ -1,7 +1,7 @@
 """Animation for people who do not use a terminal: the local web app behind ``fomm serve`` and the
 real-time loop behind ``fomm live``.
 
-* :mod:`fomm.app.models`: the models a server offers (checkpoint + config pairs found in a
+* :mod:`fomm.app.catalog`: the models a server offers (checkpoint + config pairs found in a
   folder, plus the bundled one), loaded on first use.
 * :mod:`fomm.app.job`: one animation request (uploaded files in, result files out), with no web
   framework in it.

@@ -13,26 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
-from torch import Tensor
-
-from ..animate import BACKENDS, PRECISIONS, Animator, MotionSettings, prepare_frames, to_uint8
-from ..crop import crop_to_subject
-from ..data.media import read_driving_video, read_source_image
-from ..data.video import video_info, write_frames
+from ..animate import BACKENDS, PRECISIONS, Animator
+from ..data.media import read_source_image
+from ..data.video import DEFAULT_FPS, video_info
 from ..errors import DataError, UserError
-from ..models import FommModel
-from ..visualize import analyse_frame, motion_figure, save_figure, side_by_side
+from ..models import MotionModel, MotionSettings
+from ..pipeline import CROPS, Outputs, Reference, animate_to_files, find_reference, frame_inputs
+from ..visualize import SideBySide, analyse_frame, motion_figure, save_figure
 
-__all__ = ["CROPS", "DEFAULT_FPS", "AnimationOptions", "AnimationOutputs", "Progress", "fit_frames",
-           "run_animation"]
+__all__ = ["CROPS", "AnimationOptions", "AnimationOutputs", "Progress", "run_animation"]
 
 logger = logging.getLogger(__name__)
-
-#: How inputs are fitted to the model's frame: around the face or the body found in them, the
-#: largest centred region of the model's shape, or the whole frame resized.
-CROPS = ("none", "center", "face", "body")
-DEFAULT_FPS = 25.0
 
 #: ``progress(fraction done in [0, 1], what is being done)``
 Progress = Callable[[float, str], None]
@@ -50,6 +41,7 @@ class AnimationOptions:
     backend: str = "auto"
     batch_size: int = 8
     max_frames: Optional[int] = None
+    motion: Optional[str] = None  # relative / absolute / avd; overrides ``relative`` when given
 
     def __post_init__(self) -> None:
         if self.crop not in CROPS:
@@ -59,108 +51,109 @@ class AnimationOptions:
         if self.backend not in BACKENDS:
             raise UserError(f"unknown backend {self.backend!r} (use one of {', '.join(BACKENDS)})")
 
+    @property
+    def mode(self) -> str:
+        return self.motion or ("relative" if self.relative else "absolute")
+
 
 @dataclass(frozen=True)
 class AnimationOutputs:
     """The files written for one request, and what they hold."""
 
     result: Path  # the animation, with the driving video's sound when it has any
-    side_by_side: Path  # source | driving | result, keypoints drawn
+    side_by_side: Path  # source | driving | result, motion drawn
     keypoints: Path  # the motion figure of the middle driving frame (PNG)
     num_frames: int
     fps: float
     reference_frame: int  # the driving frame relative motion was taken from
     engine: str  # what ran the networks: "<backend> <precision>"
+    motion: str  # relative / absolute / avd
 
     @property
     def files(self) -> list[Path]:
         return [self.result, self.side_by_side, self.keypoints]
+
+    @property
+    def description(self) -> str:
+        """One line for the page: what was done."""
+        how = {"relative": f"motion taken relative to driving frame {self.reference_frame}",
+               "absolute": "absolute motion (the driving poses as they are)",
+               "avd": "motion through the model's AVD network"}[self.motion]
+        return f"{self.num_frames} frames at {self.fps:g} fps, {how}, run by {self.engine}"
 
 
 def _no_progress(fraction: float, description: str) -> None:
     return None
 
 
-def fit_frames(frames: np.ndarray, height: int, width: int, crop: str, what: str) -> Tensor:
-    """``(T, H, W, 3)`` uint8 frames -> ``(T, 3, height, width)`` in [0, 1], cropped by ``crop``
-    (one of :data:`CROPS`). A face or body crop is one box for all frames
-    (:func:`fomm.crop.crop_to_subject`): the union of the subject's boxes, so the motion inside
-    it is the subject's own. Raises DataError naming ``what`` when no subject is found."""
-    if crop in ("none", "center"):
-        return prepare_frames(frames, height, width, crop=crop == "center")
-    try:
-        cropped = crop_to_subject(frames, crop, height / width, what=what)
-    except DataError as error:
-        raise DataError(f"{error} to crop to: choose the crop 'center' or 'none', or another {what}") from None
-    return prepare_frames(cropped, height, width)
-
-
-def _check_length(driving: Path, max_frames: Optional[int]) -> None:
-    if max_frames is None:
-        return
-    frames = video_info(driving).num_frames
-    if frames > max_frames:
+def _check_length(frames: int, max_frames: Optional[int]) -> None:
+    if max_frames is not None and frames > max_frames:
         raise DataError(f"the driving video has {frames} frames; this server animates at most {max_frames} "
                         f"(cut the video, or start the server with a larger --max-frames)")
 
 
-def run_animation(model: FommModel, source: Optional[Path], driving: Optional[Path], options: AnimationOptions,
+def _kept_frame(summary, index: int, batch_size: int, fallback):
+    """Driving frame ``index`` as the model saw it, from the batches the pipeline kept."""
+    batch = summary.kept.get(index)
+    return batch.driving[index % batch_size] if batch is not None else fallback
+
+
+def run_animation(model: MotionModel, source: Optional[Path], driving: Optional[Path], options: AnimationOptions,
                   out_dir: Path, progress: Progress = _no_progress) -> AnimationOutputs:
-    """Animate the image file ``source`` with the video file ``driving`` and write the outputs
-    into the existing folder ``out_dir``. Raises UserError for a missing or unusable upload."""
+    """Animate the image file ``source`` with the video file ``driving`` into the existing folder
+    ``out_dir``, through the same streaming pipeline as ``fomm animate`` (memory does not grow with
+    the video's length). Raises UserError for a missing or unusable upload."""
     if source is None:
         raise UserError("no source image: upload a picture (or pick a sample below)")
     if driving is None:
         raise UserError("no driving video: upload a video (or pick a sample below)")
     source, driving = Path(source), Path(driving)
     progress(0.0, "reading the uploads")
-    _check_length(driving, options.max_frames)
+    info = video_info(driving)
+    _check_length(info.num_frames, options.max_frames)
     height, width, _ = model.frame_shape
-    source_image = fit_frames(read_source_image(source)[None], height, width, options.crop, "source image")[0]
-    driving_frames, video_fps = read_driving_video(driving)
-    driving_video = fit_frames(driving_frames, height, width, options.crop, "driving video")
-    fps = video_fps or DEFAULT_FPS
+    source_image = read_source_image(source)
+    try:
+        source_framing, driving_framing = frame_inputs(source_image, driving, height, width, options.crop)
+    except DataError as error:
+        raise DataError(f"{error}: choose the crop 'center' or 'none', or other media") from None
+    source_tensor = source_framing(source_image)[0]
+    fps = info.fps or DEFAULT_FPS
 
-    defaults = model.config.animate_params.normalization_params
-    motion = MotionSettings(relative=options.relative, adapt_scale=options.adapt_scale,
-                            relative_jacobian=defaults.use_relative_jacobian)
-    animator = Animator.with_settings(model, motion, batch_size=options.batch_size, precision=options.precision,
+    defaults = model.default_motion()
+    settings = MotionSettings(mode=options.mode, adapt_scale=options.adapt_scale,
+                              relative_jacobian=defaults.relative_jacobian)
+    animator = Animator.with_settings(model, settings, batch_size=options.batch_size, precision=options.precision,
                                       backend=options.backend)
-    reference = 0
+    reference = Reference()
     if options.find_best_frame:
         progress(0.05, "finding the driving frame that best matches the source")
-        reference = animator.find_best_frame(source_image, driving_video)
-        logger.info("best matching driving frame: %d", reference)
+        reference = find_reference(animator, source_tensor, driving, driving_framing)
+        logger.info("best matching driving frame: %d", reference.index)
 
-    total = len(driving_video)
+    total = max(info.num_frames, 1)
     done = 0
 
     def advance(count: int) -> None:
         nonlocal done
         done += count
-        progress(0.1 + 0.6 * done / total, f"animating frame {done} of {total}")
+        progress(0.1 + 0.8 * min(done / total, 1.0), f"animating frame {done} of {total}")
 
-    progress(0.1, "animating")
-    result = animator.animate(source_image, driving_video, best_frame=reference, on_batch=advance)
-
-    progress(0.7, "drawing the keypoints")
-    visualizer = model.config.visualizer_params
-    panels = side_by_side(animator, source_image, driving_video, result, visualizer.colormap,
-                          visualizer.draw_border)
-    device = animator.device
-    middle = total // 2
-    analysis = analyse_frame(model, source_image.to(device), driving_video[middle].to(device),
-                             initial=driving_video[reference].to(device), relative=options.relative)
-    figure = motion_figure(analysis, visualizer.colormap, frame_index=middle)
-
-    progress(0.85, "writing the videos")
-    audio = driving if video_info(driving).has_audio else None
     out_dir = Path(out_dir)
-    outputs = AnimationOutputs(result=out_dir / "result.mp4", side_by_side=out_dir / "side_by_side.mp4",
-                               keypoints=out_dir / "keypoints.png", num_frames=total, fps=fps,
-                               reference_frame=reference, engine=animator.engine.name)
-    write_frames(outputs.result, to_uint8(result), fps=fps, audio_from=audio)
-    write_frames(outputs.side_by_side, panels, fps=fps, audio_from=audio)
-    save_figure(figure, outputs.keypoints)
+    files = Outputs(result=out_dir / "result.mp4", side_by_side=out_dir / "side_by_side.mp4", fps=fps,
+                    audio_from=driving if info.has_audio else None,
+                    draw_side_by_side=SideBySide(model, source_tensor))
+    middle = info.num_frames // 2
+    progress(0.1, "animating")
+    summary = animate_to_files(animator, source_tensor, driving, driving_framing, files, reference,
+                               progress=advance, keep=[reference.index, middle])
+    progress(0.9, "drawing the keypoints")
+    frame, initial = (_kept_frame(summary, index, options.batch_size, source_tensor)
+                      for index in (middle, reference.index))
+    analysis = analyse_frame(model, source_tensor, frame, initial=initial, settings=settings)
+    keypoints = save_figure(motion_figure(analysis, model.config.visualizer_params.colormap, frame_index=middle),
+                            out_dir / "keypoints.png")
     progress(1.0, "done")
-    return outputs
+    return AnimationOutputs(result=files.result, side_by_side=files.side_by_side, keypoints=keypoints,
+                            num_frames=summary.frames, fps=fps, reference_frame=reference.index,
+                            engine=summary.engine, motion=settings.mode)

@@ -17,7 +17,6 @@ Frames are ``(H, W, 3)`` uint8 RGB arrays throughout.
 from __future__ import annotations
 
 import logging
-import queue
 import statistics
 import threading
 import time
@@ -26,25 +25,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
+import av
 import cv2
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..animate import Animator, PreparedSource, prepare_frames, to_uint8
-from ..crop import DEFAULT_DETECTORS, DEFAULT_MARGINS, Box, crop_frame, make_detector, subject_crop
-from ..data.video import write_video
+from ..animate import Animator, PreparedSource
+from ..bundle import TensorBundle
+from ..crop import DEFAULT_DETECTORS, DEFAULT_MARGINS, make_detector, subject_crop
+from ..data.frames import Framing, to_uint8
+from ..data.video import iter_frames, video_info, write_video
 from ..errors import DataError, UserError, VideoReadError
-from ..keypoints import Keypoints
-from .job import CROPS, fit_frames
+from ..pipeline import CROPS, BackgroundWriter
 from .window import Window
 
-__all__ = ["DEFAULT_FPS", "KEYS", "CapturedFrame", "FrameReader", "LatestFrame", "LiveAnimator", "LiveReport",
+__all__ = ["KEYS", "CapturedFrame", "FrameReader", "LatestFrame", "LiveAnimator", "LiveReport",
            "VideoFileSink", "VirtualCameraSink", "compose_view", "parse_input", "run_live"]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_FPS = 25.0
 #: What the keys do in the window.
 KEYS = {
     "a": "re-anchor: the current pose becomes the reference of the relative motion (also space)",
@@ -128,7 +127,9 @@ class LatestFrame:
 
 
 class FrameReader:
-    """Reads an input with OpenCV's ``VideoCapture`` in a thread into a :class:`LatestFrame`.
+    """Reads an input in a thread into a :class:`LatestFrame`: a camera through OpenCV's
+    ``VideoCapture`` (the portable way to open one), a file or a stream URL through PyAV, as every
+    video is read in fomm.
 
     ``source``: a camera number, a URL or a file (see :func:`parse_input`). Anything but a camera
     is paced to its frame rate (``fps``, when the input reports one), as a camera delivers.
@@ -138,9 +139,19 @@ class FrameReader:
     def __init__(self, source: int | str) -> None:
         self.source = source
         self.is_camera = isinstance(source, int)
-        self.capture = self._open(source)
-        reported = self.capture.get(cv2.CAP_PROP_FPS)
-        self.fps: Optional[float] = float(reported) if reported and 0 < reported < 1000 else None
+        self.capture: Optional[cv2.VideoCapture] = None
+        self.stream = None
+        if self.is_camera:
+            self.capture = self._open_camera(source)
+            reported = self.capture.get(cv2.CAP_PROP_FPS)
+            self.fps: Optional[float] = float(reported) if reported and 0 < reported < 1000 else None
+        elif "://" in str(source):
+            self.stream = self._open_stream(str(source))
+            rate = self.stream.streams.video[0].average_rate
+            self.fps = float(rate) if rate else None
+        else:
+            info = video_info(source)  # a readable video, or one line naming what is wrong
+            self.fps = info.fps
         self.frames = LatestFrame()
         self.frames_read = 0
         self.error: Optional[BaseException] = None
@@ -148,25 +159,47 @@ class FrameReader:
         self._thread = threading.Thread(target=self._run, name="fomm-live-reader", daemon=True)
 
     @staticmethod
-    def _open(source: int | str) -> cv2.VideoCapture:
+    def _open_camera(number: int) -> cv2.VideoCapture:
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its warnings become our message
         try:
-            capture = cv2.VideoCapture(source)
+            capture = cv2.VideoCapture(number)
         finally:
             cv2.utils.logging.setLogLevel(level)
         if not capture.isOpened():
-            if isinstance(source, int):
-                raise VideoReadError(f"--input {source}: cannot open camera {source} (is one connected, and free?)")
-            raise VideoReadError(f"--input {source}: cannot open it as a video (not a video, an unsupported "
-                                 f"format, or a stream that does not answer)")
+            raise VideoReadError(f"--input {number}: cannot open camera {number} (is one connected, and free?)")
         return capture
+
+    @staticmethod
+    def _open_stream(url: str):
+        try:
+            container = av.open(url, mode="r", timeout=10.0)
+        except (av.FFmpegError, OSError) as error:
+            raise VideoReadError(f"--input {url}: cannot open the stream ({getattr(error, 'strerror', None) or error})"
+                                 ) from None
+        if not container.streams.video:
+            container.close()
+            raise VideoReadError(f"--input {url}: the stream has no video")
+        return container
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        if self.capture is not None:
+            while True:
+                ok, bgr = self.capture.read()
+                if not ok:
+                    return
+                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        elif self.stream is not None:
+            for frame in self.stream.decode(video=0):
+                yield frame.to_ndarray(format="rgb24")
+        else:
+            yield from iter_frames(self.source)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop reading and wait for the thread; the capture is released."""
+        """Stop reading and wait for the thread; the input is closed."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
@@ -174,12 +207,11 @@ class FrameReader:
     def _run(self) -> None:
         pace = not self.is_camera and self.fps is not None
         start = time.perf_counter()
+        frames = self._frames()
         try:
-            while not self._stop.is_set():
-                ok, bgr = self.capture.read()
-                if not ok:
+            for rgb in frames:
+                if self._stop.is_set():
                     break
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 if pace:
                     delay = start + self.frames_read / self.fps - time.perf_counter()
                     if delay > 0 and self._stop.wait(delay):
@@ -190,15 +222,21 @@ class FrameReader:
         except BaseException as error:  # reported by run_live in the main thread
             self.error = error
         finally:
-            self.capture.release()
+            frames.close()
+            if self.capture is not None:
+                self.capture.release()
+            if self.stream is not None:
+                self.stream.close()
             self.frames.close()
 
 
 class LiveAnimator:
     """Animates single frames with a cached source (one of ``sources``, switchable) and a
-    reference pose (the first frame animated after start or :meth:`reanchor`).
+    reference pose (the first frame animated after start or :meth:`reanchor`): the pipeline's
+    frame-at-a-time case, fitting frames with the same :class:`~fomm.data.frames.Framing` and
+    animating them with the same :meth:`Animator.step`.
 
-    ``crop``: how frames are fitted to the model (one of :data:`fomm.app.job.CROPS`); a face or
+    ``crop``: how frames are fitted to the model (one of :data:`fomm.pipeline.CROPS`); a face or
     body crop box is found on the reference frame and kept until the next re-anchor (the centre
     crop is used while no subject is found). ``sources``: ``(H, W, 3)`` uint8 images.
     """
@@ -211,47 +249,59 @@ class LiveAnimator:
         self.animator = animator
         self.crop = crop
         self.height, self.width = animator.model.frame_shape[:2]
-        self.sources: list[PreparedSource] = [
-            animator.prepare_source(fit_frames(image[None], self.height, self.width, crop, f"source image {number}")[0])
-            for number, image in enumerate(sources, start=1)]
-        self.current = 0
         self._detector = make_detector(DEFAULT_DETECTORS[crop]) if crop in ("face", "body") else None
-        self._box: Optional[Box] = None
-        self._kp_initial: Optional[Keypoints] = None
+        self.sources: list[PreparedSource] = [animator.prepare_source(self._source_framing(image, number)(image)[0])
+                                              for number, image in enumerate(sources, start=1)]
+        self.current = 0
+        self._centre = Framing(self.height, self.width, centre_crop=crop != "none")
+        self._framing: Optional[Framing] = None if self._detector is not None else self._centre
+        self._initial: Optional[TensorBundle] = None
+
+    def _source_framing(self, image: np.ndarray, number: int) -> Framing:
+        if self._detector is None:
+            return Framing(self.height, self.width, centre_crop=self.crop == "center")
+        try:
+            _, box = subject_crop(image, self._detector, DEFAULT_MARGINS[self.crop], self.height / self.width,
+                                  what=f"source image {number}", subject=self.crop)
+        except DataError as error:
+            raise DataError(f"{error}: choose --crop center or none, or another source image") from None
+        return Framing(self.height, self.width, box=tuple(box.pixels()))
 
     def reanchor(self) -> None:
         """Take the next frame's pose as the reference of the relative motion (and, with a face
         or body crop, find the subject again)."""
-        self._kp_initial = None
-        self._box = None
+        self._initial = None
+        if self._detector is not None:
+            self._framing = None
 
     def switch_source(self, step: int) -> int:
         """Move ``step`` places along the sources (wrapping round); returns the new index."""
         self.current = (self.current + step) % len(self.sources)
         return self.current
 
-    def fit(self, frame: np.ndarray) -> Tensor:
-        """The frame as the model sees it: ``(1, 3, H, W)`` in [0, 1]."""
-        if self._detector is None:
-            return prepare_frames(frame, self.height, self.width, crop=self.crop == "center")
-        if self._box is None:
-            try:
-                _, self._box = subject_crop(frame, self._detector, DEFAULT_MARGINS[self.crop],
-                                            self.height / self.width, what="input frame", subject=self.crop)
-            except DataError:
-                return prepare_frames(frame, self.height, self.width, crop=True)
-            self._kp_initial = None  # the framing changed: take the reference pose in the new one
-        return prepare_frames(crop_frame(frame, self._box, (self.height, self.width)), self.height, self.width)
+    def framing(self, frame: np.ndarray) -> Framing:
+        """How ``frame`` becomes the model input: around the subject found on the reference
+        frame (the centre crop until one is found), or as ``crop`` says."""
+        if self._framing is not None:
+            return self._framing
+        try:
+            _, box = subject_crop(frame, self._detector, DEFAULT_MARGINS[self.crop], self.height / self.width,
+                                  what="input frame", subject=self.crop)
+        except DataError:
+            return self._centre
+        self._framing = Framing(self.height, self.width, box=tuple(box.pixels()))
+        self._initial = None  # the framing changed: take the reference pose in the new one
+        return self._framing
 
     @torch.inference_mode()
     def animate(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(animation, the frame as the model saw it)``, both ``(H, W, 3)`` uint8 at the
         model's size."""
-        driving = self.fit(frame)
-        if self._kp_initial is None:
-            self._kp_initial = self.animator.detect(driving)
-        step = self.animator.step(self.sources[self.current], driving, self._kp_initial)
-        return to_uint8(step.prediction)[0], to_uint8(driving)[0]
+        driving = self.framing(frame)(frame)
+        if self._initial is None:
+            self._initial = self.animator.describe(driving)
+        batch = self.animator.step(self.sources[self.current], driving, self._initial)
+        return to_uint8(batch.prediction)[0], to_uint8(driving)[0]
 
     def warm_up(self, frames: int = 2) -> None:
         """Run the networks on blank frames so that lazy initialisation does not fall on the
@@ -288,62 +338,27 @@ def compose_view(result: np.ndarray, seen: Optional[np.ndarray], height: int, te
 
 
 class VideoFileSink:
-    """Writes the live output to a video file, in a thread, one output frame per input frame: a
-    dropped input frame repeats the latest animation (what a viewer saw then), and frames before
-    the first animation repeat it, so the file lasts as long as the input and keeps its timing.
-    The file is written atomically: if the session fails, nothing is left under ``path``."""
-
-    _END = object()
+    """Writes the live output to a video file, one output frame per input frame, through the
+    pipeline's :class:`~fomm.pipeline.BackgroundWriter`: a dropped input frame repeats the latest
+    animation (what a viewer saw then), and frames before the first animation repeat it, so the
+    file lasts as long as the input and keeps its timing. The file is written atomically: if the
+    session fails, nothing is left under ``path``."""
 
     def __init__(self, path: Path, fps: float) -> None:
         self.path = Path(path)
         self.fps = fps
         self.frames_written = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=32)
         self._last: Optional[np.ndarray] = None
         self._next_index = 0
-        self._failed = False
-        self.error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._write, name="fomm-live-writer", daemon=True)
-        self._thread.start()
-
-    def _frames(self) -> Iterator[np.ndarray]:
-        while True:
-            item = self._queue.get()
-            if item is self._END:
-                return
-            if item is None:  # abort: an exception here makes write_video delete its temporary file
-                raise InterruptedError("live session aborted")
-            yield item
-
-    def _write(self) -> None:
-        try:
-            write_video(self.path, self._frames(), fps=self.fps)
-        except BaseException as error:
-            self.error = error
-            self._failed = True
-            while True:  # unblock a producer waiting on a full queue
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    break
-
-    def _put(self, item) -> None:
-        while True:
-            if self._failed:
-                raise self.error  # type: ignore[misc]
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        self._writer = BackgroundWriter(lambda frames: write_video(self.path, frames, fps=fps), str(self.path),
+                                        prepare=lambda frame: [frame])
 
     def add(self, index: int, frame: np.ndarray) -> None:
         """The animation of input frame ``index`` (indices increase)."""
         repeat = self._last if self._last is not None else frame
         for _ in range(self._next_index, index):
-            self._put(repeat)
-        self._put(frame)
+            self._writer.put(repeat)
+        self._writer.put(frame)
         self.frames_written += index + 1 - self._next_index
         self._next_index = index + 1
         self._last = frame
@@ -352,22 +367,14 @@ class VideoFileSink:
         """Pad to ``frames_read`` frames and close the file."""
         if self._last is not None:
             for _ in range(self._next_index, frames_read):
-                self._put(self._last)
+                self._writer.put(self._last)
             self.frames_written += max(0, frames_read - self._next_index)
             self._next_index = max(self._next_index, frames_read)
-        self._put(self._END)
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
+        self._writer.close()
 
     def abort(self) -> None:
         """Stop writing and leave no file."""
-        if self._thread.is_alive():
-            try:
-                self._put(None)
-            except BaseException:
-                pass
-            self._thread.join()
+        self._writer.abort()
 
 
 class VirtualCameraSink:

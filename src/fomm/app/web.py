@@ -33,11 +33,11 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import gradio as gr  # noqa: E402  (after the environment above)
 from starlette.middleware import Middleware  # noqa: E402
 
-from ..animate import BACKENDS, PRECISIONS  # noqa: E402
+from ..animate import BACKENDS, MOTION_MODES, PRECISIONS  # noqa: E402
 from ..assets import ASSETS, BUNDLED_DRIVING, BUNDLED_SOURCE  # noqa: E402
 from ..errors import UserError  # noqa: E402
 from .job import CROPS, AnimationOptions, AnimationOutputs, run_animation  # noqa: E402
-from .models import ModelRegistry  # noqa: E402
+from .catalog import ModelCatalog  # noqa: E402
 
 __all__ = ["API_NAME", "CONTENT_SECURITY_POLICY", "JobFolders", "SameOriginOnly", "build_app", "launch"]
 
@@ -136,11 +136,10 @@ class JobFolders:
 
 
 def _summary(outputs: AnimationOutputs, model_name: str) -> str:
-    return (f"{outputs.num_frames} frames at {outputs.fps:g} fps with *{model_name}* ({outputs.engine}); "
-            f"motion taken relative to driving frame {outputs.reference_frame}.")
+    return f"*{model_name}*: {outputs.description}."
 
 
-def build_app(registry: ModelRegistry, work_dir: Path, samples: Sequence[tuple[Path, Path]] = (
+def build_app(catalog: ModelCatalog, work_dir: Path, samples: Sequence[tuple[Path, Path]] = (
         (BUNDLED_SOURCE, BUNDLED_DRIVING),), max_frames: Optional[int] = None, batch_size: int = 8) -> gr.Blocks:
     """The page: uploads, options, the Animate button, the outputs and the sample pairs.
 
@@ -149,16 +148,16 @@ def build_app(registry: ModelRegistry, work_dir: Path, samples: Sequence[tuple[P
     """
     folders = JobFolders(work_dir)
 
-    def animate(source: Optional[str], driving: Optional[str], model_name: str = registry.names[0],
+    def animate(source: Optional[str], driving: Optional[str], model_name: str = catalog.names[0],
                 motion: str = "relative", adapt_scale: bool = False, find_best_frame: bool = False,
                 crop: str = "none", precision: str = "auto", backend: str = "auto",
                 progress: gr.Progress = gr.Progress()):
         try:
-            options = AnimationOptions(relative=motion != "absolute", adapt_scale=bool(adapt_scale),
+            options = AnimationOptions(motion=motion, adapt_scale=bool(adapt_scale),
                                        find_best_frame=bool(find_best_frame), crop=crop, precision=precision,
                                        backend=backend, batch_size=batch_size, max_frames=max_frames)
             progress(0.0, desc=f"loading {model_name}")
-            model = registry.load(model_name)
+            model = catalog.load(model_name)
             outputs = run_animation(model, source, driving, options, folders.new(),
                                     lambda fraction, what: progress(fraction, desc=what))
         except UserError as error:
@@ -189,9 +188,10 @@ def build_app(registry: ModelRegistry, work_dir: Path, samples: Sequence[tuple[P
                 button = gr.Button("Animate", variant="primary", elem_id="animate")
         with gr.Accordion("Options", open=True):
             with gr.Row():
-                model = gr.Dropdown(registry.names, value=registry.names[0], label="Model", scale=2)
-                motion = gr.Radio(["relative", "absolute"], value="relative", label="Motion",
-                                  info="relative: the driving video's motion from its reference frame")
+                model = gr.Dropdown(catalog.names, value=catalog.names[0], label="Model", scale=2)
+                motion = gr.Radio(list(MOTION_MODES), value="relative", label="Motion",
+                                  info="relative: the driving video's motion from its reference frame; "
+                                       "avd: through the model's AVD network (TPSMM, MRAA)")
                 crop = gr.Radio(list(CROPS), value="none", label="Crop",
                                 info="fit inputs to the model: around a face, a body, the centre, or whole")
                 precision = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision",

@@ -1,8 +1,10 @@
-"""What every inference backend offers: detect keypoints, encode a source once, generate frames.
+"""What every inference backend offers: describe motion, encode a source once, render frames.
 
-Tensors in and out are fp32 ``(B, C, H, W)`` images in [0, 1] and fp32 :class:`Keypoints`
-((x, y) in [-1, 1]); an engine converts them to what its runtime needs. The motion transfer
-between detection and generation (:func:`fomm.relative_keypoints`) stays with the caller, in fp32.
+Tensors in and out are fp32 ``(B, C, H, W)`` images in [0, 1] and fp32 motion descriptions
+(:class:`~fomm.bundle.TensorBundle`, (x, y) in [-1, 1]) of the model's family; an engine
+converts them to what its runtime needs. The motion transfer between describing and rendering
+(:meth:`fomm.models.MotionModel.transfer`: relative, absolute, AVD) stays with the caller, in fp32
+torch.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..keypoints import Keypoints
-from ..models import GeneratorOutput
+from ..bundle import TensorBundle
+from ..models import Rendered
 
 __all__ = ["BACKENDS", "PRECISIONS", "Engine", "PreparedSource"]
 
@@ -27,17 +29,17 @@ BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 
 @dataclass
 class PreparedSource:
-    """A source image (batch 1) with its keypoints and its encoding by one engine, computed once
-    and reused for every driving frame. ``features`` is the engine's own: a
-    :class:`~fomm.models.SourceFeatures` for torch, arrays for the exported runtimes."""
+    """A source image (batch 1) with its motion description and its encoding by one engine,
+    computed once and reused for every driving frame. ``state`` is the engine's own: the family's
+    source state (a TensorBundle) for torch, arrays for the exported runtimes."""
 
     image: Tensor
-    keypoints: Keypoints
-    features: Any
+    motion: TensorBundle
+    state: Any
 
 
 class Engine(ABC):
-    """One backend running the networks at one precision."""
+    """One backend running a model's networks at one precision."""
 
     #: The backend's name, one of :data:`BACKENDS` (not ``auto``).
     backend: str = ""
@@ -52,18 +54,19 @@ class Engine(ABC):
         return f"{self.backend} {self.precision}"
 
     @abstractmethod
-    def detect(self, images: Tensor) -> Keypoints:
-        """Keypoints of ``(B, C, H, W)`` images: fp32, on :attr:`device`."""
+    def describe(self, images: Tensor) -> TensorBundle:
+        """The motion description of ``(B, C, H, W)`` images: fp32, on :attr:`device`."""
 
     @abstractmethod
     def prepare_source(self, image: Tensor) -> PreparedSource:
-        """Keypoints and encoding of a ``(1, C, H, W)`` source image."""
+        """Description and encoding of a ``(1, C, H, W)`` source image."""
 
     @abstractmethod
-    def generate(self, source: PreparedSource, kp_source: Keypoints, kp_driving: Keypoints) -> GeneratorOutput:
-        """Frames for ``B`` driving keypoint sets (``kp_source`` batch 1 or ``B``): a
-        :class:`GeneratorOutput` whose ``prediction`` is fp32 ``(B, C, H, W)`` on :attr:`device`
-        (the exported runtimes leave the intermediate maps None)."""
+    def render(self, source: PreparedSource, driving: TensorBundle) -> Rendered:
+        """Frames of the source moved to ``driving`` (batch ``B``, as
+        :meth:`~fomm.models.MotionModel.transfer` made it): a :class:`Rendered` whose
+        ``prediction`` is fp32 ``(B, C, H, W)`` on :attr:`device` (the exported runtimes leave the
+        intermediate maps None)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} on {self.device}>"

@@ -23,8 +23,8 @@ import torch
 
 from ..export import EXPORT_FORMAT, OnnxFiles, export_onnx
 from ..errors import OutputPathError
-from ..io import staged_outputs, write_text_atomic
-from ..models import FommModel
+from ..files import staged_outputs, write_text_atomic
+from ..models import MotionModel
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ CHOICES_FILE = "choices.json"
 
 # Per model object: (sum of its tensors' in-place version counters, fingerprint). Training
 # changes weights in place, which bumps the counters, so a stale fingerprint is recomputed.
-_fingerprints: "weakref.WeakKeyDictionary[FommModel, tuple[int, str]]" = weakref.WeakKeyDictionary()
+_fingerprints: "weakref.WeakKeyDictionary[MotionModel, tuple[int, str]]" = weakref.WeakKeyDictionary()
 
 
 def cache_dir() -> Path:
@@ -44,21 +44,22 @@ def cache_dir() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "fomm"
 
 
-def _inference_tensors(model: FommModel) -> list[tuple[str, torch.Tensor]]:
-    return [(f"{prefix}.{name}", tensor) for prefix, network in (("kp_detector", model.kp_detector),
-                                                                  ("generator", model.generator))
-            for name, tensor in network.state_dict().items()]
+def _inference_tensors(model: MotionModel) -> list[tuple[str, torch.Tensor]]:
+    return [(f"{prefix}.{name}", tensor) for prefix in model.inference_modules()
+            if getattr(model, prefix, None) is not None
+            for name, tensor in getattr(model, prefix).state_dict().items()]
 
 
-def model_fingerprint(model: FommModel) -> str:
-    """A hash of the config and of the keypoint detector's and generator's weights: equal for the
-    same checkpoint however it was loaded (the discriminator plays no part in inference)."""
+def model_fingerprint(model: MotionModel) -> str:
+    """A hash of the family, the config and the inference networks' weights: equal for the same
+    checkpoint however it was loaded (networks used only in training play no part)."""
     tensors = _inference_tensors(model)
     version = sum(tensor._version for _, tensor in tensors)
     known = _fingerprints.get(model)
     if known is not None and known[0] == version:
         return known[1]
     digest = hashlib.blake2b(digest_size=16)
+    digest.update(model.family.encode())
     digest.update(model.config.model_dump_json().encode())
     for name, tensor in tensors:
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
@@ -68,24 +69,24 @@ def model_fingerprint(model: FommModel) -> str:
     return fingerprint
 
 
-def cached_export(model: FommModel) -> OnnxFiles:
+def cached_export(model: MotionModel) -> OnnxFiles:
     """Where the model's ONNX graphs are cached (they may not be there yet)."""
     folder = cache_dir() / "onnx" / f"{model_fingerprint(model)}-format{EXPORT_FORMAT}-torch{torch.__version__}"
     return OnnxFiles.in_folder(folder)
 
 
-def exported_files(model: FommModel) -> OnnxFiles:
+def exported_files(model: MotionModel) -> OnnxFiles:
     """The model's ONNX graphs from the cache, exported there first if missing (tens of seconds
     for a large model, once)."""
     files = cached_export(model)
     if not files.exist():
         logger.info("exporting the model to ONNX for the exported backends (once per checkpoint): %s",
-                    files.generator.parent)
-        export_onnx(model, files.generator.parent, check=False)
+                    files.render.parent)
+        export_onnx(model, files.render.parent, check=False)
     return files
 
 
-def copy_cached_export(model: FommModel, out_dir: Path) -> Optional[OnnxFiles]:
+def copy_cached_export(model: MotionModel, out_dir: Path) -> Optional[OnnxFiles]:
     """Copy the model's cached graphs (if an earlier run exported them) into ``out_dir``: the
     same files :func:`~fomm.export.export_onnx` would write, at the default opset. None when
     there is nothing cached."""

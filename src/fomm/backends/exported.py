@@ -1,5 +1,6 @@
 """What the runtimes that run the exported ONNX graphs (:mod:`fomm.export`) share: converting
-tensors to arrays and back, and the order of the graphs' inputs."""
+tensors to arrays and back, and grouping the graphs' flat inputs and outputs into the family's
+descriptions."""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..export import OnnxFiles
-from ..keypoints import Keypoints
-from ..models import GeneratorOutput
+from ..bundle import TensorBundle
+from ..export import GRAPHS, GraphLayouts, OnnxFiles
+from ..models import MotionModel, Rendered
 from .base import Engine, PreparedSource
 
-__all__ = ["ExportedEngine", "default_threads"]
-
-GRAPHS = ("kp_detector", "source_encoder", "generator")
+__all__ = ["GRAPHS", "ExportedEngine", "default_threads"]
 
 
 def default_threads(threads: Optional[int]) -> int:
@@ -29,40 +28,31 @@ def _array(tensor: Tensor) -> np.ndarray:
     return np.ascontiguousarray(tensor.detach().to("cpu", torch.float32).numpy())
 
 
-def _keypoint_arrays(keypoints: Keypoints) -> list[np.ndarray]:
-    arrays = [_array(keypoints.value)]
-    if keypoints.jacobian is not None:
-        arrays.append(_array(keypoints.jacobian))
-    return arrays
-
-
 class ExportedEngine(Engine):
-    """An engine over the three exported graphs, on the CPU. Subclasses load the graphs and
-    implement :meth:`run`."""
+    """An engine over the three exported graphs of ``model``, on the CPU. Subclasses load the
+    graphs and implement :meth:`run`."""
 
-    def __init__(self, files: OnnxFiles, precision: str) -> None:
+    def __init__(self, model: MotionModel, files: OnnxFiles, precision: str) -> None:
         super().__init__(precision, torch.device("cpu"))
+        self.model = model
         self.files = files
+        self.layouts = GraphLayouts.read(files.layouts)
 
     @abstractmethod
     def run(self, graph: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run ``graph`` (one of :data:`GRAPHS`) on ``inputs`` in the graph's input order; the
         outputs in the graph's order, as arrays the caller may keep."""
 
-    def detect(self, images: Tensor) -> Keypoints:
-        outputs = self.run("kp_detector", [_array(images)])
-        jacobian = torch.from_numpy(outputs[1]) if len(outputs) > 1 else None
-        return Keypoints(torch.from_numpy(outputs[0]), jacobian)
+    def describe(self, images: Tensor) -> TensorBundle:
+        outputs = self.run("describe", [_array(images)])
+        return self.model.description_from_export([torch.from_numpy(array) for array in outputs], self.layouts.motion)
 
     def prepare_source(self, image: Tensor) -> PreparedSource:
         image = image.detach().to("cpu", torch.float32)
-        keypoints = self.detect(image)
-        features = self.run("source_encoder", [_array(image)])[0]
-        return PreparedSource(image=image, keypoints=keypoints, features=features)
+        return PreparedSource(image=image, motion=self.describe(image),
+                              state=self.run("encode_source", [_array(image)]))
 
-    def generate(self, source: PreparedSource, kp_source: Keypoints, kp_driving: Keypoints) -> GeneratorOutput:
-        # The graph takes the one source's keypoints (batch 1) and broadcasts them itself.
-        inputs = [_array(source.image), source.features, *_keypoint_arrays(kp_source[:1]),
-                  *_keypoint_arrays(kp_driving)]
-        prediction = self.run("generator", inputs)[0]
-        return GeneratorOutput(prediction=torch.from_numpy(prediction))
+    def render(self, source: PreparedSource, driving: TensorBundle) -> Rendered:
+        # The graph takes the one source's description (batch 1) and broadcasts it itself.
+        inputs = [*source.state, *map(_array, source.motion[:1].tensors()), *map(_array, driving.tensors())]
+        return Rendered(prediction=torch.from_numpy(self.run("render", inputs)[0]))

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models import FommModel
+from ..models import MotionModel
 from ..models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 
 __all__ = ["cast_convolutions", "fold_batch_norm", "fused_copy", "subpixel_weights"]
@@ -228,18 +228,21 @@ def cast_convolutions(networks: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 
 @torch.no_grad()
-def fused_copy(model: FommModel, channels_last: bool = True) -> FommModel:
+def fused_copy(model: MotionModel, channels_last: bool = True) -> MotionModel:
     """An eval-mode copy of ``model`` for inference, blocks replaced as the module doc says.
 
-    The discriminator is not copied (animation does not use it). With ``channels_last`` the 4-D
-    weights are stored NHWC, which oneDNN's convolutions prefer (and need for bf16 on AMX).
+    Networks used only in training (``model.training_only``: a discriminator) are not copied.
+    With ``channels_last`` the 4-D weights are stored NHWC, which oneDNN's convolutions prefer
+    (and need for bf16 on AMX).
     """
-    discriminator = model.discriminator
+    left_out = {name: getattr(model, name) for name in model.training_only if getattr(model, name, None) is not None}
     try:
-        model.discriminator = None  # type: ignore[assignment]
+        for name in left_out:
+            setattr(model, name, None)
         fused = copy.deepcopy(model)
     finally:
-        model.discriminator = discriminator
+        for name, network in left_out.items():
+            setattr(model, name, network)
     fused.eval().requires_grad_(False)
     _replace_blocks(fused)
     if channels_last:

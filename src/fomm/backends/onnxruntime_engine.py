@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..export import OnnxFiles, import_onnxruntime
+from ..models import MotionModel
 from .exported import GRAPHS, ExportedEngine, default_threads
 
 __all__ = ["OnnxRuntimeEngine", "onnxruntime_available"]
@@ -28,20 +29,20 @@ class OnnxRuntimeEngine(ExportedEngine):
 
     backend = "onnxruntime"
 
-    def __init__(self, files: OnnxFiles, precision: str = "fp32", threads: Optional[int] = None) -> None:
+    def __init__(self, model: MotionModel, files: OnnxFiles, precision: str = "fp32", threads: Optional[int] = None) -> None:
         if precision != "fp32":
             raise UserError(f"the onnxruntime backend runs fp32 only, not {precision} "
                             f"(use --backend openvino or torch for reduced precision)")
         if not onnxruntime_available():
             raise UserError("the onnxruntime backend needs onnxruntime: pip install 'fomm[onnx]'")
         onnxruntime = import_onnxruntime()
-        super().__init__(files, precision)
+        super().__init__(model, files, precision)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = default_threads(threads)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.sessions = {graph: onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                         for graph, path in zip(GRAPHS, files.all())}
+                         for graph, path in zip(GRAPHS, files.graphs())}
         self.input_names = {graph: [item.name for item in session.get_inputs()]
                             for graph, session in self.sessions.items()}
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..export import OnnxFiles
+from ..models import MotionModel
 from .exported import GRAPHS, ExportedEngine, default_threads
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class OpenVinoEngine(ExportedEngine):
 
     backend = "openvino"
 
-    def __init__(self, files: OnnxFiles, precision: str = "fp32", threads: Optional[int] = None,
+    def __init__(self, model: MotionModel, files: OnnxFiles, precision: str = "fp32", threads: Optional[int] = None,
                  blob_cache: Optional[Path] = None) -> None:
         if precision not in _PRECISION_HINTS:
             raise UserError(f"the openvino backend runs fp32, bf16 or fp16, not {precision!r}")
@@ -64,7 +65,7 @@ class OpenVinoEngine(ExportedEngine):
             raise UserError("the openvino backend needs OpenVINO: pip install 'fomm[openvino]'")
         openvino = import_openvino()
 
-        super().__init__(files, precision)
+        super().__init__(model, files, precision)
         self.core = openvino.Core()
         if blob_cache is not None:
             self.core.set_property({"CACHE_DIR": str(blob_cache)})
@@ -72,7 +73,7 @@ class OpenVinoEngine(ExportedEngine):
                        "INFERENCE_NUM_THREADS": default_threads(threads),
                        "PERFORMANCE_HINT": "LATENCY"}
         self.requests = {graph: self.core.compile_model(str(path), "CPU", self.config).create_infer_request()
-                         for graph, path in zip(GRAPHS, files.all())}
+                         for graph, path in zip(GRAPHS, files.graphs())}
 
     def run(self, graph: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         request = self.requests[graph]

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import UserError
-from ..models import FommModel
+from ..models import MotionModel
 from .base import BACKENDS, PRECISIONS, Engine
 from .cache import cache_dir, cached_export, exported_files, model_fingerprint, read_choice, write_choice
 from .hardware import device_summary, reduced_precisions
@@ -123,7 +123,7 @@ def candidates(device: torch.device, backend: str = "auto", precision: str = "au
     return found
 
 
-def create_engine(model: FommModel, backend: str, precision: str, compile: bool = False) -> Engine:
+def create_engine(model: MotionModel, backend: str, precision: str, compile: bool = False) -> Engine:
     """An engine for an explicit ``backend`` and ``precision`` (neither ``auto``)."""
     _check_choice(backend, precision)
     if "auto" in (backend, precision):
@@ -134,15 +134,13 @@ def create_engine(model: FommModel, backend: str, precision: str, compile: bool 
         raise UserError(f"the {backend} backend runs on the CPU; the model is on {model.device} "
                         f"(use --device cpu, or --backend torch)")
     if backend == "onnxruntime":
-        return OnnxRuntimeEngine(exported_files(model), precision)
-    return OpenVinoEngine(exported_files(model), precision, blob_cache=cache_dir() / "openvino")
+        return OnnxRuntimeEngine(model, exported_files(model), precision)
+    return OpenVinoEngine(model, exported_files(model), precision, blob_cache=cache_dir() / "openvino")
 
 
 def _run(engine: Engine, source: Tensor, driving: Tensor) -> Tensor:
     prepared = engine.prepare_source(source)
-    kp_driving = engine.detect(driving)
-    kp_source = prepared.keypoints.expand(driving.shape[0])
-    return engine.generate(prepared, kp_source, kp_driving).prediction.float().cpu()
+    return engine.render(prepared, engine.describe(driving)).prediction.float().cpu()
 
 
 def _measure(engine_factory: Callable[[], Engine], source: Tensor, driving: Tensor, reference: Optional[Tensor],
@@ -161,7 +159,7 @@ def _measure(engine_factory: Callable[[], Engine], source: Tensor, driving: Tens
     return engine, frames, seconds
 
 
-def _calibrate(model: FommModel, found: list[Candidate], source: Tensor, driving: Tensor, precision: str,
+def _calibrate(model: MotionModel, found: list[Candidate], source: Tensor, driving: Tensor, precision: str,
                compile: bool) -> tuple[Candidate, Optional[Engine], list[Measurement]]:
     """Measure every candidate against torch fp32 (measured first: it is the reference)."""
     count = driving.shape[0]
@@ -217,16 +215,15 @@ def forget_choices() -> None:
     _memory.clear()
 
 
-def _gflop_per_frame(model: FommModel, source: Tensor, driving: Tensor) -> float:
+def _gflop_per_frame(model: MotionModel, source: Tensor, driving: Tensor) -> float:
     """The work of one animated frame, counted on the plain networks (the fused engine's oneDNN
     kernels are invisible to the counter), the source's encoding included: a small overestimate."""
     with torch.inference_mode(), FlopCounterMode(display=False) as flops:
-        kp_source = model.kp_detector(source[:1])
-        model.generator(source[:1], kp_source=kp_source, kp_driving=model.kp_detector(driving[:1]))
+        model.animate_frames(source[:1], driving[:1])
     return flops.get_total_flops() / 1e9
 
 
-def _choice_key(model: FommModel, backend: str, precision: str, source: Tensor) -> str:
+def _choice_key(model: MotionModel, backend: str, precision: str, source: Tensor) -> str:
     """What a choice depends on: the weights, the hardware and threads, the image size, what was
     asked and the runtimes' versions."""
     versions = [f"torch {torch.__version__}"]
@@ -249,7 +246,7 @@ def _installed_version(module: str) -> str:
     return "?"
 
 
-def choose_engine(model: FommModel, backend: str, precision: str, source: Tensor, driving: Tensor,
+def choose_engine(model: MotionModel, backend: str, precision: str, source: Tensor, driving: Tensor,
                   compile: bool = False) -> tuple[Engine, list[Measurement]]:
     """The engine for a request that may say ``auto``, measured on ``source`` ``(1, C, H, W)``
     and a few ``driving`` frames ``(B, C, H, W)`` when there is more than one candidate.

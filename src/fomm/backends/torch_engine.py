@@ -10,9 +10,9 @@ from typing import Callable, ContextManager
 import torch
 from torch import Tensor
 
+from ..bundle import TensorBundle
 from ..errors import UserError
-from ..keypoints import Keypoints
-from ..models import FommModel, GeneratorOutput
+from ..models import MotionModel, Rendered
 from .base import Engine, PreparedSource
 from .fused import cast_convolutions, fused_copy
 
@@ -36,7 +36,7 @@ class TorchEngine(Engine):
 
     backend = "torch"
 
-    def __init__(self, model: FommModel, precision: str = "fp32", optimize: bool = True, compile: bool = False) -> None:
+    def __init__(self, model: MotionModel, precision: str = "fp32", optimize: bool = True, compile: bool = False) -> None:
         device = model.device
         if precision not in ("fp32", *_AUTOCAST_DTYPES):
             raise UserError(f"the torch backend runs fp32, bf16 or fp16, not {precision!r}")
@@ -46,13 +46,13 @@ class TorchEngine(Engine):
         self.networks = fused_copy(model, channels_last=self.channels_last) if optimize else model
         if optimize and precision in _AUTOCAST_DTYPES:
             cast_convolutions(self.networks, _AUTOCAST_DTYPES[precision])
-        self._detect: Callable = self.networks.kp_detector
-        self._encode: Callable = self.networks.generator.encode
-        self._animate: Callable = self.networks.generator.animate
+        self._describe: Callable = self.networks.describe
+        self._encode: Callable = self.networks.encode_source
+        self._render: Callable = self.networks.render
         if compile:
             logger.info("compiling the networks with torch.compile (the first frames take a while)")
-            self._detect, self._encode, self._animate = (torch.compile(function)
-                                                         for function in (self._detect, self._encode, self._animate))
+            self._describe, self._encode, self._render = (torch.compile(function)
+                                                          for function in (self._describe, self._encode, self._render))
 
     def _autocast(self) -> ContextManager:
         dtype = _AUTOCAST_DTYPES.get(self.precision)
@@ -62,19 +62,19 @@ class TorchEngine(Engine):
         images = images.to(self.device, dtype=torch.float32)
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
-    def detect(self, images: Tensor) -> Keypoints:
+    def describe(self, images: Tensor) -> TensorBundle:
         with self._autocast():
-            return self._detect(self._input(images)).float()
+            return self._describe(self._input(images)).float()
 
     def prepare_source(self, image: Tensor) -> PreparedSource:
         image = self._input(image)
         with self._autocast():
-            keypoints = self._detect(image).float()
-            features = self._encode(image)
-        return PreparedSource(image=image, keypoints=keypoints, features=features)
+            motion = self._describe(image).float()
+            state = self._encode(image)
+        return PreparedSource(image=image, motion=motion, state=state)
 
-    def generate(self, source: PreparedSource, kp_source: Keypoints, kp_driving: Keypoints) -> GeneratorOutput:
+    def render(self, source: PreparedSource, driving: TensorBundle) -> Rendered:
         with self._autocast():
-            output = self._animate(source.features, kp_source=kp_source, kp_driving=kp_driving)
+            output = self._render(source.state, source.motion, driving)
         output.prediction = output.prediction.float().contiguous()
         return output

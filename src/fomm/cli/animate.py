@@ -9,36 +9,27 @@ from __future__ import annotations
 
 import argparse
 import logging
-from functools import partial
+import time
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
-from ..animate import Animator, prepare_frames, to_uint8
+from ..animate import Animator
 from ..assets import BUNDLED_DRIVING, BUNDLED_SOURCE
 from ..config import DatasetParams
-from ..crop import crop_to_subject
 from ..data.media import read_source_image
-from ..data.video import video_info, write_frames
-from ..errors import UserError
-from ..io import staged_outputs
-from ..streaming import (
-    FramePreparation,
-    animate_video,
-    close_writers,
-    find_reference_frame,
-    subject_box,
-    write_in_background,
-)
-from ..visualize import side_by_side
+from ..data.video import DEFAULT_FPS, OUTPUT_SUFFIXES, video_info, write_video
+from ..data.frames import to_uint8
+from ..errors import DataError, UserError
+from ..pipeline import CROPS, Outputs, Reference, animate_to_files, find_reference, frame_inputs
+from ..visualize import SideBySide
 from .arguments import add_model_arguments, add_motion_arguments, load_model, motion_settings, positive_int
+from .hints import bundled_model_on_a_photo
 from .outputs import check_distinct, check_fps, check_output_file, check_output_folder
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_FPS = 25.0
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".gif")
+VIDEO_SUFFIXES = tuple(suffix for suffix in OUTPUT_SUFFIXES if suffix != ".png")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,16 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run on the CPU (the original demo.py's flag; same as --device cpu)")
     add_motion_arguments(parser)
     media = parser.add_argument_group("media")
-    media.add_argument("--source", "--source_image", dest="source", type=Path, default=BUNDLED_SOURCE,
+    media.add_argument("--source", "--source_image", dest="source", type=Path,
                        help="source image, or a video whose first frame is used (default: bundled sample)")
-    media.add_argument("--driving", "--driving_video", dest="driving", type=Path, default=BUNDLED_DRIVING,
+    media.add_argument("--driving", "--driving_video", dest="driving", type=Path,
                        help="driving video: .mp4/.mov/.avi/.gif, a folder of frames or an image strip "
                             "(default: bundled sample)")
     media.add_argument("--out", "--result_video", dest="out", type=Path,
-                       help="output video (.mp4, .mov, .mkv or .gif; default result.mp4); with --dataset, "
-                            "the output folder")
-    media.add_argument("--crop", nargs="?", const="center", default="none",
-                       choices=("face", "body", "center", "none"),
+                       help=f"output video ({', '.join(VIDEO_SUFFIXES)}; default result.mp4); with --dataset, "
+                            f"the output folder")
+    media.add_argument("--crop", nargs="?", const="center", default="none", choices=CROPS,
                        help="frame the source and the driving video before resizing them to the model: 'face' "
                             "or 'body' crops to the subject (one box for the whole driving video, as `fomm crop` "
                             "finds it), 'center' (plain --crop) to the largest centred region of the model's "
@@ -84,78 +74,65 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--find-best-frame and --best-frame N exclude each other")
     if args.dataset is not None:
         return _run_dataset(args)
+    source_path = args.source or BUNDLED_SOURCE
+    driving_path = args.driving or BUNDLED_DRIVING
     out = args.out or Path("result.mp4")
     outputs = [check_output_file(out, VIDEO_SUFFIXES, "--out")]
     if args.gif:
         outputs.append(check_output_file(args.gif, (".gif",), "--gif"))
     if args.side_by_side:
         outputs.append(check_output_file(args.side_by_side, VIDEO_SUFFIXES, "--side-by-side"))
-    check_distinct(outputs, inputs={"--source": args.source, "--driving": args.driving})
+    check_distinct(outputs, inputs={"--source": source_path, "--driving": driving_path})
     check_fps(args.fps)
 
     model = load_model(args)
     height, width, _ = model.frame_shape
-    source_image = read_source_image(args.source)
-    info = video_info(args.driving)  # a readable driving video, before any work
-    box = None
-    if args.crop in ("face", "body"):
-        source_image = crop_to_subject(source_image[None], args.crop, height / width, f"--source {args.source}")[0]
-        box = subject_box(args.driving, args.crop, height / width, f"--driving {args.driving}")
-    preparation = FramePreparation(height, width, box=box, centre_crop=args.crop == "center")
-    source = prepare_frames(source_image, height, width, crop=args.crop == "center")[0]
+    source_image = read_source_image(source_path)
+    info = video_info(driving_path)  # a readable driving video, before any work
+    hint = bundled_model_on_a_photo(args.checkpoint, source_image)
+    if hint:
+        logger.warning(hint)
+    source_framing, driving_framing = frame_inputs(source_image, driving_path, height, width, args.crop)
+    source = source_framing(source_image)[0]
     fps = args.fps or info.fps or DEFAULT_FPS
 
     animator = Animator.with_settings(model, motion_settings(args, model), batch_size=args.batch_size,
                                       precision=args.precision, backend=args.backend)
-    reference = _reference_frame(args, animator, source, preparation, info.num_frames)
-    audio = args.driving if args.audio else None
-    visualizer = model.config.visualizer_params
-    count = 0
-    kp_source = None
-    with staged_outputs(outputs) as staged:  # every output, or none of them
-        writes = {out: partial(write_frames, staged[out], fps=fps, audio_from=audio)}
-        if args.gif:
-            writes[args.gif] = partial(write_frames, staged[args.gif], fps=fps)
-        if args.side_by_side:
-            writes[args.side_by_side] = partial(write_frames, staged[args.side_by_side], fps=fps, audio_from=audio)
-        writers = write_in_background(writes)
-        failed = True
-        try:
-            with tqdm(total=info.num_frames or None, desc="animating", unit="frame") as progress:
-                for batch in animate_video(animator, source, args.driving, preparation, reference):
-                    frames = to_uint8(batch.prediction)
-                    writers[out].put(frames)
-                    if args.gif:
-                        writers[args.gif].put(frames)
-                    if args.side_by_side:
-                        if kp_source is None:  # once: the stream has encoded the source by now
-                            kp_source = animator.prepare_source(source).keypoints.value[0]
-                        writers[args.side_by_side].put(side_by_side(
-                            animator, source, batch.driving, batch.prediction, visualizer.colormap,
-                            visualizer.draw_border, kp_source=kp_source, kp_driving=batch.kp_driving.value))
-                    count += len(frames)
-                    progress.update(len(frames))
-            failed = False
-        finally:
-            close_writers(writers.values(), failed)
-    print(f"wrote {count} frames at {fps:g} fps: " + ", ".join(str(path) for path in outputs))
+    started = time.perf_counter()
+    reference = _reference(args, animator, source, driving_path, driving_framing, info.num_frames)
+    first_frame: list[float] = []
+
+    def advance(count: int) -> None:
+        if not first_frame:
+            first_frame.append(time.perf_counter() - started)
+        bar.update(count)
+
+    audio = driving_path if args.audio else None
+    files = Outputs(result=out, gif=args.gif, side_by_side=args.side_by_side, fps=fps, audio_from=audio,
+                    draw_side_by_side=SideBySide(model, source) if args.side_by_side else None)
+    with tqdm(total=info.num_frames or None, desc="animating", unit="frame") as bar:
+        summary = animate_to_files(animator, source, driving_path, driving_framing, files, reference, progress=advance)
+    seconds = time.perf_counter() - started
+    print(f"wrote {summary.frames} frames at {fps:g} fps ({summary.engine}; first frame after "
+          f"{first_frame[0] if first_frame else seconds:.1f} s, {summary.frames / seconds:.1f} frames/s in all): "
+          + ", ".join(str(path) for path in files.paths()))
     return 0
 
 
-def _reference_frame(args: argparse.Namespace, animator: Animator, source: torch.Tensor,
-                     preparation: FramePreparation, num_frames: int) -> int:
+def _reference(args: argparse.Namespace, animator: Animator, source, driving: Path, framing, num_frames: int
+               ) -> Reference:
     """The driving frame relative motion is taken from: --best-frame N, the best match of the
     source's pose with --find-best-frame (a first pass over the video), else the first."""
     if args.best_frame is not None:
         if not 0 <= args.best_frame < num_frames:
             raise UserError(f"--best-frame {args.best_frame} is out of range: the driving video has "
                             f"{num_frames} frames (0..{num_frames - 1})")
-        return args.best_frame
+        return Reference(args.best_frame)
     if args.find_best_frame:
-        best = find_reference_frame(animator, source, args.driving, preparation)
-        logger.info("best matching driving frame: %d", best)
-        return best
-    return 0
+        found = find_reference(animator, source, driving, framing)
+        logger.info("best matching driving frame: %d", found.index)
+        return found
+    return Reference()
 
 
 def _run_dataset(args: argparse.Namespace) -> int:
@@ -164,11 +141,18 @@ def _run_dataset(args: argparse.Namespace) -> int:
     in the config's ``animate_params.format``."""
     from ..data.datasets import FramesDataset, PairedDataset
 
+    ignored = [option for option, value in (("--gif", args.gif), ("--side-by-side", args.side_by_side),
+                                            ("--crop", args.crop != "none"), ("--source", args.source),
+                                            ("--driving", args.driving), ("--audio", args.audio)) if value]
+    if ignored:
+        raise UserError(f"--dataset animates a dataset's pairs into --out DIR; {', '.join(ignored)} "
+                        f"{'applies' if len(ignored) == 1 else 'apply'} to one source and driving video only")
     if args.out is None:
         raise UserError("--dataset needs --out DIR, the folder to write the animations to")
     if not args.dataset.is_dir():
         raise UserError(f"--dataset {args.dataset}: not a folder")
     check_output_folder(args.out, "--out")
+    check_fps(args.fps)
     model = load_model(args)
     config = model.config
     height, width, channels = model.frame_shape
@@ -178,6 +162,8 @@ def _run_dataset(args: argparse.Namespace) -> int:
         base["pairs_list"] = str(args.pairs)
     params = DatasetParams(**base)
     pairs = PairedDataset(FramesDataset(params, is_train=False), args.num_pairs or config.animate_params.num_pairs)
+    if len(pairs) == 0:
+        raise DataError(f"--dataset {args.dataset}: no pairs to animate")
     animator = Animator.with_settings(model, motion_settings(args, model), batch_size=args.batch_size,
                                       precision=args.precision, backend=args.backend)
     suffix = config.animate_params.format
@@ -190,7 +176,7 @@ def _run_dataset(args: argparse.Namespace) -> int:
         best = animator.find_best_frame(source, driving) if args.find_best_frame else args.best_frame
         result = animator.animate(source, driving, best_frame=best)
         name = f"{Path(sample['source_name']).stem}-{Path(sample['driving_name']).stem}{suffix}"
-        write_frames(args.out / name, to_uint8(result), fps=args.fps or DEFAULT_FPS)
+        write_video(args.out / name, to_uint8(result), fps=args.fps or DEFAULT_FPS)
         written += 1
     print(f"wrote {written} animations to {args.out} ({suffix})")
     return 0

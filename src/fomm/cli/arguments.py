@@ -8,12 +8,12 @@ import argparse
 from pathlib import Path
 from typing import Optional, get_args
 
-from ..animate import BACKENDS, PRECISIONS, MotionSettings
+from ..animate import BACKENDS, MOTION_MODES, PRECISIONS, MotionSettings
 from ..assets import BUNDLED_CHECKPOINT
 from ..checkpoint import load_checkpoint
 from ..config import TrainParams
 from ..device import resolve_device, set_threads
-from ..models import FommModel
+from ..models import MotionModel
 
 __all__ = ["MIXED_PRECISION_MODES", "add_model_arguments", "add_motion_arguments", "load_model", "motion_settings",
            "positive_int"]
@@ -62,31 +62,34 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, bundled_default: boo
 
 
 def add_motion_arguments(parser: argparse.ArgumentParser) -> None:
-    """Relative or absolute motion and adapt scale; unset ones come from the config's
-    ``animate_params.normalization_params``."""
-    group = parser.add_argument_group("motion transfer (defaults: the config's animate_params.normalization_params)")
+    """Relative, absolute or AVD motion and adapt scale; unset ones come from the model's config
+    (FOMM: ``animate_params.normalization_params``)."""
+    group = parser.add_argument_group("motion transfer (defaults: the model's config)")
     motion = group.add_mutually_exclusive_group()
-    motion.add_argument("--relative", dest="relative", action="store_true", default=None,
-                        help="transfer motion relative to the first (or best) driving frame")
-    motion.add_argument("--absolute", dest="relative", action="store_false",
-                        help="use the driving keypoints as they are")
+    motion.add_argument("--motion", choices=MOTION_MODES,
+                        help="relative: the driving motion relative to its first (or best) frame, moved onto the "
+                             "source; absolute: the driving poses as they are; avd: the model's AVD network "
+                             "(TPSMM and MRAA models that have one)")
+    motion.add_argument("--relative", dest="motion", action="store_const", const="relative",
+                        help="same as --motion relative")
+    motion.add_argument("--absolute", dest="motion", action="store_const", const="absolute",
+                        help="same as --motion absolute")
     group.add_argument("--adapt-scale", "--adapt_scale", dest="adapt_scale", action="store_true", default=None,
-                       help="scale the motion by the ratio of the keypoint hull sizes")
+                       help="scale relative motion by the ratio of the source's and the reference frame's pose sizes")
 
 
-def load_model(args: argparse.Namespace) -> FommModel:
+def load_model(args: argparse.Namespace) -> MotionModel:
     """The model named by :func:`add_model_arguments`' options, on the chosen device."""
     set_threads(getattr(args, "threads", None))
     device = resolve_device(getattr(args, "device", "cpu"))
     return load_checkpoint(args.checkpoint, config=args.config, device=device)
 
 
-def motion_settings(args: argparse.Namespace, model: FommModel) -> MotionSettings:
-    """The motion options given on the command line, the config's defaults for the others."""
-    defaults = model.config.animate_params.normalization_params
-    relative: Optional[bool] = getattr(args, "relative", None)
+def motion_settings(args: argparse.Namespace, model: MotionModel) -> MotionSettings:
+    """The motion options given on the command line, the model's defaults for the others."""
+    defaults = model.default_motion()
+    mode: Optional[str] = getattr(args, "motion", None)
     adapt: Optional[bool] = getattr(args, "adapt_scale", None)
-    return MotionSettings(
-        relative=defaults.use_relative_movement if relative is None else relative,
-        adapt_scale=defaults.adapt_movement_scale if adapt is None else adapt,
-        relative_jacobian=defaults.use_relative_jacobian)
+    return MotionSettings(mode=defaults.mode if mode is None else mode,
+                          adapt_scale=defaults.adapt_scale if adapt is None else adapt,
+                          relative_jacobian=defaults.relative_jacobian)

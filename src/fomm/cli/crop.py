@@ -34,7 +34,7 @@ from ..crop import (
 from ..data.media import read_source_image
 from ..data.video import IMAGE_EXTENSIONS, is_animation, iter_frames, video_info, write_video
 from ..errors import DataError
-from ..io import atomic_path, staged_outputs
+from ..files import atomic_path, staged_outputs
 from .arguments import positive_int
 from .outputs import check_distinct, check_output_file
 

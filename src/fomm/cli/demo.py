@@ -7,18 +7,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..animate import Animator, prepare_frames, to_uint8
+from ..animate import Animator
 from ..assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
 from ..checkpoint import load_checkpoint
-from ..data.media import read_driving_video, read_source_image
-from ..data.video import write_video
+from ..data.media import read_source_image
+from ..data.video import DEFAULT_FPS, video_info
 from ..device import resolve_device, set_threads
 from ..errors import UserError
-from ..visualize import analyse_frame, motion_figure, save_figure, side_by_side
+from ..pipeline import Outputs, animate_to_files, frame_inputs
+from ..visualize import SideBySide, analyse_frame, motion_figure, save_figure
 from .arguments import positive_int
 from .outputs import check_output_folder
-
-DEFAULT_FPS = 25.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,39 +32,38 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"bundled asset missing: {asset} (reinstall fomm)")
     out: Path = check_output_folder(args.out, "--out")
     set_threads(args.threads)
-    device = resolve_device(args.device)
-    model = load_checkpoint(BUNDLED_CHECKPOINT, device=device)
+    model = load_checkpoint(BUNDLED_CHECKPOINT, device=resolve_device(args.device))
     height, width, _ = model.frame_shape
-    source = prepare_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
-    driving_frames, fps = read_driving_video(BUNDLED_DRIVING)
-    driving = prepare_frames(driving_frames, height, width)
-    fps = fps or DEFAULT_FPS
-
-    animator = Animator(model, relative=True, batch_size=16)
-    with tqdm(total=len(driving), desc="animating", unit="frame") as progress:
-        result = animator.animate(source, driving, on_batch=progress.update)
+    source_image = read_source_image(BUNDLED_SOURCE)
+    info = video_info(BUNDLED_DRIVING)
+    source_framing, driving_framing = frame_inputs(source_image, BUNDLED_DRIVING, height, width)
+    source = source_framing(source_image)[0]
 
     out.mkdir(parents=True, exist_ok=True)
-    frames = to_uint8(result)
-    visualizer = model.config.visualizer_params
+    animator = Animator(model, relative=True, batch_size=16)
+    files = Outputs(result=out / "result.mp4", gif=out / "result.gif", side_by_side=out / "side_by_side.mp4",
+                    fps=info.fps or DEFAULT_FPS, draw_side_by_side=SideBySide(model, source))
+    middle = info.num_frames // 2
+    with tqdm(total=info.num_frames, desc="animating", unit="frame") as progress:
+        summary = animate_to_files(animator, source, BUNDLED_DRIVING, driving_framing, files, progress=progress.update,
+                                   keep=[0, middle])
+    first, batch = summary.kept[0], summary.kept[middle]
+    analysis = analyse_frame(model, source, batch.driving[middle % animator.batch_size], initial=first.driving[0])
+    figure = save_figure(motion_figure(analysis, model.config.visualizer_params.colormap, frame_index=middle),
+                         out / "keypoints.png")
     written = {
-        "animation": write_video(out / "result.mp4", frames, fps=fps),
-        "side by side (source | driving | result, with keypoints)": write_video(
-            out / "side_by_side.mp4", side_by_side(animator, source, driving, result, visualizer.colormap), fps=fps),
-        "GIF": write_video(out / "result.gif", frames, fps=fps),
+        "animation": files.result,
+        "side by side (source | driving | result, with keypoints)": files.side_by_side,
+        "GIF": files.gif,
+        "keypoints, heatmaps, masks and occlusion (one frame)": figure,
     }
-    middle = len(driving) // 2
-    analysis = analyse_frame(model, source.to(device), driving[middle].to(device), initial=driving[0].to(device))
-    written["keypoints, heatmaps, masks and occlusion (one frame)"] = save_figure(
-        motion_figure(analysis, visualizer.colormap, frame_index=middle), out / "keypoints.png")
-
-    print(f"\nAnimated the bundled sample ({len(frames)} frames, {width}x{height}) with the bundled model:")
+    print(f"\nAnimated the bundled sample ({summary.frames} frames, {width}x{height}) with the bundled model:")
     for what, path in written.items():
         print(f"  {what:55s} {path}")
     print("\nNext:")
     print("  your own media:      fomm animate --source face.png --driving video.mp4 --out result.mp4")
     print("  a published model:   fomm animate --checkpoint vox-cpk.pth.tar --config vox-256 "
-          "--source face.png --driving video.mp4")
+          "--source face.png --driving video.mp4   (docs/families.md: where to get them)")
     print("  train on your data:  fomm train --config vox-256 --log-dir runs/mine")
     print("  docs:                README.md and docs/ in the repository")
     return 0

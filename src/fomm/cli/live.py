@@ -9,9 +9,7 @@ import math
 from pathlib import Path
 
 from ..animate import Animator
-from ..app.job import CROPS
 from ..app.live import (
-    DEFAULT_FPS,
     KEYS,
     FrameReader,
     LiveAnimator,
@@ -23,7 +21,9 @@ from ..app.live import (
 from ..app.window import open_window
 from ..assets import BUNDLED_SOURCE
 from ..data.media import read_source_image
+from ..data.video import DEFAULT_FPS
 from ..errors import UserError
+from ..pipeline import CROPS
 from .arguments import add_model_arguments, add_motion_arguments, load_model, motion_settings, positive_int
 from .outputs import check_distinct, check_fps, check_output_file
 
@@ -66,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
     check_fps(args.fps)
     if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
         raise UserError(f"--duration must be a positive number of seconds, got {args.duration:g}")
+    if args.no_window and args.out is None and not args.virtual_camera:
+        raise UserError("--no-window with neither --out nor --virtual-camera would animate to nowhere: "
+                        "give --out FILE or --virtual-camera (or drop --no-window)")
     if args.virtual_camera:
         VirtualCameraSink.check_installed()
     source_spec = parse_input(args.input)
@@ -83,8 +86,6 @@ def run(args: argparse.Namespace) -> int:
             width = round(live.width * args.display_size / live.height)
             camera = VirtualCameraSink(width, args.display_size, fps)
         sink = VideoFileSink(args.out, fps) if args.out is not None else None
-        if window is None and sink is None and camera is None:
-            print("fomm live: no window, --out or --virtual-camera: animating only to measure the rate")
         report = run_live(reader, live, window=window, file_sink=sink, camera=camera,
                           side_by_side=not args.result_only, display_height=args.display_size,
                           duration=args.duration)

@@ -47,15 +47,15 @@ def run(args: argparse.Namespace) -> int:
         from ..app import web
     except ImportError as error:
         raise UserError(f"fomm serve needs Gradio ({error}): pip install 'fomm[app]'") from None
-    from ..app.models import ModelRegistry, find_models
+    from ..app.catalog import ModelCatalog, find_models
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own requests to itself, one line each
     set_threads(args.threads)
-    registry = ModelRegistry(find_models(args.models), device=resolve_device(args.device))
+    catalog = ModelCatalog(find_models(args.models), device=resolve_device(args.device))
     with tempfile.TemporaryDirectory(prefix="fomm-serve-") as work_dir:
-        app = web.build_app(registry, Path(work_dir), max_frames=args.max_frames, batch_size=args.batch_size)
+        app = web.build_app(catalog, Path(work_dir), max_frames=args.max_frames, batch_size=args.batch_size)
         url = web.launch(app, host=args.host, port=args.port, share=args.share)
-        print(f"fomm serve: {len(registry.names)} model(s): {', '.join(registry.names)}")
+        print(f"fomm serve: {len(catalog.names)} model(s): {', '.join(catalog.names)}")
         print(f"fomm serve: open {url} in a browser (Ctrl-C to stop)")
         if app.share_url:
             print(f"fomm serve: public link (valid for a while, anyone with it can use this server): {app.share_url}")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..checkpoint import CheckpointData, read_checkpoint
-from ..config import load_config
+from ..models.registry import load_config
 from ..device import set_threads
 from ..errors import OutputPathError
 from ..training import NonFiniteLossError, Trainer

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..animate import prepare_frames
 from ..assets import BUNDLED_DRIVING, BUNDLED_SOURCE
+from ..data.frames import fit_frames
 from ..data.media import read_source_image
 from ..data.video import read_frames_at, video_info
 from ..errors import DataError, UserError
@@ -47,10 +47,9 @@ def run(args: argparse.Namespace) -> int:
     first, chosen = _driving_frames(args.driving, args.frame)
     model = load_model(args)
     height, width, _ = model.frame_shape
-    source = prepare_frames(source_image, height, width)[0]
-    driving = prepare_frames(np.stack([first, chosen]), height, width)
-    analysis = analyse_frame(model, source, driving[1], initial=driving[0],
-                             relative=motion_settings(args, model).relative)
+    source = fit_frames(source_image, height, width)[0]
+    driving = fit_frames(np.stack([first, chosen]), height, width)
+    analysis = analyse_frame(model, source, driving[1], initial=driving[0], settings=motion_settings(args, model))
     figure = motion_figure(analysis, model.config.visualizer_params.colormap, frame_index=args.frame)
     save_figure(figure, args.out)
     print(f"wrote {args.out}")

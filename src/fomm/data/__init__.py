@@ -36,7 +36,6 @@ from .video import (
     resize_frame,
     to_rgb_uint8,
     video_info,
-    write_frames,
     write_video,
 )
 
@@ -58,7 +57,6 @@ __all__ = [
     "iter_frames",
     "read_video",
     "read_frames_at",
-    "write_frames",
     "write_video",
     "to_rgb_uint8",
     "resize_frame",

@@ -486,12 +486,14 @@ class PairedDataset(Dataset):
             if not {"source", "driving"} <= columns:
                 raise DataError(f"{path}: pairs_list needs columns 'source' and 'driving', has {sorted(columns)}")
             rows = [(row["source"].strip(), row["driving"].strip()) for row in reader]
-        pairs = [(index_of[source], index_of[driving]) for source, driving in rows if source in index_of and driving in index_of]
-        if len(pairs) < len(rows):
-            logger.info("%s: %d of %d pairs name videos not in the dataset; left out", path, len(rows) - len(pairs), len(rows))
-        if not pairs:
-            raise DataError(f"{path}: no pair names two videos of the dataset ({len(rows)} rows)")
-        return pairs[:number_of_pairs]
+        if not rows:
+            raise DataError(f"{path}: pairs_list has no rows")
+        for line, (source, driving) in enumerate(rows, start=2):  # line 1 is the header
+            missing = [name for name in (source, driving) if name not in index_of]
+            if missing:
+                raise DataError(f"{path} line {line}: no video {missing[0]!r} in the dataset's "
+                                f"{'train' if self.dataset.is_train else 'test'} videos")
+        return [(index_of[source], index_of[driving]) for source, driving in rows][:number_of_pairs]
 
     @staticmethod
     def _random_pairs(size: int, number_of_pairs: int, seed: int) -> list[tuple[int, int]]:

@@ -45,7 +45,8 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from ..errors import VideoReadError, VideoWriteError
-from ..io import STORAGE_ERRORS, atomic_path
+from ..files import STORAGE_ERRORS, atomic_path
+from .frames import resize
 
 __all__ = [
     "VideoInfo",
@@ -59,7 +60,8 @@ __all__ = [
     "read_video",
     "read_frames_at",
     "read_image",
-    "write_frames",
+    "DEFAULT_FPS",
+    "OUTPUT_SUFFIXES",
     "write_video",
     "to_rgb_uint8",
     "resize_frame",
@@ -138,19 +140,13 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def resize_frame(frame: np.ndarray, frame_shape: FrameShape) -> np.ndarray:
-    """Resize an ``(H, W, 3)`` uint8 frame to ``frame_shape = (H', W', C)``; C in {1, 3}.
-
-    INTER_AREA averages the source pixels under each target pixel, which is the anti-aliased
-    choice for shrinking; for enlarging it falls back to bilinear interpolation.
-    """
+    """Resize an ``(H, W, 3)`` uint8 frame to ``frame_shape = (H', W', C)``; C in {1, 3}, with
+    the one resize of the package (:func:`fomm.data.frames.resize`)."""
     if frame_shape is None:
         return frame
     height, width = int(frame_shape[0]), int(frame_shape[1])
     channels = int(frame_shape[2]) if len(frame_shape) > 2 else 3
-    if (frame.shape[0], frame.shape[1]) != (height, width):
-        shrinking = height * width < frame.shape[0] * frame.shape[1]
-        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        frame = cv2.resize(frame, (width, height), interpolation=interpolation)
+    frame = resize(frame, height, width)
     if channels == 1:
         return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)[:, :, None]
     if channels != 3:
@@ -659,79 +655,129 @@ def _pad_even(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
+#: What :func:`write_video` writes: H.264 containers, GIF, and the image strip of the original code.
+OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".gif", ".png")
+#: Containers that hold an audio track.
+AUDIO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".m4v"})
+#: The frame rate used where the input has none (strips, folders of frames).
+DEFAULT_FPS = 25.0
+
+
 def write_video(
     path: PathLike,
     frames: Union[np.ndarray, Iterable[np.ndarray]],
-    fps: float = 25.0,
+    fps: float = DEFAULT_FPS,
     audio_from: Optional[PathLike] = None,
     crf: int = 18,
     audio_start: float = 0.0,
+    name: Optional[PathLike] = None,
 ) -> Path:
-    """Write frames to ``.mp4``/``.mov``/``.mkv`` (H.264, yuv420p) or ``.gif``, atomically.
+    """Write frames to ``.mp4``/``.mov``/``.mkv``/``.m4v`` (H.264, yuv420p), ``.gif`` or ``.png``
+    (the frames side by side in one image strip, the layout the original implementation wrote and
+    :func:`read_video` reads back), atomically.
 
     ``frames``: ``(T, H, W, 3)`` or ``(T, H, W)`` array, or any iterable of ``(H, W[, 3])``
-    frames (streamed: a long video never has to sit in memory for container formats); uint8,
-    or float in [0, 1]. Odd sizes are padded by one edge row/column for H.264.
+    frames, streamed for videos and GIFs (a long video never has to sit in memory); uint8, or float
+    in [0, 1]. Odd sizes are padded by one edge row/column for H.264.
     ``audio_from``: a video whose audio track is copied (AAC/MP3/ALAC remuxed, anything else
     re-encoded to AAC) from ``audio_start`` seconds on (a cut-out segment keeps its own sound)
-    and cut at the end of the new video; ignored with a warning for GIF or when that video has
-    no audio. ``crf``: x264 quality (lower is better, 18 is near lossless).
+    and cut at the end of the new video; ignored with a warning for GIF/PNG or when that video has
+    no audio. ``crf``: x264 quality (lower is better, 18 is near lossless). ``name``: the path to
+    name in messages (the final name, when ``path`` is a staged temporary).
     GIF stores frame delays in hundredths of a second, so its fps is kept exactly only where
-    100 / fps is whole (25, 20, 10, ...): 30 fps reads back as 33.3.
-    Returns the path written.
+    100 / fps is whole (25, 20, 10, ...): 30 fps reads back as 33.3. Each GIF frame has its own
+    palette. Returns the path written.
     """
     path = Path(path)
+    shown = Path(name) if name is not None else path
     suffix = path.suffix.lower()
-    if suffix not in {".mp4", ".mov", ".mkv", ".m4v", ".gif"}:
-        raise VideoWriteError(f"{path}: cannot write '{path.suffix}' (use .mp4, .mov, .mkv, .m4v or .gif)")
+    if suffix not in OUTPUT_SUFFIXES:
+        raise VideoWriteError(f"{shown}: cannot write '{path.suffix}' (use {', '.join(OUTPUT_SUFFIXES)})")
     if fps <= 0:
-        raise VideoWriteError(f"{path}: fps must be positive, got {fps}")
+        raise VideoWriteError(f"{shown}: fps must be positive, got {fps}")
     if not path.parent.is_dir():
-        raise VideoWriteError(f"{path}: folder {path.parent} does not exist")
-    with atomic_path(path, make_parents=False) as temporary:
-        if suffix == ".gif":
-            if audio_from is not None:
-                logger.warning("%s: GIF cannot hold audio; audio of %s not copied", path, audio_from)
-            count = _write_gif(temporary, _frames_uint8(frames), fps)
+        raise VideoWriteError(f"{shown}: folder {path.parent} does not exist")
+    if audio_from is not None and suffix not in AUDIO_SUFFIXES:
+        logger.warning("%s: a %s file cannot hold audio; the audio of %s is not copied", shown, suffix, audio_from)
+        audio_from = None
+    with atomic_path(path, make_parents=False, name=shown) as temporary:
+        if suffix == ".png":
+            count = _write_strip(temporary, _frames_uint8(frames))
+        elif suffix == ".gif":
+            count = _write_gif(temporary, _frames_uint8(frames), fps, shown)
         else:
-            count = _write_container(temporary, _frames_uint8(frames), fps, audio_from, crf, audio_start)
+            count = _write_container(temporary, _frames_uint8(frames), fps, audio_from, crf, audio_start, shown)
         if count == 0:
-            raise VideoWriteError(f"{path}: no frames to write")
-    logger.debug("wrote %s (%d frames at %g fps)", path, count, fps)
+            raise VideoWriteError(f"{shown}: no frames to write")
+    logger.debug("wrote %s (%d frames at %g fps)", shown, count, fps)
     return path
 
 
-def write_frames(
-    path: PathLike,
-    frames: Union[np.ndarray, Iterable[np.ndarray]],
-    fps: float = 25.0,
-    audio_from: Optional[PathLike] = None,
-) -> Path:
-    """:func:`write_video`, plus ``.png``: the frames side by side in one image strip, the layout
-    the original implementation wrote (and :func:`read_video` reads back). Atomic too."""
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        return write_video(path, frames, fps=fps, audio_from=audio_from)
+def _write_strip(path: Path, frames: Iterator[np.ndarray]) -> int:
     import imageio.v3 as iio
 
+    all_frames = list(frames)  # one image: it is all in memory when written anyway
+    if all_frames:
+        iio.imwrite(path, np.concatenate(all_frames, axis=1), extension=".png")
+    return len(all_frames)
 
-    strip = np.concatenate(list(_frames_uint8(frames)), axis=1)
-    with atomic_path(path, make_parents=False) as temporary:
-        iio.imwrite(temporary, strip, extension=".png")
-    return path
+
+def _gif_palette_graph(width: int, height: int, time_base: Fraction) -> "av.filter.Graph":
+    """FFmpeg filters giving every frame its own 256-colour palette (palettegen per frame, then
+    paletteuse): a GIF streamed frame by frame, as good as a whole-file palette for moving video."""
+    graph = av.filter.Graph()
+    source = graph.add_buffer(width=width, height=height, format="rgb24", time_base=time_base)
+    split = graph.add("split")
+    palette = graph.add("palettegen", "stats_mode=single")
+    apply = graph.add("paletteuse", "new=1")
+    sink = graph.add("buffersink")
+    source.link_to(split)
+    split.link_to(palette, 0, 0)
+    split.link_to(apply, 1, 0)
+    palette.link_to(apply, 0, 1)
+    apply.link_to(sink)
+    graph.configure()
+    return graph
 
 
-def _write_gif(path: Path, frames: Iterator[np.ndarray], fps: float) -> int:
-    import imageio.v3 as iio
+def _write_gif(path: Path, frames: Iterator[np.ndarray], fps: float, shown: Path) -> int:
+    rate = Fraction(fps).limit_denominator(1001)
+    count = 0
+    try:
+        with av.open(str(path), mode="w", format="gif") as output:
+            stream = output.add_stream("gif", rate=rate)
+            stream.pix_fmt = "pal8"
+            graph = None
 
-    frames_list = list(frames)  # the GIF writer wants all frames at once
-    if frames_list:
-        # GIF stores delays in hundredths of a second; Pillow takes milliseconds. Encoded in
-        # memory and written in one go, so a full disk is one clean OSError, not an error raised
-        # again by the writer's destructor.
-        encoded = iio.imwrite("<bytes>", np.stack(frames_list), extension=".gif", duration=1000.0 / fps, loop=0)
-        path.write_bytes(encoded)
-    return len(frames_list)
+            def encode(frame: Optional[av.VideoFrame]) -> None:
+                for packet in stream.encode(frame):
+                    output.mux(packet)
+
+            def drain() -> None:
+                while True:
+                    try:
+                        encode(graph.pull())
+                    except (av.BlockingIOError, av.EOFError):
+                        return
+
+            for frame in frames:
+                if graph is None:
+                    stream.height, stream.width = frame.shape[:2]
+                    graph = _gif_palette_graph(stream.width, stream.height, Fraction(1) / rate)
+                video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+                video_frame.pts = count
+                graph.push(video_frame)
+                drain()
+                count += 1
+            if graph is not None:
+                graph.push(None)
+                drain()
+                encode(None)
+    except (av.FFmpegError, OSError) as error:
+        if getattr(error, "errno", None) in STORAGE_ERRORS:  # the disk, not the video: atomic_path says so
+            raise OSError(error.errno, os.strerror(error.errno)) from None
+        raise VideoWriteError(f"{shown}: GIF encoding failed ({_ffmpeg_reason(error)})") from None
+    return count
 
 
 def _write_container(
@@ -740,7 +786,8 @@ def _write_container(
     fps: float,
     audio_from: Optional[PathLike],
     crf: int,
-    audio_start: float = 0.0,
+    audio_start: float,
+    shown: Path,
 ) -> int:
     rate = Fraction(fps).limit_denominator(1001)
     audio_source = _open_audio_source(Path(audio_from)) if audio_from is not None else None
@@ -767,7 +814,7 @@ def _write_container(
     except (av.FFmpegError, OSError) as error:
         if getattr(error, "errno", None) in STORAGE_ERRORS:  # the disk, not the video: atomic_path says so
             raise OSError(error.errno, os.strerror(error.errno)) from None
-        raise VideoWriteError(f"{path}: encoding failed ({_ffmpeg_reason(error)})") from None
+        raise VideoWriteError(f"{shown}: encoding failed ({_ffmpeg_reason(error)})") from None
     finally:
         if audio_source is not None:
             audio_source.close()

@@ -18,7 +18,7 @@ e    fomm+flow             ``flow_consistency: 10`` (the equivariance weight) an
 f    fomm+graph+flow       (d) and (e)
 g    fomm+graph(seed)      ``graph_params: {style: seed}``: the seed proposal's graph (one head on
                            the raw coordinates, sigmoid adjacency as a soft mask, values only,
-                           mix 0.3; :class:`~fomm.models.graph.SeedKeypointGraph`)
+                           mix 0.3; :class:`~fomm.models.fomm.graph.SeedKeypointGraph`)
 ===  ====================  ==================================================================
 
 Seeds: ``seeds = seed, seed + 1, ..., seed + N - 1``. Only the training seed
@@ -70,11 +70,12 @@ from typing import Callable, Literal, Optional, Sequence
 
 import torch
 
-from ..config import FommConfig, GraphParams, load_config
+from ..config import FommConfig, GraphParams
+from ..models.registry import load_config
 from ..data.synthetic.writer import make_dataset, read_meta
 from ..device import set_threads
 from ..errors import ConfigError, DataError, UserError
-from ..io import write_text_atomic
+from ..files import write_text_atomic
 from ..models import FommModel
 from ..training import Trainer
 from ..visualize import save_figure

@@ -37,7 +37,7 @@ from ..data.datasets import list_videos
 from ..data.synthetic.writer import ground_truth_path, load_ground_truth, read_meta
 from ..data.video import read_video
 from ..errors import CheckpointError, DataError, UserError
-from ..io import atomic_torch_save
+from ..files import atomic_torch_save
 from .metrics import Detections, landmark_error
 
 logger = logging.getLogger(__name__)

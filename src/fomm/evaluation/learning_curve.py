@@ -34,7 +34,7 @@ from ..checkpoint import read_checkpoint
 from ..config import FommConfig
 from ..device import set_threads
 from ..errors import UserError
-from ..io import write_text_atomic
+from ..files import write_text_atomic
 from ..models import build_model
 from ..training import CHECKPOINT_NAME, Trainer
 from ..training.rng import seed_everything

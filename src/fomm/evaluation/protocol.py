@@ -54,7 +54,7 @@ from ..data.datasets import FramesDataset, list_videos, video_id
 from ..data.synthetic.writer import GroundTruth, ground_truth_path, load_ground_truth, read_meta
 from ..data.video import read_video
 from ..errors import DataError, UserError
-from ..models import FommModel
+from ..models import MotionModel
 from .fid import FeatureNetwork, FeatureStatistics
 from .landmarks import MAX_DETECTOR_TEST_ERROR, TrainedLandmarkDetector, detector_test_error
 from .metrics import (
@@ -108,7 +108,7 @@ class Reconstruction:
 
 
 @torch.inference_mode()
-def reconstruct_video(model: FommModel, frames: Tensor, batch_size: int = 8, keep_deformation: bool = False,
+def reconstruct_video(model: MotionModel, frames: Tensor, batch_size: int = 8, keep_deformation: bool = False,
                       precision: str = "fp32") -> Reconstruction:
     """Reconstruct ``frames`` ``(T, 3, H, W)`` (at the model's size, in [0, 1]) from frame 0.
 
@@ -118,20 +118,19 @@ def reconstruct_video(model: FommModel, frames: Tensor, batch_size: int = 8, kee
     """
     animator = Animator(model, relative=False, batch_size=batch_size, precision=precision)
     predictions, keypoints, deformations = [], [], []
-    kp_initial = animator.detect(frames[:1])  # unused by absolute motion, but Animator needs one
-    for step in animator.steps(frames[0], frames.split(batch_size), kp_initial):
-        predictions.append(step.prediction.float().cpu())
-        keypoints.append(step.kp_driving.value.float().cpu())
-        if keep_deformation and step.output.deformation is not None:
-            deformations.append(step.output.deformation.float().cpu())
+    for batch in animator.batches(frames[0], frames.split(batch_size)):
+        predictions.append(batch.prediction)
+        keypoints.append(model.points(batch.driving_motion).float().cpu())
+        if keep_deformation and batch.output.deformation is not None:
+            deformations.append(batch.output.deformation.float().cpu())
     deformation = torch.cat(deformations) if deformations else None
     return Reconstruction(torch.cat(predictions), torch.cat(keypoints), deformation)
 
 
-def detect_keypoints(model: FommModel, frames: Tensor, batch_size: int = 8, precision: str = "fp32") -> Tensor:
-    """The model's keypoints ``(T, K, 2)`` of ``frames`` ``(T, 3, H, W)``, on the CPU."""
+def detect_keypoints(model: MotionModel, frames: Tensor, batch_size: int = 8, precision: str = "fp32") -> Tensor:
+    """The model's points ``(T, N, 2)`` of ``frames`` ``(T, 3, H, W)`` (FOMM's keypoints), on the CPU."""
     animator = Animator(model, batch_size=batch_size, precision=precision)
-    return animator.detect(frames).value.float().cpu()
+    return model.points(animator.describe(frames)).float().cpu()
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,7 +184,7 @@ def _load_ground_truth(path: Path, frames: int) -> GroundTruth:
     return truth
 
 
-def fit_regression_on_train_split(model: FommModel, root: Path, batch_size: int = 8,
+def fit_regression_on_train_split(model: MotionModel, root: Path, batch_size: int = 8,
                                   max_train_videos: Optional[int] = 100, precision: str = "fp32"
                                   ) -> tuple[Optional[KeypointRegression], str]:
     """Fit the learned -> ground-truth keypoint regression on up to ``max_train_videos`` (None:
@@ -318,7 +317,7 @@ OnVideo = Callable[[Path, Tensor, Reconstruction], object]
 
 
 def evaluate_dataset(
-    model: FommModel,
+    model: MotionModel,
     dataset: str | Path,
     landmark_detector: Optional[LandmarkDetector] = None,
     embedding: Optional[EmbeddingNetwork] = None,
@@ -475,7 +474,7 @@ def _metric_rows(totals: _Totals, size: str, landmark_note: str, embedding_name:
     ]
 
 
-def reconstruct_dataset(model: FommModel, dataset: str | Path, out: str | Path, suffix: Optional[str] = None,
+def reconstruct_dataset(model: MotionModel, dataset: str | Path, out: str | Path, suffix: Optional[str] = None,
                         **options) -> tuple[EvaluationResult, list[Path]]:
     """:func:`evaluate_dataset` that also writes each reconstruction to ``out/<name><suffix>``
     (default suffix: the config's ``reconstruction_params.format``). ``options`` are

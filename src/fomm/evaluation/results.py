@@ -1,7 +1,7 @@
 """What an evaluation produces and how it is written: the metrics table (:class:`Metric`), the
 per-video rows (:class:`VideoMetrics`), both together (:class:`EvaluationResult`: text table, CSV,
 JSON), and the reconstructed videos (:class:`ReconstructionWriter`). Every file is written
-atomically (:mod:`fomm.io`, :func:`fomm.data.video.write_frames`)."""
+atomically (:mod:`fomm.files`, :func:`fomm.data.video.write_video`)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from typing import Optional
 
 from torch import Tensor
 
-from ..animate import to_uint8
-from ..data.video import video_info, write_frames
+from ..data.frames import to_uint8
+from ..data.video import video_info, write_video
 from ..errors import OutputPathError, VideoWriteError
-from ..io import write_text_atomic
+from ..files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ __all__ = ["DEFAULT_FPS", "RECONSTRUCTION_FORMATS", "EvaluationResult", "Metric"
 
 #: Frame rate of reconstructions of sources that have none (image strips, frame folders).
 DEFAULT_FPS = 25.0
-#: What :func:`fomm.data.video.write_frames` writes; ``.png`` is a horizontal strip of the frames.
+#: What :func:`fomm.data.video.write_video` writes; ``.png`` is a horizontal strip of the frames.
 RECONSTRUCTION_FORMATS = (".mp4", ".mov", ".mkv", ".m4v", ".gif", ".png")
 
 
@@ -181,7 +181,7 @@ class ReconstructionWriter:
             target = self.folder / f"{source.name.replace('.', '_')}{self.suffix}"
         fps = video_info(source).fps or DEFAULT_FPS
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_frames(target, to_uint8(prediction), fps=fps)
+        write_video(target, to_uint8(prediction), fps=fps)
         self.written.append(target)
         logger.debug("wrote %s", target)
         return target

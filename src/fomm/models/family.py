@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -64,13 +64,16 @@ class MotionSettings:
 
 @dataclass
 class Rendered(TensorBundle):
-    """A rendered batch: ``prediction`` ``(B, C, H, W)`` in [0, 1], and the source warped by the
-    dense motion at full resolution (``deformed``) and the occlusion map the renderer used, when
-    it has them. Families return subclasses with more fields (masks, every occlusion level)."""
+    """A rendered batch: ``prediction`` ``(B, C, H, W)`` in [0, 1], and, when the renderer has
+    them, the source warped by the dense motion at full resolution (``deformed``), the occlusion
+    map it used (``occlusion_map`` ``(B, 1, h, w)``) and the dense motion itself (``deformation``
+    ``(B, h, w, 2)``: for each output pixel, where to sample the source, (x, y) in [-1, 1]).
+    Families return subclasses with more fields (masks, every occlusion level)."""
 
     prediction: Tensor
     deformed: Optional[Tensor] = None
     occlusion_map: Optional[Tensor] = None
+    deformation: Optional[Tensor] = None
 
 
 class MotionModel(nn.Module):
@@ -86,6 +89,11 @@ class MotionModel(nn.Module):
     networks: ClassVar[tuple[str, ...]] = ()
     #: Networks used only in training (a discriminator): inference engines leave them out.
     training_only: ClassVar[tuple[str, ...]] = ()
+    #: Pictures colour :meth:`points` in groups of this many (a TPS transform's five points).
+    point_group_size: ClassVar[int] = 1
+    #: The classes of :meth:`describe`'s and :meth:`encode_source`'s results.
+    motion_type: ClassVar[type[TensorBundle]]
+    state_type: ClassVar[type[TensorBundle]]
 
     config: Any
     epoch: int = 0
@@ -112,6 +120,11 @@ class MotionModel(nn.Module):
         """Whether ``transfer`` offers the ``avd`` mode (the family has an AVD network)."""
         return False
 
+    def default_motion(self) -> MotionSettings:
+        """How ``fomm animate`` transfers motion for this model unless told otherwise (from its
+        config, as the family's original demo does)."""
+        return MotionSettings()
+
     @abstractmethod
     def describe(self, images: Tensor) -> TensorBundle:
         """The motion description of ``(B, C, H, W)`` images (batch ``B``)."""
@@ -131,6 +144,31 @@ class MotionModel(nn.Module):
         """Frames of the source (``state`` from :meth:`encode_source`, batch 1 or ``B``) moved from
         its description ``source`` to ``driving`` (batch ``B``)."""
 
+    @abstractmethod
+    def points(self, motion: TensorBundle) -> Tensor:
+        """``(B, N, 2)`` positions of a description, (x, y) in [-1, 1]: what pictures draw and
+        what poses are compared by (the best reference frame, the scale of relative motion)."""
+
+    def regions(self, motion: TensorBundle) -> Optional[Tensor]:
+        """``(B, N, 2, 2)`` covariances of :meth:`points`, drawn as ellipses, for families whose
+        motion is made of regions; None otherwise."""
+        return None
+
+    def explain(self, images: Tensor, rendered: Rendered) -> dict[str, Tensor]:
+        """Named groups of maps ``(B, M, h, w)`` that show how the model sees driving ``images``
+        and how ``rendered`` was made (for pictures): per point, or per group of points with a
+        background map first. None by default."""
+        return {}
+
+    def point_links(self) -> Optional[tuple[Tensor, float]]:
+        """Learned links between points, ``(N, N)`` weights and the threshold above which
+        pictures draw them (a keypoint graph), or None."""
+        return None
+
+    def size_multiple(self) -> int:
+        """Image heights and widths the networks accept are multiples of this."""
+        return 1
+
     def animate_frames(self, source: Tensor, driving: Tensor) -> Rendered:
         """Absolute-motion convenience: ``source`` ``(B, C, H, W)`` moved to ``driving``'s pose."""
         source_motion = self.describe(source)
@@ -141,6 +179,20 @@ class MotionModel(nn.Module):
         ``driving`` (same batch) with absolute motion, using every network the family trains with
         (a background motion predictor too). Defaults to :meth:`animate_frames`."""
         return self.animate_frames(source, driving)
+
+    # What the exported graphs (fomm.export) compute. A family whose description needs an
+    # operation ONNX lacks (an SVD, a linear solve) computes that part in torch on the graph's
+    # outputs, by overriding the pair below.
+
+    def describe_for_export(self, images: Tensor) -> tuple[Tensor, ...]:
+        """The tensors the exported ``describe`` graph returns for ``(B, C, H, W)`` images."""
+        return self.describe(images).tensors()
+
+    def description_from_export(self, outputs: Sequence[Tensor],
+                                layout: tuple[tuple[str, Optional[int]], ...]) -> TensorBundle:
+        """The description, from the ``describe`` graph's outputs (``layout``: that of
+        :meth:`describe`'s result when the graph was exported)."""
+        return self.motion_type.from_tensors(outputs, layout)
 
     def inference_modules(self) -> list[str]:
         """The networks an inference engine needs (all but :attr:`training_only`)."""

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from ..config import LossWeights, TrainParams
 from ..errors import ConfigError
 from ..geometry import RandomWarp
-from ..keypoints import Keypoints
+from ..models.fomm import Keypoints
 from ..losses import (
     PerceptualLoss,
     discriminator_gan_loss,

@@ -61,7 +61,7 @@ from ..config import FommConfig, TrainParams
 from ..data import DatasetRepeater, FramesDataset
 from ..device import resolve_device
 from ..errors import ConfigError
-from ..io import FolderLock, atomic_path, write_text_atomic
+from ..files import FolderLock, atomic_path, write_text_atomic
 from ..models import FommModel, build_model
 from ..models.vgg import load_vgg19_weights
 from ..visualize import training_grid

@@ -1,14 +1,17 @@
-"""The models a server offers: the bundled one, and every checkpoint found in a ``--models`` folder
-paired with its config. Models are loaded when first asked for and the most recently used few are
-kept in memory.
+"""The catalog of models a server offers: the bundled one, and every checkpoint found in a
+``--models`` folder paired with its config, of any family (FOMM, TPSMM, MRAA). Models are loaded
+when first asked for and the most recently used few are kept in memory.
 
 A checkpoint's config is found, in this order:
 
 1. a YAML file of the same name beside it (``vox-cpk.pth.tar`` + ``vox-cpk.yaml``);
 2. ``config.yaml`` in its folder (the layout of a ``fomm train`` run: ``run/checkpoint.pth.tar``);
-3. the packaged config of a published checkpoint's name (``vox-cpk`` -> ``vox-256``,
+3. the packaged config of a published FOMM checkpoint's name (``vox-cpk`` -> ``vox-256``,
    ``taichi-adv-cpk`` -> ``taichi-adv-256``);
-4. none: the checkpoint must carry its own (``fomm``'s checkpoints do).
+4. none: the checkpoint carries its own (``fomm``'s checkpoints do), or it is an original one whose
+   weights fit exactly one packaged published config (see :func:`fomm.checkpoint.read_checkpoint`).
+
+Each entry's name in the page says its family.
 """
 
 from __future__ import annotations
@@ -23,16 +26,16 @@ from typing import Optional, Sequence
 import torch
 
 from ..assets import BUNDLED_CHECKPOINT
-from ..checkpoint import load_checkpoint
-from ..config import packaged_config_names
+from ..checkpoint import load_checkpoint, peek_family
+from ..models.registry import packaged_configs
 from ..errors import UserError
-from ..models import FommModel
+from ..models import MotionModel
 
-__all__ = ["BUNDLED_MODEL_NAME", "CHECKPOINT_SUFFIXES", "ModelEntry", "ModelRegistry", "bundled_model", "find_models"]
+__all__ = ["BUNDLED_MODEL_NAME", "CHECKPOINT_SUFFIXES", "ModelCatalog", "ModelEntry", "bundled_model", "find_models"]
 
 logger = logging.getLogger(__name__)
 
-BUNDLED_MODEL_NAME = "bundled (sprites, 64x64)"
+BUNDLED_MODEL_NAME = "bundled (FOMM, sprites, 64x64)"
 #: Longest first: ``x.pth.tar`` is a checkpoint named ``x``, not ``x.pth``.
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
 # Checkpoints are looked for this many levels deep: models/runs/run/checkpoint.pth.tar.
@@ -92,12 +95,14 @@ def find_models(folder: Optional[Path] = None) -> list[ModelEntry]:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"--models {folder}: not a folder (give the folder that holds your checkpoints)")
-    packaged = packaged_config_names()
+    packaged = packaged_configs()
     for checkpoint in _candidates(folder, SEARCH_DEPTH):
         stem = _checkpoint_stem(checkpoint)
         assert stem is not None
         config = _config_for(checkpoint, stem, packaged)
-        entries.append(ModelEntry(checkpoint.relative_to(folder).as_posix(), checkpoint, config))
+        family = peek_family(checkpoint)
+        name = checkpoint.relative_to(folder).as_posix()
+        entries.append(ModelEntry(f"{name} ({family})" if family else name, checkpoint, config))
         logger.info("model %s: %s (config: %s)", entries[-1].name, checkpoint,
                     config or "the checkpoint's own")
     if len(entries) == 1:
@@ -105,7 +110,7 @@ def find_models(folder: Optional[Path] = None) -> list[ModelEntry]:
     return entries
 
 
-class ModelRegistry:
+class ModelCatalog:
     """Models by name, each loaded on ``device`` when first asked for; the ``keep`` most
     recently used stay loaded. Safe to use from several threads (one loads at a time)."""
 
@@ -118,7 +123,7 @@ class ModelRegistry:
         self._entries = {entry.name: entry for entry in entries}
         self.device = torch.device(device)
         self.keep = max(1, keep)
-        self._loaded: OrderedDict[str, FommModel] = OrderedDict()
+        self._loaded: OrderedDict[str, MotionModel] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -131,8 +136,8 @@ class ModelRegistry:
             raise UserError(f"unknown model {name!r} (available: {', '.join(self._entries)})")
         return self._entries[name]
 
-    def load(self, name: str) -> FommModel:
-        """The model called ``name``, in eval mode on the registry's device. Raises the
+    def load(self, name: str) -> MotionModel:
+        """The model called ``name``, in eval mode on the catalog's device. Raises the
         checkpoint's CheckpointError/ConfigError (a UserError) when it cannot be loaded."""
         entry = self.entry(name)
         with self._lock:

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import CommonParams, DiscriminatorParams
-from ..geometry import keypoints_to_gaussian
-from .blocks import channels_at, scale_key
-from ..keypoints import Keypoints
+from ...config import CommonParams, DiscriminatorParams
+from ...geometry import keypoints_to_gaussian
+from ..blocks import channels_at, scale_key
+from .keypoints import Keypoints
 
 
 def _maybe_spectral_norm(conv: nn.Conv2d, enabled: bool) -> nn.Module:

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from fomm.io import atomic_path, atomic_torch_save, staged_outputs, sweep_stale_temporaries, write_text_atomic
+from fomm.files import atomic_path, atomic_torch_save, staged_outputs, sweep_stale_temporaries, write_text_atomic
 
 
 def _dead_pid() -> int:

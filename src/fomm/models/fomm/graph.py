@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import GraphParams
-from ..keypoints import Keypoints
+from ...config import GraphParams
+from .keypoints import Keypoints
 
 
 class KeypointGraph(nn.Module):

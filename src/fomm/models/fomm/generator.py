@@ -8,42 +8,34 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ..config import CommonParams, GeneratorParams
-from ..geometry import DEFORMATION_RESIZERS, resize_map, warp
-from .blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, channels_at
-from ..keypoints import Keypoints
-from .motion import DenseMotion, Motion
+from ...config import CommonParams, GeneratorParams
+from ...bundle import TensorBundle
+from ...geometry import DEFORMATION_RESIZERS, resize_map, warp
+from ..family import Rendered
+from ..blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, channels_at
+from .keypoints import Keypoints
+from .dense_motion import DenseMotion, Motion
 
 
 @dataclass
-class GeneratorOutput:
+class GeneratorOutput(Rendered):
     """``prediction`` ``(B, C, H, W)`` in [0, 1] is the animated frame (with
     ``output_blend: occlusion``, already blended with ``deformed``). ``deformed`` is the source
     warped by the dense deformation at full resolution; ``mask``, ``sparse_deformed``,
     ``occlusion_map`` and ``deformation`` come from the dense motion (see :class:`Motion`); they
     are None when the generator has no dense-motion network."""
 
-    prediction: Tensor
-    deformed: Optional[Tensor] = None
     mask: Optional[Tensor] = None
     sparse_deformed: Optional[Tensor] = None
-    occlusion_map: Optional[Tensor] = None
-    deformation: Optional[Tensor] = None
 
 
 @dataclass
-class SourceFeatures:
-    """The source image and its encoded features ``(B, F, H/2^n, W/2^n)``, computed once per
-    source so that animating many driving frames does not re-encode it."""
+class SourceFeatures(TensorBundle):
+    """The source image ``(B, C, H, W)`` and its encoded features ``(B, F, H/2^n, W/2^n)``,
+    computed once per source so that animating many driving frames does not re-encode it."""
 
     image: Tensor
     features: Tensor
-
-    def expand(self, batch: int) -> "SourceFeatures":
-        """Broadcast a single source (batch 1) to ``batch`` driving frames without copying."""
-        if self.image.shape[0] == batch:
-            return self
-        return SourceFeatures(self.image.expand(batch, -1, -1, -1), self.features.expand(batch, -1, -1, -1))
 
 
 class Generator(nn.Module):

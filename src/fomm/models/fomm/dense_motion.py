@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import DenseMotionParams
-from ..geometry import coordinate_grid, inverse_2x2, keypoints_to_gaussian, warp
-from ..keypoints import Keypoints
-from .blocks import AntiAliasDownsample, Hourglass, at_least_fp32, full_precision
+from ...config import DenseMotionParams
+from ...geometry import coordinate_grid, inverse_2x2, keypoints_to_gaussian, warp
+from .keypoints import Keypoints
+from ..blocks import AntiAliasDownsample, Hourglass, at_least_fp32, full_precision
 
 
 @dataclass

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import CommonParams, GraphParams, KeypointDetectorParams
-from ..geometry import coordinate_grid
-from ..keypoints import Keypoints
-from .blocks import AntiAliasDownsample, Hourglass, at_least_fp32, full_precision
+from ...config import CommonParams, GraphParams, KeypointDetectorParams
+from ...geometry import coordinate_grid
+from .keypoints import Keypoints
+from ..blocks import AntiAliasDownsample, Hourglass, at_least_fp32, full_precision
 from .graph import build_keypoint_graph
 
 
@@ -35,8 +35,8 @@ class KeypointDetector(nn.Module):
     under its heatmap (a softmax with ``temperature``); its jacobian is the heatmap-weighted mean of
     a 4-channel jacobian map (one map shared by all keypoints with ``single_jacobian_map``),
     initialised to the identity. With ``graph`` params the keypoints are then refined by a
-    :class:`~fomm.models.graph.KeypointGraph` or, with ``style: seed``, a
-    :class:`~fomm.models.graph.SeedKeypointGraph` (module ``graph``, absent otherwise, so original
+    :class:`~fomm.models.fomm.graph.KeypointGraph` or, with ``style: seed``, a
+    :class:`~fomm.models.fomm.graph.SeedKeypointGraph` (module ``graph``, absent otherwise, so original
     checkpoints keep their exact parameter names).
     """
 

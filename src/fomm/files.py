@@ -11,7 +11,7 @@ import re
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Optional
 
 import torch
 
@@ -33,17 +33,22 @@ def temporary_sibling(path: Path) -> Path:
 
 def sweep_stale_temporaries(path: Path) -> list[Path]:
     """Delete temporaries of ``path`` left by writers that died without cleaning up (SIGKILL, a
-    power cut): those whose process is gone. Returns what was deleted."""
+    power cut): those whose process is gone, including a writer's temporary of a staged temporary
+    (:func:`staged_outputs` stages, then each writer writes atomically). Returns what was deleted."""
+    pattern = re.compile(r"\.{1,2}" + re.escape(path.stem) + r"\.partial-(\d+)-[0-9a-f]{8}"
+                         r"(?:\.partial-\d+-[0-9a-f]{8})?" + re.escape(path.suffix))
     swept = []
-    for candidate in path.parent.glob(f".{path.stem}.partial-*{path.suffix}"):
-        match = _TEMPORARY.fullmatch(candidate.name[len(path.stem) + 1:-len(path.suffix) or None])
+    try:
+        names = [entry.name for entry in path.parent.iterdir() if entry.name.startswith(".")]
+    except OSError:
+        return swept
+    for name in names:
+        match = pattern.fullmatch(name)
         if match and not _process_alive(int(match.group(1))):
+            candidate = path.parent / name
             candidate.unlink(missing_ok=True)
             swept.append(candidate)
     return swept
-
-
-_TEMPORARY = re.compile(r"\.partial-(\d+)-[0-9a-f]{8}")
 
 
 def _process_alive(pid: int) -> bool:
@@ -59,10 +64,11 @@ def _process_alive(pid: int) -> bool:
 
 
 @contextmanager
-def atomic_path(path: str | Path, make_parents: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | Path, make_parents: bool = True, name: Optional[str | Path] = None) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s content to; on success it is flushed to disk
     and renamed over ``path``; on any exception (Ctrl-C included) it is deleted. Temporaries of
-    the same target left by dead processes are swept first.
+    the same target left by dead processes are swept first. ``name``: the path to name in an
+    error (the final one, when ``path`` is itself a staged temporary).
 
     >>> with atomic_path("out/result.png") as temporary:
     ...     image.save(temporary)
@@ -80,7 +86,7 @@ def atomic_path(path: str | Path, make_parents: bool = True) -> Iterator[Path]:
     except OSError as error:
         _remove(temporary)
         if error.errno in STORAGE_ERRORS:
-            raise OutputPathError(f"cannot write {path}: {os.strerror(error.errno)}") from None
+            raise OutputPathError(f"cannot write {name or path}: {os.strerror(error.errno)}") from None
         raise
     except BaseException:
         _remove(temporary)
@@ -101,6 +107,9 @@ def staged_outputs(paths: Iterable[str | Path]) -> Iterator[dict[Path, Path]]:
     are renamed to their final names only once every one of them has been written, and all are
     deleted if anything fails. Final paths must be distinct."""
     targets = [Path(path) for path in paths]
+    for path in targets:
+        if path.parent.is_dir():
+            sweep_stale_temporaries(path)
     staged = {path: temporary_sibling(path) for path in targets}
     try:
         yield staged
