@@ -76,7 +76,7 @@ class PixelwiseFlowPredictor(nn.Module):
         return self.predict(self.downscale(source), source_regions, driving_regions)
 
     def predict(self, small_source: Tensor, source_regions: Regions, driving_regions: Regions) -> PixelwiseFlow:
-        """As :meth:`forward`, from the :meth:`downscale` d source ``(B, C, h, w)``."""
+        """As :meth:`forward`, from the source already downscaled (:meth:`downscale`), ``(B, C, h, w)``."""
         batch, _, height, width = small_source.shape
         heatmaps = self._heatmap_difference(source_regions, driving_regions, height, width)
         motions = sparse_motions(source_regions, driving_regions, height, width, self.revert_axis_swap)
