@@ -276,3 +276,21 @@ def test_a_config_without_avd_params_has_no_avd_network():
     assert not model.has_avd and model.networks == ("region_predictor", "bg_predictor", "generator")
     assert model.inference_modules() == ["region_predictor", "generator"]
     copy.deepcopy(model)  # a model stays an ordinary module
+
+
+def test_bf16_autocast_keeps_region_algebra_and_sampling_in_fp32():
+    model = small_model()
+    source, driving = images(1, seed=1), images(2, seed=2)
+    with torch.no_grad():
+        exact = model.animate_frames(source.expand(2, -1, -1, -1), driving).prediction
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            source_regions, driving_regions = model.describe(source), model.describe(driving)
+            state = model.encode_source(source)
+            assert source_regions.affine.dtype == torch.float32  # region statistics: fp32
+            for mode in ("absolute", "relative", "avd"):
+                regions = model.transfer(source_regions, driving_regions, driving_regions[0:1],
+                                         MotionSettings(mode=mode, adapt_scale=True))
+                rendered = model.render(state, source_regions, regions)
+                assert rendered.optical_flow.dtype == torch.float32 and torch.isfinite(rendered.prediction).all()
+                if mode == "absolute":
+                    assert (rendered.prediction.float() - exact).abs().max() < 0.1

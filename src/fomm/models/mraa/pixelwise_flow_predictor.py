@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...geometry import coordinate_grid, inverse_2x2, keypoints_to_gaussian
-from ..blocks import AntiAliasDownsample, Hourglass
+from ..blocks import AntiAliasDownsample, Hourglass, at_least_fp32, full_precision
 from .config import PixelwiseFlowPredictorParams
 from .regions import Regions
 from .sampling import sample
@@ -78,19 +78,26 @@ class PixelwiseFlowPredictor(nn.Module):
     def predict(self, small_source: Tensor, source_regions: Regions, driving_regions: Regions) -> PixelwiseFlow:
         """As :meth:`forward`, from the source already downscaled (:meth:`downscale`), ``(B, C, h, w)``."""
         batch, _, height, width = small_source.shape
-        heatmaps = self._heatmap_difference(source_regions, driving_regions, height, width)
-        motions = sparse_motions(source_regions, driving_regions, height, width, self.revert_axis_swap)
-        deformed = self._deform_by_each(small_source, motions)
+        # Heatmaps, motions and sampling in fp32 even under bf16/fp16 autocast, where rounded
+        # coordinates would shift pixels (no-op without autocast).
+        with full_precision(small_source):
+            source_regions, driving_regions = source_regions.widened(), driving_regions.widened()
+            heatmaps = self._heatmap_difference(source_regions, driving_regions, height, width)
+            motions = sparse_motions(source_regions, driving_regions, height, width, self.revert_axis_swap)
+            deformed = self._deform_by_each(at_least_fp32(small_source), motions)
         if self.use_deformed_source:
             features = torch.cat([heatmaps.unsqueeze(2), deformed], dim=2)
         else:
             features = heatmaps.unsqueeze(2)
         prediction = self.hourglass(features.view(batch, -1, height, width))
+        mask_logits = self.mask(prediction)
+        occlusion_logits = self.occlusion(prediction) if self.occlusion is not None else None
 
-        mask = F.softmax(self.mask(prediction), dim=1)
-        # The dense motion: at each pixel, the mask-weighted mean of the K + 1 motions.
-        optical_flow = torch.einsum("bkhw,bkhwc->bhwc", mask, motions)
-        occlusion_map = torch.sigmoid(self.occlusion(prediction)) if self.occlusion is not None else None
+        with full_precision(mask_logits):
+            mask = F.softmax(at_least_fp32(mask_logits), dim=1)
+            # The dense motion: at each pixel, the mask-weighted mean of the K + 1 motions.
+            optical_flow = torch.einsum("bkhw,bkhwc->bhwc", mask, motions)
+            occlusion_map = None if occlusion_logits is None else torch.sigmoid(at_least_fp32(occlusion_logits))
         return PixelwiseFlow(optical_flow=optical_flow, mask=mask, sparse_motions=motions,
                              sparse_deformed=deformed, occlusion_map=occlusion_map)
 

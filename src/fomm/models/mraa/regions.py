@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ...bundle import TensorBundle
 from ...geometry import convex_hull_area, inverse_2x2
+from ..blocks import at_least_fp32, full_precision
 
 __all__ = ["RegionDetection", "Regions", "movement_scale", "relative_regions"]
 
@@ -44,6 +45,10 @@ class Regions(TensorBundle):
     @property
     def num_regions(self) -> int:
         return self.shift.shape[1]
+
+    def widened(self) -> "Regions":
+        """bf16/fp16 tensors (networks under autocast) in fp32; fp32 and fp64 unchanged."""
+        return self._map(at_least_fp32)
 
 
 @dataclass
@@ -82,11 +87,14 @@ def relative_regions(source: Regions, driving: Regions, driving_initial: Regions
     batch 1 or B.
     """
     scale = movement_scale(source, driving_initial) if adapt_movement_scale else 1.0
-    shift = (driving.shift - driving_initial.shift) * scale + source.shift
-    affine = driving.affine
-    if affine is not None:
-        if driving_initial.affine is None or source.affine is None:
-            raise ValueError("relative affine frames need affine frames on all three region sets")
-        change = torch.matmul(driving.affine, inverse_2x2(driving_initial.affine))
-        affine = torch.matmul(change, source.affine)
+    # The 2x2 algebra in fp32 even under autocast (no-op without it).
+    with full_precision(driving.shift):
+        source, driving, driving_initial = source.widened(), driving.widened(), driving_initial.widened()
+        shift = (driving.shift - driving_initial.shift) * scale + source.shift
+        affine = driving.affine
+        if affine is not None:
+            if driving_initial.affine is None or source.affine is None:
+                raise ValueError("relative affine frames need affine frames on all three region sets")
+            change = torch.matmul(driving.affine, inverse_2x2(driving_initial.affine))
+            affine = torch.matmul(change, source.affine)
     return Regions(shift=shift, covar=driving.covar, affine=affine)
