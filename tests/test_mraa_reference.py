@@ -19,7 +19,7 @@ import torch
 
 from fomm.errors import CheckpointError, ConfigError
 from fomm.models.family import MotionSettings
-from fomm.models.mraa import load_mraa_checkpoint, load_mraa_config
+from fomm.models.mraa import MraaConfig, load_mraa_checkpoint, load_mraa_config
 from fomm.models.mraa.checkpoint import load_mraa_state_dicts
 from fomm.models.mraa.model import build_mraa_model
 
@@ -190,3 +190,11 @@ def test_a_checkpoint_without_avd_weights_has_no_avd_mode(reference_io):
     del checkpoint["generator"]
     with pytest.raises(CheckpointError, match="missing network 'generator'"):
         load_mraa_state_dicts(build_mraa_model(model.config), checkpoint)
+
+
+def test_avd_weights_without_an_avd_network_in_the_config_are_an_error():
+    data = load_mraa_config(REFERENCE / "config.yaml").to_dict()
+    del data["model_params"]["avd_network_params"]
+    model = build_mraa_model(MraaConfig.from_dict(data))
+    with pytest.raises(CheckpointError, match="has 'avd_network' weights but the config builds no avd_network"):
+        load_mraa_state_dicts(model, original_checkpoint_dict())

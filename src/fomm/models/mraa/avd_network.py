@@ -1,5 +1,5 @@
-"""Animation via disentanglement (section 3.4 of the paper): regions with the pose of a driving
-frame and the shape (identity) of the source, for objects whose proportions differ."""
+"""Animation via disentanglement (the paper's AVD): regions with the pose of a driving frame and
+the shape (identity) of the source, for objects whose proportions differ."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Background motion predictor (section 3.2 of the paper): one transform of the whole frame, so
+"""Background motion predictor (the paper's background motion): one transform of the whole frame, so
 that camera motion is not explained by the regions."""
 
 from __future__ import annotations

@@ -43,6 +43,10 @@ def load_mraa_state_dicts(model: MraaModel, checkpoint: Mapping[str, Any], sourc
     for name in model.networks:
         if name not in checkpoint and name in REQUIRED_NETWORKS:
             problems.append(f"missing network '{name}' (the checkpoint has: {', '.join(map(str, checkpoint))})")
+    for name in type(model).networks:
+        if name in checkpoint and name not in model.networks:
+            problems.append(f"the checkpoint has '{name}' weights but the config builds no {name} "
+                            f"(model_params.avd_network_params)")
     for name in model.networks:
         if name in checkpoint:
             problems += [f"{name}: {problem}" for problem in state_dict_mismatches(getattr(model, name), checkpoint[name])]

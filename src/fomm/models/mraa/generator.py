@@ -1,4 +1,4 @@
-"""Generator (section 3.3 of the paper): encode the source, warp every encoder level by the
+"""Generator: encode the source, warp every encoder level by the
 pixelwise flow, mask by occlusion, decode."""
 
 from __future__ import annotations

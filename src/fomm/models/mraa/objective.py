@@ -1,6 +1,6 @@
 """The MRAA training objectives: the reconstruction stage and the AVD stage.
 
-:class:`MraaObjective` is the original ``ReconstructionModel`` (section 3.5 of the paper): the
+:class:`MraaObjective` is the original ``ReconstructionModel`` (the paper's training losses): the
 source is moved to the driving frame's regions, the background by the background motion
 predictor, and the losses are
 

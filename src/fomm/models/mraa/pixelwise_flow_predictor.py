@@ -1,4 +1,4 @@
-"""Pixelwise flow predictor (section 3.2 of the paper): the dense motion from the source to a
+"""Pixelwise flow predictor: the dense motion from the source to a
 driving frame as a per-pixel mixture of the regions' affine motions and the background motion,
 and an occlusion map."""
 

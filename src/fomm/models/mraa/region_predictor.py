@@ -1,5 +1,5 @@
-"""Region predictor: heatmaps -> each region's centre, covariance and affine frame (section 3.1
-of the paper: "PCA-based motion estimation")."""
+"""Region predictor: heatmaps -> each region's centre, covariance and affine frame (the paper's
+PCA-based motion estimation)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Regions, the motion description of the MRAA family, and the relative motion transfer on them.
 
-A region (section 3.1 of the paper) is a heatmap over the image; its first moments give the
+A region (the paper's region-based motion representation) is a heatmap over the image; its first moments give the
 region's centre (``shift``), its second moments the covariance (``covar``), and the covariance's
 square root by SVD (or a regressed map) the region's local affine frame (``affine``). Motion from
 the source to a driving frame is, near region k, ``z -> A_S A_D^-1 (z - shift_D) + shift_S``.
