@@ -1,0 +1,138 @@
+"""The MRAA family behind the family interface: :class:`MraaModel`.
+
+Motion Representations for Articulated Animation (Siarohin et al., CVPR 2021): a region
+predictor describes each image by K regions (centre, covariance, affine frame from PCA); a
+generator warps the encoded source by a pixelwise flow mixed from the regions' affine motions and
+a background motion, and fills what the source does not show; a background motion predictor
+(training and reconstruction) and an AVD network (animation via disentanglement) complete it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar, Optional
+
+import torch
+from torch import Tensor
+
+from ...errors import ConfigError
+from ..family import MotionModel, MotionSettings
+from .avd_network import AvdNetwork
+from .bg_motion_predictor import BgMotionPredictor
+from .config import MraaConfig
+from .generator import EncodedSource, Generator, MraaRendered
+from .region_predictor import RegionPredictor
+from .regions import Regions, relative_regions
+
+__all__ = ["MraaModel", "MraaRendered", "build_mraa_model"]
+
+#: Frame size assumed when the config does not give one (the published configs say null).
+_DEFAULT_FRAME_SIZE = 256
+
+
+class MraaModel(MotionModel):
+    """The networks of one MRAA config, with the config they were built from.
+
+    Attributes are named as the networks in an original checkpoint (``region_predictor``,
+    ``bg_predictor``, ``generator``, ``avd_network``), with the original parameter names inside,
+    so ``getattr(model, name).load_state_dict(state_dict, strict=True)`` loads an original
+    checkpoint. ``networks`` lists those this model has: all four when built from a config
+    (``avd_network`` only with ``avd_network_params``); a checkpoint that lacks the background
+    predictor or the AVD network removes it (see :func:`fomm.models.mraa.checkpoint.load_mraa_state_dicts`).
+    """
+
+    family: ClassVar[str] = "mraa"
+    networks: tuple[str, ...] = ("region_predictor", "bg_predictor", "generator", "avd_network")
+    #: The background predictor moves the background in training and reconstruction only; the
+    #: original animation never used it.
+    training_only: ClassVar[tuple[str, ...]] = ("bg_predictor",)
+
+    def __init__(self, config: MraaConfig) -> None:
+        super().__init__()
+        self.config = config
+        params = config.model_params
+        self.region_predictor = RegionPredictor(params)
+        self.bg_predictor: Optional[BgMotionPredictor] = BgMotionPredictor(params.bg_predictor_params,
+                                                                           params.num_channels)
+        self.generator = Generator(params)
+        self.avd_network: Optional[AvdNetwork] = None
+        if params.avd_network_params is not None:
+            self.avd_network = AvdNetwork(params.avd_network_params, params.num_regions)
+        self.networks = self._built_networks()
+        self.epoch = 0
+
+    def _built_networks(self) -> tuple[str, ...]:
+        return tuple(name for name in type(self).networks if getattr(self, name, None) is not None)
+
+    def remove_network(self, name: str) -> None:
+        """Drop the optional ``bg_predictor`` or ``avd_network`` (a checkpoint without it)."""
+        if name not in ("bg_predictor", "avd_network"):
+            raise ValueError(f"only bg_predictor and avd_network are optional, not {name!r}")
+        setattr(self, name, None)
+        self.networks = self._built_networks()
+
+    @property
+    def num_channels(self) -> int:
+        return self.config.model_params.num_channels
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` of the config's ``dataset_params.frame_shape``, 256x256 when it has none."""
+        dataset = self.config.dataset_params
+        if dataset is None or dataset.frame_shape is None:
+            return (_DEFAULT_FRAME_SIZE, _DEFAULT_FRAME_SIZE, self.num_channels)
+        return tuple(dataset.frame_shape)
+
+    @property
+    def has_avd(self) -> bool:
+        return self.avd_network is not None
+
+    # ---------------------------------------------------------------------------- animation
+
+    def describe(self, images: Tensor) -> Regions:
+        """The regions of ``(B, C, H, W)`` images in [0, 1] (no background motion)."""
+        return self.region_predictor(images)
+
+    def encode_source(self, image: Tensor) -> EncodedSource:
+        """The source image ``(B, C, H, W)`` with its encoder features and the flow predictor's
+        downscaled copy."""
+        return self.generator.encode(image)
+
+    def transfer(self, source: Regions, driving: Regions, initial: Regions, settings: MotionSettings) -> Regions:
+        """The regions to render for driving frames (batch B), by ``settings.mode``:
+
+        * ``absolute``: the driving regions as they are (the original's ``standard`` mode);
+        * ``relative``: the original ``relative`` mode (:func:`relative_regions`): the change from
+          ``initial`` to ``driving`` applied to the source's regions. ``adapt_scale=True`` scales
+          the change of centres by sqrt(source / initial hull area) as the original always did;
+          ``adapt_scale=False`` applies it unscaled (not an option of the original);
+        * ``avd``: the AVD network's regions, with the source's shape and the driving pose.
+        """
+        if settings.mode == "absolute":
+            return Regions(shift=driving.shift, covar=driving.covar, affine=driving.affine)
+        if settings.mode == "relative":
+            return relative_regions(source, driving, initial, adapt_movement_scale=settings.adapt_scale)
+        if self.avd_network is None:
+            raise ConfigError("this MRAA model has no AVD network (no model_params.avd_network_params, or "
+                              "a checkpoint without avd_network weights): use relative or absolute motion")
+        return self.avd_network(source.expand(driving.batch_size), driving)
+
+    def render(self, state: EncodedSource, source: Regions, driving: Regions) -> MraaRendered:
+        """Frames of the encoded source moved from regions ``source`` to ``driving`` (batch B); the
+        background moves by ``driving.background`` when it is set."""
+        return self.generator.render(state, source, driving)
+
+    def reconstruct(self, source: Tensor, driving: Tensor) -> MraaRendered:
+        """Training and evaluation's forward: ``source`` ``(B, C, H, W)`` moved to the regions of
+        ``driving`` (same batch), the background moved by the background predictor."""
+        source_regions = self.describe(source)
+        driving_regions = self.describe(driving)
+        if self.bg_predictor is not None:
+            driving_regions = dataclasses.replace(driving_regions, background=self.bg_predictor(source, driving))
+        return self.render(self.encode_source(source), source_regions, driving_regions)
+
+
+def build_mraa_model(config: MraaConfig, device: Optional[torch.device | str] = None) -> MraaModel:
+    """Freshly initialised networks for ``config`` (on ``device``, CPU by default)."""
+    model = MraaModel(config)
+    return model.to(device) if device is not None else model
