@@ -6,7 +6,7 @@ import pytest
 
 import fomm
 from fomm.cli import main
-from fomm.export import OnnxFiles, check_onnx, size_multiple
+from fomm.export import OnnxFiles, check_onnx
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -31,11 +31,11 @@ def test_export_cli_matches_torch_at_two_sizes(reference_dir, tmp_path, capsys, 
     assert "max abs difference" in printed and "multiples of 32" in printed
 
     model = fomm.load_checkpoint(reference_dir / "checkpoint.pth.tar", config=reference_dir / "config.yaml")
-    multiple = size_multiple(model)
+    multiple = model.size_multiple()
     assert multiple == 32 and model.frame_shape[:2] == (64, 64)
     # Another batch than the export's, the trained size and a larger, non-square one.
     assert check_onnx(model, files, batch=4, sizes=[(64, 64), (64 + multiple, 64 + 2 * multiple)]) < 1e-4
 
 
 def test_size_multiple_of_the_published_configs():
-    assert size_multiple(fomm.build_model(fomm.load_config("vox-256"))) == 128
+    assert fomm.build_model(fomm.load_config("vox-256")).size_multiple() == 128

@@ -273,7 +273,7 @@ def test_generator_variants_render(changes):
 
 def test_a_config_without_avd_params_has_no_avd_network():
     model = small_model(avd_network_params=None)
-    assert not model.has_avd and model.networks == ("region_predictor", "bg_predictor", "generator")
+    assert not model.has_avd and model.built_networks() == ("region_predictor", "bg_predictor", "generator")
     assert model.inference_modules() == ["region_predictor", "generator"]
     copy.deepcopy(model)  # a model stays an ordinary module
 

@@ -2,7 +2,8 @@
 
 tests/data/mraa-reference is a verbatim copy of the fixtures made by running the original code
 (its README says how): an original-layout checkpoint is rebuilt bit for bit from weights.npz,
-written, read back through :func:`fomm.models.mraa.load_mraa_checkpoint`, and every tensor of
+written, read back through :func:`fomm.load_checkpoint` (the family recognised from its networks'
+names), and every tensor of
 io.pt is recomputed through the family interface. The keys-*.json files hold the state-dict
 names and shapes of the published configs, which the packaged configs must build exactly.
 """
@@ -17,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
+import fomm
 from fomm.errors import CheckpointError, ConfigError
 from fomm.models.family import MotionSettings
-from fomm.models.mraa import MraaConfig, load_mraa_checkpoint, load_mraa_config
-from fomm.models.mraa.checkpoint import load_mraa_state_dicts
+from fomm.models.mraa import MraaConfig, MraaModel, load_mraa_config
 from fomm.models.mraa.model import build_mraa_model
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "mraa-reference"
@@ -57,11 +58,17 @@ def reference_io() -> dict[str, torch.Tensor]:
     return torch.load(REFERENCE / "io.pt", weights_only=True)
 
 
+def load(checkpoint: dict, folder: Path, config=REFERENCE / "config.yaml", name: str = "original.pth"):
+    """``checkpoint`` written as an original file and read back by :func:`fomm.load_checkpoint`."""
+    path = folder / name
+    torch.save(checkpoint, path)
+    return fomm.load_checkpoint(path, config=config)
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("mraa") / "original.pth"
-    torch.save(original_checkpoint_dict(), path)
-    loaded = load_mraa_checkpoint(path, REFERENCE / "config.yaml")
+    loaded = load(original_checkpoint_dict(), tmp_path_factory.mktemp("mraa"))
+    assert isinstance(loaded, MraaModel)
     return loaded.eval()
 
 
@@ -129,7 +136,7 @@ def max_errors(model, reference_io) -> dict[str, float]:
 
 
 def test_the_checkpoint_loads_every_network_and_the_epoch(model):
-    assert model.networks == ("region_predictor", "bg_predictor", "generator", "avd_network")
+    assert model.built_networks() == ("region_predictor", "bg_predictor", "generator", "avd_network")
     assert model.has_avd and model.epoch == 3
 
 
@@ -148,10 +155,10 @@ def test_each_group_of_outputs_has_its_own_check(max_errors, group):
 
 
 @pytest.mark.parametrize("name", PUBLISHED)
-def test_packaged_config_builds_the_published_state_dicts(name):
+def test_packaged_config_builds_the_published_state_dicts(name, tmp_path):
     expected = json.loads((REFERENCE / f"keys-{name}.json").read_text())
     model = build_mraa_model(load_mraa_config(f"mraa-{name}"))
-    assert set(model.networks) == set(expected)
+    assert set(model.built_networks()) == set(expected)
     for network, shapes in expected.items():
         ours = {key: list(value.shape) for key, value in getattr(model, network).state_dict().items()}
         assert ours == shapes, network
@@ -159,42 +166,49 @@ def test_packaged_config_builds_the_published_state_dicts(name):
     generator = torch.Generator().manual_seed(0)
     checkpoint = {network: {key: torch.randn(shape, generator=generator) if shape else torch.tensor(7)
                             for key, shape in shapes.items()} for network, shapes in expected.items()}
-    load_mraa_state_dicts(model, checkpoint, source=f"random-{name}")
-    assert torch.equal(model.region_predictor.regions.weight, checkpoint["region_predictor"]["regions.weight"])
+    loaded = load(checkpoint, tmp_path, config=f"mraa-{name}")
+    assert torch.equal(loaded.region_predictor.regions.weight, checkpoint["region_predictor"]["regions.weight"])
+    # Without a config, the published one is recognised from the weights' names and shapes, or, when
+    # several published configs build these networks for other frame sizes, the error names them.
+    try:
+        origin = fomm.read_checkpoint(tmp_path / "original.pth").config_origin
+    except CheckpointError as error:
+        assert f"mraa-{name}" in str(error) and "pass the one it was trained with" in str(error)
+    else:
+        assert origin.startswith("recognised as the published config mraa-") and f"mraa-{name}" in origin
 
 
-def test_a_wrong_checkpoint_names_every_mismatch():
-    model = build_mraa_model(load_mraa_config(REFERENCE / "config.yaml"))
+def test_a_wrong_checkpoint_names_every_mismatch(tmp_path):
     checkpoint = original_checkpoint_dict()
     checkpoint["generator"]["final.weight"] = torch.zeros(3, 3, 7, 7)
     del checkpoint["region_predictor"]["regions.bias"]
     checkpoint["avd_network"]["extra.weight"] = torch.zeros(2)
     with pytest.raises(CheckpointError) as caught:
-        load_mraa_state_dicts(model, checkpoint, source="broken.pth")
+        load(checkpoint, tmp_path, name="broken.pth")
     message = str(caught.value)
     assert "broken.pth" in message and "3 problems" in message
-    assert "generator: shape of 'final.weight': checkpoint [3, 3, 7, 7], model [3, 16, 7, 7]" in message
-    assert "region_predictor: missing key 'regions.bias' [4]" in message
-    assert "avd_network: unexpected key 'extra.weight' [2]" in message
+    assert "'generator' shape of 'final.weight': checkpoint [3, 3, 7, 7], model [3, 16, 7, 7]" in message
+    assert "'region_predictor' missing key 'regions.bias' [4]" in message
+    assert "'avd_network' unexpected key 'extra.weight' [2]" in message
 
 
-def test_a_checkpoint_without_avd_weights_has_no_avd_mode(reference_io):
-    model = build_mraa_model(load_mraa_config(REFERENCE / "config.yaml"))
+def test_a_checkpoint_without_avd_weights_has_no_avd_mode(reference_io, tmp_path):
     checkpoint = original_checkpoint_dict()
     del checkpoint["avd_network"]
-    load_mraa_state_dicts(model, checkpoint)
-    assert not model.has_avd and "avd_network" not in model.networks
+    model = load(checkpoint, tmp_path)
+    assert not model.has_avd and "avd_network" not in model.built_networks()
     regions = model.eval().describe(reference_io["source"])
     with pytest.raises(ConfigError, match="no AVD network"):
         model.transfer(regions, regions, regions, MotionSettings(mode="avd"))
+    with pytest.raises(fomm.UserError, match="no AVD network"):
+        fomm.Animator(model, motion="avd")
     del checkpoint["generator"]
-    with pytest.raises(CheckpointError, match="missing network 'generator'"):
-        load_mraa_state_dicts(build_mraa_model(model.config), checkpoint)
+    with pytest.raises(CheckpointError, match="not a checkpoint of a known model family"):
+        load(checkpoint, tmp_path, name="no-generator.pth")
 
 
-def test_avd_weights_without_an_avd_network_in_the_config_are_an_error():
+def test_avd_weights_without_an_avd_network_in_the_config_are_an_error(tmp_path):
     data = load_mraa_config(REFERENCE / "config.yaml").to_dict()
     del data["model_params"]["avd_network_params"]
-    model = build_mraa_model(MraaConfig.from_dict(data))
-    with pytest.raises(CheckpointError, match="has 'avd_network' weights but the config builds no avd_network"):
-        load_mraa_state_dicts(model, original_checkpoint_dict())
+    with pytest.raises(CheckpointError, match="has 'avd_network' weights, but the model built from the config has no"):
+        load(original_checkpoint_dict(), tmp_path, config=MraaConfig.from_dict(data))

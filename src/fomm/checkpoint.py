@@ -127,20 +127,29 @@ def load_checkpoint(path: str | Path, config: Any = None,
 
 
 def load_state_dicts(model: MotionModel, data: CheckpointData) -> None:
-    """Load the networks' weights of ``data`` into ``model``, failing with every mismatch named."""
+    """Load the networks' weights of ``data`` into ``model``, failing with every mismatch named.
+    Optional networks (a background predictor, an AVD network) the checkpoint has no weights for
+    are removed from the model; others it lacks keep their fresh weights (an original FOMM file
+    saved without its discriminator)."""
+    problems: list[str] = []
     for name, state_dict in data.state_dicts.items():
         network: Optional[nn.Module] = getattr(model, name, None)
         if network is None:
-            raise CheckpointError(f"{data.path}: the checkpoint has '{name}' weights, but the model built from the "
-                                  f"config has no {name} (is it the config the checkpoint was trained with?)")
-        state_dict = upgrade_legacy_spectral_norm(dict(state_dict))
-        problems = state_dict_mismatches(network, state_dict)
-        if problems:
-            listing = "\n  ".join(problems[:20])
-            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-            raise CheckpointError(f"{data.path}: the '{name}' weights do not fit the model built from the "
-                                  f"config ({len(problems)} problems):\n  {listing}{more}")
-        network.load_state_dict(state_dict, strict=True)
+            problems.append(f"the checkpoint has '{name}' weights, but the model built from the config has no "
+                            f"{name} (is it the config the checkpoint was trained with?)")
+            continue
+        problems += [f"'{name}' {problem}"
+                     for problem in state_dict_mismatches(network, upgrade_legacy_spectral_norm(dict(state_dict)))]
+    if problems:
+        listing = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise CheckpointError(f"{data.path}: the weights do not fit the {data.family.title} model built from the "
+                              f"config ({len(problems)} problems):\n  {listing}{more}")
+    for name, state_dict in data.state_dicts.items():
+        getattr(model, name).load_state_dict(upgrade_legacy_spectral_norm(dict(state_dict)), strict=True)
+    for name in model.built_networks():
+        if name not in data.state_dicts and name in model.optional_networks:
+            model.remove_network(name)
 
 
 def save_checkpoint(path: str | Path, model: MotionModel, training_state: Optional[dict[str, Any]] = None) -> Path:
@@ -157,8 +166,7 @@ def save_checkpoint(path: str | Path, model: MotionModel, training_state: Option
         "config": model.config.to_dict(),
         "epoch": model.epoch,
     }
-    payload.update({name: getattr(model, name).state_dict() for name in model.networks
-                    if getattr(model, name, None) is not None})
+    payload.update({name: getattr(model, name).state_dict() for name in model.built_networks()})
     payload.update(training_state or {})
     atomic_torch_save(payload, path)
     return path
@@ -245,8 +253,10 @@ def _resolve_config(path: Path, raw: dict, family: Family, state_dicts: Mapping[
     if not is_original:
         return config_from_dict(raw["config"], source=f"{path} (embedded config)"), "embedded"
     matches = matching_packaged_configs(family, state_dicts)
-    if len(matches) == 1:
-        return load_config(matches[0]), f"recognised as the published config {matches[0]}"
+    configs = {name: load_config(name) for name in matches}
+    if matches and len({_inference_signature(config) for config in configs.values()}) == 1:
+        same = f" (the same model as {', '.join(matches[1:])})" if len(matches) > 1 else ""
+        return configs[matches[0]], f"recognised as the published config {matches[0]}{same}"
     if matches:
         raise CheckpointError(f"{path} is an original {family.title} checkpoint, which has no config inside, and "
                               f"its weights fit several packaged configs ({', '.join(matches)}): pass the one it was "
@@ -255,8 +265,10 @@ def _resolve_config(path: Path, raw: dict, family: Family, state_dicts: Mapping[
                           f"packaged config fits its weights: pass its YAML file (config=... or --config)")
 
 
-def state_dict_mismatches(network: nn.Module, state_dict: dict[str, Tensor]) -> list[str]:
+def state_dict_mismatches(network: nn.Module, state_dict: Any) -> list[str]:
     """Shape mismatches first (the usual sign of a wrong config), then missing and extra keys."""
+    if not isinstance(state_dict, Mapping):
+        return [f"not a state dict (a {type(state_dict).__name__})"]
     expected = network.state_dict()
     problems = [f"shape of '{key}': checkpoint {list(state_dict[key].shape)}, model {list(value.shape)}"
                 for key, value in expected.items()
@@ -266,6 +278,14 @@ def state_dict_mismatches(network: nn.Module, state_dict: dict[str, Tensor]) -> 
     problems += [f"unexpected key '{key}' {list(getattr(value, 'shape', []))}"
                  for key, value in state_dict.items() if key not in expected]
     return problems
+
+
+def _inference_signature(config: Any) -> str:
+    """What of a config shapes animation: the networks, the frame size and the motion defaults
+    (two published configs equal in these are the same model at inference)."""
+    data = config.to_dict()
+    dataset = data.get("dataset_params") or {}
+    return repr((data["model_params"], dataset.get("frame_shape"), data.get("animate_params")))
 
 
 def _key_summary(raw: Any) -> str:

@@ -79,7 +79,7 @@ def draw_keypoints(image: Tensor | np.ndarray, kp: Tensor | np.ndarray, colormap
     Returns a new ``(H, W, 3)`` float array."""
     import cv2
 
-    canvas = np.ascontiguousarray(to_numpy_image(image) * 255).astype(np.uint8)
+    canvas = np.ascontiguousarray((to_numpy_image(image) * 255).round().astype(np.uint8))
     points = kp.detach().float().cpu().numpy() if isinstance(kp, Tensor) else np.asarray(kp, dtype=np.float32)
     height, width = canvas.shape[:2]
     colors = keypoint_colors(len(points), colormap) if colors is None else colors

@@ -54,16 +54,18 @@ def run(args: argparse.Namespace) -> int:
         config.train_params.mixed_precision = args.mixed_precision
     checkpoint = read_checkpoint(args.checkpoint, config) if args.checkpoint is not None else None
     log_dir = _check_log_dir(args.log_dir if args.log_dir is not None else default_log_dir(args.config, checkpoint))
+    completed = False
     try:
         trainer = Trainer(config, log_dir, device=args.device, checkpoint=checkpoint, seed=args.seed,
                           max_steps=args.max_steps, progress=not args.no_progress, skip_bad=args.skip_bad)
         result = trainer.train()
+        completed = not result.interrupted
     except NonFiniteLossError as error:
         # Not a bad input but a diverged run: its own exit status.
         print(f"fomm train: error: {error}", file=sys.stderr)
         return 1
     finally:
-        cleanup_distributed()
+        cleanup_distributed(completed)
     if result.interrupted:
         return 130
     if trainer.ctx.is_main:

@@ -89,6 +89,9 @@ class MotionModel(nn.Module):
     networks: ClassVar[tuple[str, ...]] = ()
     #: Networks used only in training (a discriminator): inference engines leave them out.
     training_only: ClassVar[tuple[str, ...]] = ()
+    #: Networks a checkpoint may come without (a background predictor, an AVD network): a model
+    #: loading such a checkpoint goes without them rather than keep random weights.
+    optional_networks: ClassVar[tuple[str, ...]] = ()
     #: Pictures colour :meth:`points` in groups of this many (a TPS transform's five points).
     point_group_size: ClassVar[int] = 1
     #: The classes of :meth:`describe`'s and :meth:`encode_source`'s results.
@@ -194,6 +197,18 @@ class MotionModel(nn.Module):
         :meth:`describe`'s result when the graph was exported)."""
         return self.motion_type.from_tensors(outputs, layout)
 
+    def built_networks(self) -> tuple[str, ...]:
+        """The networks this model has (of :attr:`networks`, those its config builds and its
+        checkpoint did not go without)."""
+        return tuple(name for name in self.networks if getattr(self, name, None) is not None)
+
+    def remove_network(self, name: str) -> None:
+        """Go without one of :attr:`optional_networks` (a checkpoint without its weights)."""
+        if name not in self.optional_networks:
+            raise ValueError(f"{name!r} is not an optional network of {type(self).__name__} "
+                             f"({', '.join(self.optional_networks) or 'it has none'})")
+        setattr(self, name, None)
+
     def inference_modules(self) -> list[str]:
-        """The networks an inference engine needs (all but :attr:`training_only`)."""
-        return [name for name in self.networks if name not in self.training_only]
+        """The networks an inference engine needs (those built, but :attr:`training_only`)."""
+        return [name for name in self.built_networks() if name not in self.training_only]

@@ -28,6 +28,7 @@ from ..config import FommConfig, PACKAGED_CONFIGS, read_config_file
 from ..errors import ConfigError
 from .family import MotionModel
 from .fomm import FommModel
+from .mraa import MraaConfig, MraaModel
 
 __all__ = ["Family", "FAMILIES", "build_model", "config_from_dict", "family_of", "family_of_checkpoint",
            "family_of_config_data", "load_config", "matching_packaged_configs", "packaged_configs"]
@@ -81,6 +82,12 @@ register(Family(
     name="fomm", title="First Order Motion Model", paper="Siarohin et al., NeurIPS 2019",
     model_class=FommModel, config_class=FommConfig, identifying_networks=("kp_detector", "generator"),
     is_config=lambda data: "num_kp" in _common_params(data) or "kp_detector_params" in _model_params(data)))
+
+
+register(Family(
+    name="mraa", title="Motion Representations for Articulated Animation (MRAA)", paper="Siarohin et al., CVPR 2021",
+    model_class=MraaModel, config_class=MraaConfig, identifying_networks=("region_predictor", "generator"),
+    is_config=lambda data: "num_regions" in _model_params(data) or "region_predictor_params" in _model_params(data)))
 
 
 def family_of(model_or_config: Any) -> Family:

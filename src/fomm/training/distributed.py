@@ -87,8 +87,17 @@ def init_distributed(device: torch.device) -> DistributedContext:
                               backend=backend)
 
 
-def cleanup_distributed() -> None:
+def cleanup_distributed(completed: bool = True) -> None:
+    """Leave the process group (no-op without one).
+
+    After a ``completed`` run every process first waits for the others (a barrier): a process that
+    tore its connections down while another was still writing its checkpoint made gloo abort the
+    other one (``terminate called without an active exception``, SIGABRT). After a failure there
+    is no waiting: the other processes may never arrive.
+    """
     if dist.is_available() and dist.is_initialized():
+        if completed and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

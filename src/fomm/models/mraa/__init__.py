@@ -10,7 +10,6 @@ convention (``align_corners=False``, as its published checkpoints were trained).
 
 from __future__ import annotations
 
-from .checkpoint import load_mraa_checkpoint, load_mraa_state_dicts
 from .config import MraaConfig, load_mraa_config
 from .generator import EncodedSource, MraaRendered
 from .model import MraaModel, build_mraa_model
@@ -24,8 +23,6 @@ __all__ = [
     "RegionDetection",
     "Regions",
     "build_mraa_model",
-    "load_mraa_checkpoint",
     "load_mraa_config",
-    "load_mraa_state_dicts",
     "relative_regions",
 ]

@@ -10,7 +10,8 @@ a background motion, and fills what the source does not show; a background motio
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Optional
+import math
+from typing import ClassVar, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -21,7 +22,7 @@ from .avd_network import AvdNetwork
 from .bg_motion_predictor import BgMotionPredictor
 from .config import MraaConfig
 from .generator import EncodedSource, Generator, MraaRendered
-from .region_predictor import RegionPredictor
+from .region_predictor import RegionPredictor, covariance_square_root
 from .regions import Regions, relative_regions
 
 __all__ = ["MraaModel", "MraaRendered", "build_mraa_model"]
@@ -36,16 +37,19 @@ class MraaModel(MotionModel):
     Attributes are named as the networks in an original checkpoint (``region_predictor``,
     ``bg_predictor``, ``generator``, ``avd_network``), with the original parameter names inside,
     so ``getattr(model, name).load_state_dict(state_dict, strict=True)`` loads an original
-    checkpoint. ``networks`` lists those this model has: all four when built from a config
-    (``avd_network`` only with ``avd_network_params``); a checkpoint that lacks the background
-    predictor or the AVD network removes it (see :func:`fomm.models.mraa.checkpoint.load_mraa_state_dicts`).
+    checkpoint. :meth:`built_networks` lists those this model has: all four when built from a
+    config (``avd_network`` only with ``avd_network_params``); a checkpoint that lacks the
+    background predictor or the AVD network removes it (see :func:`fomm.checkpoint.load_state_dicts`).
     """
 
     family: ClassVar[str] = "mraa"
-    networks: tuple[str, ...] = ("region_predictor", "bg_predictor", "generator", "avd_network")
+    networks: ClassVar[tuple[str, ...]] = ("region_predictor", "bg_predictor", "generator", "avd_network")
     #: The background predictor moves the background in training and reconstruction only; the
     #: original animation never used it.
     training_only: ClassVar[tuple[str, ...]] = ("bg_predictor",)
+    optional_networks: ClassVar[tuple[str, ...]] = ("bg_predictor", "avd_network")
+    motion_type: ClassVar[type] = Regions
+    state_type: ClassVar[type] = EncodedSource
 
     def __init__(self, config: MraaConfig) -> None:
         super().__init__()
@@ -58,18 +62,7 @@ class MraaModel(MotionModel):
         self.avd_network: Optional[AvdNetwork] = None
         if params.avd_network_params is not None:
             self.avd_network = AvdNetwork(params.avd_network_params, params.num_regions)
-        self.networks = self._built_networks()
         self.epoch = 0
-
-    def _built_networks(self) -> tuple[str, ...]:
-        return tuple(name for name in type(self).networks if getattr(self, name, None) is not None)
-
-    def remove_network(self, name: str) -> None:
-        """Drop the optional ``bg_predictor`` or ``avd_network`` (a checkpoint without it)."""
-        if name not in ("bg_predictor", "avd_network"):
-            raise ValueError(f"only bg_predictor and avd_network are optional, not {name!r}")
-        setattr(self, name, None)
-        self.networks = self._built_networks()
 
     @property
     def num_channels(self) -> int:
@@ -86,6 +79,54 @@ class MraaModel(MotionModel):
     @property
     def has_avd(self) -> bool:
         return self.avd_network is not None
+
+    def default_motion(self) -> MotionSettings:
+        """The config's ``animate_params.mode`` (``standard`` is absolute motion); relative motion
+        scales by the hull areas, as the original always did."""
+        mode = {"standard": "absolute", "relative": "relative", "avd": "avd"}[self.config.animate_params.mode]
+        if mode == "avd" and not self.has_avd:
+            mode = "relative"
+        return MotionSettings(mode=mode, adapt_scale=True)
+
+    def points(self, motion: Regions) -> Tensor:
+        return motion.shift
+
+    def regions(self, motion: Regions) -> Optional[Tensor]:
+        return motion.covar
+
+    def explain(self, images: Tensor, rendered: MraaRendered) -> dict[str, Tensor]:
+        """The driving frames' region heatmaps and the K+1 motion masks (background first)."""
+        maps = {"region": self.region_predictor.detect(images).heatmap}
+        if rendered.mask is not None:
+            maps["mask"] = rendered.mask
+        return maps
+
+    def size_multiple(self) -> int:
+        params = self.config.model_params
+        predictor = params.region_predictor_params
+        multiples = [2 ** params.generator_params.num_down_blocks,
+                     round(1 / predictor.scale_factor) * 2 ** predictor.num_blocks]
+        flow = params.generator_params.pixelwise_flow_predictor_params
+        if flow is not None:
+            multiples.append(round(1 / flow.scale_factor) * 2 ** flow.num_blocks)
+        return math.lcm(*multiples)
+
+    # The SVD that turns a covariance into an affine frame is no ONNX operation: the exported
+    # describe graph returns the centres and covariances, and the frames are computed here.
+
+    def describe_for_export(self, images: Tensor) -> tuple[Tensor, ...]:
+        regions = self.describe(images)
+        if not self.region_predictor.pca_based:
+            return regions.tensors()
+        return (regions.shift, regions.covar)
+
+    def description_from_export(self, outputs: Sequence[Tensor],
+                                layout: tuple[tuple[str, Optional[int]], ...]) -> Regions:
+        if not self.region_predictor.pca_based:
+            return Regions.from_tensors(outputs, layout)
+        shift, covar = outputs
+        affine, _, _ = covariance_square_root(covar)
+        return Regions(shift=shift, covar=covar, affine=affine)
 
     # ---------------------------------------------------------------------------- animation
 

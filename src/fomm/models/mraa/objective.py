@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ...geometry import RandomWarp, coordinate_grid, inverse_2x2
-from ...keypoints import Keypoints
+from ..fomm.keypoints import Keypoints
 from ...losses import PerceptualLoss, equivariance_value_loss
 from ..blocks import ImagePyramid, at_least_fp32, full_precision
 from .config import MraaTrainAvdParams, MraaTrainParams
