@@ -113,7 +113,7 @@ class DenseMotionNetwork(nn.Module):
         if common.multi_mask:
             # 1/scale_factor = 2**upsamplings: the finest masks come from upsampling the hourglass's
             # output, the others from its last levels (the configs validate that there are enough).
-            self.upsamplings = int(round(math.log2(1 / params.scale_factor)))
+            self.upsamplings = round(math.log2(1 / params.scale_factor))
             from_hourglass = MULTI_MASK_LEVELS - self.upsamplings
             upsampled = [levels[-1] // 2 ** i for i in range(self.upsamplings + 1)]
             self.up.extend(UpBlock2d(upsampled[i], upsampled[i + 1]) for i in range(self.upsamplings))
@@ -127,7 +127,7 @@ class DenseMotionNetwork(nn.Module):
                 background: Optional[Tensor] = None, dropout: Optional[float] = None) -> TpsMotion:
         if self.scale_factor != 1:
             source = self.down(source)
-        batch, _, height, width = source.shape
+        height, width = source.shape[2:]
         heatmaps = self._heatmap_differences(kp_driving, kp_source, height, width)
         transforms = self._transform_grids(kp_driving, kp_source, background, height, width)
         deformed = self._deform(source, transforms)

@@ -16,6 +16,7 @@ where ``O`` is the finest occlusion mask (1 where the source is visible).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,7 +28,7 @@ from .blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from .config import CommonParams, GeneratorParams
 from .dense_motion import TpsMotion
 
-__all__ = ["InpaintingNetwork", "Inpainted"]
+__all__ = ["Inpainted", "InpaintingNetwork"]
 
 
 @dataclass

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..resnet import ResNet18
 
-__all__ = ["KeypointDetector", "POINTS_PER_TPS"]
+__all__ = ["POINTS_PER_TPS", "KeypointDetector"]
 
 #: Control points of one thin-plate-spline transform.
 POINTS_PER_TPS = 5
