@@ -120,8 +120,9 @@ class RandomTps:
 
     def warp_coordinates(self, coordinates: Tensor) -> Tensor:
         """Map ``(B or 1, P, 2)`` coordinates through the warp; returns ``(B, P, 2)``."""
-        theta = self.theta.to(coordinates.dtype)
-        linear = coordinates @ theta[:, :, :2].transpose(-1, -2) + theta[:, None, :, 2]
+        theta = self.theta.to(coordinates.dtype)[:, None]
+        # One 2x2 product per point, as the original: its rounding, bit for bit.
+        linear = (theta[..., :2] @ coordinates[..., None]).squeeze(-1) + theta[..., 2]
         radial = tps_kernel(_squared_distances(coordinates, self.control_points.to(coordinates.dtype)))
         displacement = (radial * self.control_params.to(coordinates.dtype)).sum(dim=-1, keepdim=True)
         return linear + displacement
