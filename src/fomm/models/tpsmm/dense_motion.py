@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ...bundle import TensorBundle
 from ...geometry import coordinate_grid, keypoints_to_gaussian, warp
-from ..blocks import AntiAliasDownsample
+from ..blocks import AntiAliasDownsample, at_least_fp32, full_precision
 from .blocks import Hourglass, UpBlock2d
 from .config import MULTI_MASK_LEVELS, CommonParams, DenseMotionParams
 from .keypoint_detector import POINTS_PER_TPS
@@ -128,17 +128,26 @@ class DenseMotionNetwork(nn.Module):
         if self.scale_factor != 1:
             source = self.down(source)
         height, width = source.shape[2:]
-        heatmaps = self._heatmap_differences(kp_driving, kp_source, height, width)
-        transforms = self._transform_grids(kp_driving, kp_source, background, height, width)
-        deformed = self._deform(source, transforms)
+        # The transforms, their grids and the sampling in float32 even under autocast (a TPS solve
+        # and sampling coordinates in bf16 would be off by pixels); the hourglass in its precision.
+        with full_precision(source):
+            kp_driving, kp_source = at_least_fp32(kp_driving), at_least_fp32(kp_source)
+            background = None if background is None else at_least_fp32(background)
+            heatmaps = self._heatmap_differences(kp_driving, kp_source, height, width)
+            transforms = self._transform_grids(kp_driving, kp_source, background, height, width)
+            deformed = self._deform(at_least_fp32(source), transforms)
 
         levels = self.hourglass(torch.cat([heatmaps, deformed.flatten(1, 2)], dim=1))
         logits = self.maps(levels[-1])
-        weights = F.softmax(logits, dim=1) if dropout is None else dropout_softmax(logits, dropout)
-        # Eq. 6: the per-pixel weighted sum of the K+1 transforms.
-        deformation = (transforms * weights[..., None]).sum(dim=1)
+        occlusion_logits = self._occlusion_logits(levels)
+        with full_precision(logits):
+            logits = at_least_fp32(logits)
+            weights = F.softmax(logits, dim=1) if dropout is None else dropout_softmax(logits, dropout)
+            # Eq. 6: the per-pixel weighted sum of the K+1 transforms.
+            deformation = (transforms * weights[..., None]).sum(dim=1)
+            occlusion_maps = tuple(torch.sigmoid(at_least_fp32(logit)) for logit in occlusion_logits)
         return TpsMotion(deformed_source=deformed, contribution_maps=weights, deformation=deformation,
-                         occlusion_maps=self._occlusion_maps(levels))
+                         occlusion_maps=occlusion_maps)
 
     def _heatmap_differences(self, kp_driving: Tensor, kp_source: Tensor, height: int, width: int) -> Tensor:
         """``(B, K*5 + 1, h, w)``: driving minus source gaussians, after a zero map for the background."""
@@ -165,12 +174,13 @@ class DenseMotionNetwork(nn.Module):
         deformed = warp(repeated, transforms.reshape(batch * count, height, width, 2))
         return deformed.view(batch, count, channels, height, width)
 
-    def _occlusion_maps(self, levels: list[Tensor]) -> tuple[Tensor, ...]:
-        """Masks from the last hourglass levels, then from successive 2x upsamplings of its output."""
+    def _occlusion_logits(self, levels: list[Tensor]) -> list[Tensor]:
+        """Mask logits from the last hourglass levels, then from successive 2x upsamplings of its
+        output, coarsest first."""
         from_hourglass = len(self.occlusion) - self.upsamplings
         inputs = list(levels[len(levels) - from_hourglass:])
         upsampled = levels[-1]
         for up in self.up:
             upsampled = up(upsampled)
             inputs.append(upsampled)
-        return tuple(torch.sigmoid(conv(feature)) for conv, feature in zip(self.occlusion, inputs))
+        return [conv(feature) for conv, feature in zip(self.occlusion, inputs)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..blocks import full_precision
 from ..resnet import ResNet18
 
 __all__ = ["POINTS_PER_TPS", "KeypointDetector"]
@@ -35,5 +36,10 @@ class KeypointDetector(nn.Module):
         return self.num_tps * POINTS_PER_TPS
 
     def forward(self, image: Tensor) -> Tensor:
-        coordinates = torch.sigmoid(self.fg_encoder(image)) * 2 - 1
+        features = self.fg_encoder.features(image)
+        # The regression head in the weights' precision even under autocast: keypoints in bf16
+        # would be off by a quarter pixel at 256x256.
+        with full_precision(features):
+            fc = self.fg_encoder.fc
+            coordinates = torch.sigmoid(fc(features.to(fc.weight.dtype))) * 2 - 1
         return coordinates.view(image.shape[0], self.num_points, 2)
