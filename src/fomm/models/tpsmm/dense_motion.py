@@ -169,9 +169,9 @@ class DenseMotionNetwork(nn.Module):
         """The source warped by each transform: ``(B, K+1, C, h, w)``."""
         batch, count, height, width, _ = transforms.shape
         channels = source.shape[1]
-        repeated = source[:, None].expand(batch, count, channels, height, width).reshape(batch * count, channels,
-                                                                                          height, width)
-        deformed = warp(repeated, transforms.reshape(batch * count, height, width, 2))
+        repeated = source[:, None].expand(batch, count, channels, height, width)
+        deformed = warp(repeated.reshape(batch * count, channels, height, width),
+                        transforms.reshape(batch * count, height, width, 2))
         return deformed.view(batch, count, channels, height, width)
 
     def _occlusion_logits(self, levels: list[Tensor]) -> list[Tensor]:
