@@ -13,20 +13,13 @@ import yaml
 from fomm.errors import CheckpointError, ConfigError
 from fomm.geometry import coordinate_grid, warp
 from fomm.models.family import MotionSettings
-from fomm.models.tpsmm import (
-    TpsKeypoints,
-    TpsmmConfig,
-    TpsmmModel,
-    load_original_checkpoint,
-    load_tpsmm_config,
-    original_checkpoint,
-    read_original_checkpoint,
-    relative_motion,
-)
+import fomm
+from fomm.models.tpsmm import TpsKeypoints, TpsmmConfig, TpsmmModel, load_tpsmm_config, relative_motion
 from fomm.models.tpsmm.dense_motion import background_grid, dropout_softmax
 from fomm.models.tpsmm.tps import RandomTps, fit_tps, tps_kernel
 
 from .conftest import CONFIGS
+from .reference_fixtures import load_original
 from .tpsmm_helpers import (
     reference_checkpoint,
     reference_config,
@@ -218,7 +211,11 @@ def test_render_of_a_batch_is_each_frame_rendered_alone(model, images):
 def test_absolute_transfer_is_the_driving_motion(model):
     driving = TpsKeypoints(torch.rand(3, 15, 2))
     source = TpsKeypoints(torch.rand(1, 15, 2))
-    assert model.transfer(source, driving, driving[0:1], MotionSettings(mode="absolute")) is driving
+    moved = model.transfer(source, driving, driving[0:1], MotionSettings(mode="absolute"))
+    assert torch.equal(moved.value, driving.value)
+    # The splines from the driving points to the source's come fitted, as rendering would fit them.
+    splines = fit_tps(driving.value.view(3, 3, 5, 2), source.value.expand(3, -1, -1).reshape(3, 3, 5, 2))
+    assert torch.equal(moved.tps_affine, splines.affine) and torch.equal(moved.tps_weights, splines.weights)
 
 
 def test_relative_transfer_moves_the_source_by_the_driving_motion(model):
@@ -238,8 +235,9 @@ def test_avd_transfer_needs_an_avd_network(model, images):
         source, driving = model.describe(images[0]), model.describe(images[1])
         assert model.has_avd
         assert model.transfer(source, driving, driving[0:1], MotionSettings(mode="avd")).value.shape == (3, 15, 2)
-    without = TpsmmModel(reference_config(), with_avd=False)
-    assert not without.has_avd and "avd_network" not in without.networks
+    without = TpsmmModel(reference_config())
+    without.remove_network("avd_network")
+    assert not without.has_avd and "avd_network" not in without.built_networks()
     with pytest.raises(ConfigError, match="avd"):
         without.transfer(source, driving, driving[0:1], MotionSettings(mode="avd"))
 
@@ -263,26 +261,25 @@ def test_reconstruct_uses_the_background_predictor(images):
 
 def test_networks_follow_the_config():
     no_bg = TpsmmModel(tiny_config(bg=False))
-    assert no_bg.networks == ("kp_detector", "dense_motion_network", "inpainting_network", "avd_network")
-    assert not hasattr(no_bg, "bg_predictor") and no_bg.inference_modules() == list(no_bg.networks)
+    assert no_bg.built_networks() == ("kp_detector", "dense_motion_network", "inpainting_network", "avd_network")
+    assert no_bg.bg_predictor is None and no_bg.inference_modules() == list(no_bg.built_networks())
     assert no_bg.frame_shape == (64, 64, 3) and no_bg.num_channels == 3 and no_bg.family == "tpsmm"
     data = reference_config().to_dict()
     del data["model_params"]["avd_network_params"]
-    assert "avd_network" not in TpsmmModel(TpsmmConfig.from_dict(data)).networks
+    assert "avd_network" not in TpsmmModel(TpsmmConfig.from_dict(data)).built_networks()
 
 
 # --------------------------------------------------------------------------------------------
-# original checkpoints
+# original checkpoints, read by fomm.load_checkpoint
 
 
-def test_checkpoint_file_round_trip(tmp_path, model):
-    path = tmp_path / "tpsmm.pth.tar"
-    state = {"optimizer": {"state": {}, "param_groups": [{"lr": 2e-4}]}}
-    model.epoch = 12
-    torch.save(original_checkpoint(model, state), path)
-    loaded = read_original_checkpoint(path, reference_config())
-    assert loaded.epoch == 12 and loaded.networks == model.networks
-    for name in model.networks:
+def test_original_layout_round_trip(model):
+    state = {"optimizer": {"state": {}, "param_groups": [{"lr": 2e-4}]}, "epoch": 12}
+    checkpoint = {name: getattr(model, name).state_dict() for name in model.built_networks()} | state
+    loaded = load_original(checkpoint, reference_config())
+    assert isinstance(loaded, TpsmmModel) and loaded.epoch == 12
+    assert loaded.built_networks() == model.built_networks()
+    for name in model.built_networks():
         ours, theirs = getattr(model, name).state_dict(), getattr(loaded, name).state_dict()
         assert all(torch.equal(ours[key], theirs[key]) for key in ours)
 
@@ -290,66 +287,76 @@ def test_checkpoint_file_round_trip(tmp_path, model):
 def test_missing_network_is_named():
     checkpoint = reference_checkpoint()
     del checkpoint["dense_motion_network"]
-    with pytest.raises(CheckpointError, match="no 'dense_motion_network'"):
-        load_original_checkpoint(checkpoint, reference_config())
+    with pytest.raises(CheckpointError, match="not a checkpoint of a known model family.*dense_motion_network"):
+        load_original(checkpoint, reference_config())
 
 
 def test_wrong_config_names_every_mismatch():
     data = reference_config().to_dict()
     data["model_params"]["common_params"]["num_tps"] = 4
     with pytest.raises(CheckpointError) as error:
-        load_original_checkpoint(reference_checkpoint(), TpsmmConfig.from_dict(data), source="ck.pth.tar")
+        load_original(reference_checkpoint(), TpsmmConfig.from_dict(data), name="ck.pth.tar")
     message = str(error.value)
-    assert "ck.pth.tar: the 'kp_detector' weights" in message
-    assert "shape of 'fg_encoder.fc.weight': checkpoint [30, 512], model [40, 512]" in message
+    assert "ck.pth.tar: the weights do not fit the Thin-Plate Spline Motion Model (TPSMM) model" in message
+    assert "'kp_detector' shape of 'fg_encoder.fc.weight': checkpoint [30, 512], model [40, 512]" in message
 
 
-def test_unexpected_entries_and_keys_are_named():
-    checkpoint = reference_checkpoint()
-    checkpoint["generator"] = {}
-    with pytest.raises(CheckpointError, match="unexpected entries 'generator'"):
-        load_original_checkpoint(checkpoint, reference_config())
+def test_a_config_of_another_family_is_refused():
+    with pytest.raises(CheckpointError, match="is a Thin-Plate Spline Motion Model.*the config given is a First Order"):
+        load_original(reference_checkpoint(), "vox-256")
+
+
+def test_unexpected_keys_are_named():
     checkpoint = reference_checkpoint()
     checkpoint["inpainting_network"]["final.scale"] = torch.zeros(1)
     with pytest.raises(CheckpointError, match=r"unexpected key 'final\.scale' \[1\]"):
-        load_original_checkpoint(checkpoint, reference_config())
+        load_original(checkpoint, reference_config())
 
 
 def test_checkpoint_before_the_avd_stage_builds_no_avd_network():
     checkpoint = reference_checkpoint()
     del checkpoint["avd_network"]
-    assert not load_original_checkpoint(checkpoint, reference_config()).has_avd
+    loaded = load_original(checkpoint, reference_config())
+    assert not loaded.has_avd and loaded.avd_network is None
+    with pytest.raises(fomm.UserError, match="no AVD network"):
+        fomm.Animator(loaded, motion="avd")
 
 
-def test_checkpoint_saved_before_bg_start_keeps_an_identity_predictor(images):
+def test_checkpoint_saved_before_bg_start_reconstructs_without_background(images):
+    """The original saves the background predictor only from bg_start on; a fresh one outputs
+    the identity, which is what going without it gives."""
     checkpoint = reference_checkpoint()
     del checkpoint["bg_predictor"]
-    loaded = load_original_checkpoint(checkpoint, reference_config())
+    loaded = load_original(checkpoint, reference_config())
+    assert loaded.bg_predictor is None
+    source, driving = images
     with torch.no_grad():
-        transform = loaded.bg_predictor(images[0].expand(3, -1, -1, -1), images[1])
-    assert torch.equal(transform, torch.eye(3).expand(3, 3, 3))
+        reconstructed = loaded.reconstruct(source.expand(3, -1, -1, -1), driving).prediction
+        plain = loaded.animate_frames(source.expand(3, -1, -1, -1), driving).prediction
+    assert torch.equal(reconstructed, plain)
 
 
-def test_background_weights_of_a_config_without_background_are_left_out():
-    with pytest.warns(UserWarning, match="'bg_predictor' weights are not used"):
-        loaded = load_original_checkpoint(reference_checkpoint(), tiny_config(bg=False))
-    assert "bg_predictor" not in loaded.networks
+def test_background_weights_of_a_config_without_background_are_left_out(caplog):
+    with caplog.at_level("WARNING"):
+        loaded = load_original(reference_checkpoint(), tiny_config(bg=False))
+    assert "'bg_predictor' weights are not used" in caplog.text
+    assert loaded.bg_predictor is None
 
 
 def test_avd_weights_need_avd_params():
     data = copy.deepcopy(reference_config().to_dict())
     del data["model_params"]["avd_network_params"]
-    with pytest.raises(CheckpointError, match="avd_network_params"):
-        load_original_checkpoint(reference_checkpoint(), TpsmmConfig.from_dict(data))
+    with pytest.raises(CheckpointError, match="has 'avd_network' weights, but the model built from the config has no"):
+        load_original(reference_checkpoint(), TpsmmConfig.from_dict(data))
 
 
 def test_unreadable_file_is_a_checkpoint_error(tmp_path):
     path = tmp_path / "broken.pth.tar"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
-        read_original_checkpoint(path, reference_config())
+    with pytest.raises(CheckpointError, match="broken.pth.tar: not a checkpoint"):
+        fomm.load_checkpoint(path, config=reference_config())
     with pytest.raises(CheckpointError, match="not found"):
-        read_original_checkpoint(tmp_path / "absent.pth.tar", reference_config())
+        fomm.load_checkpoint(tmp_path / "absent.pth.tar", config=reference_config())
 
 
 def test_bf16_autocast_keeps_the_motion_in_float32(model, images):

@@ -56,7 +56,7 @@ def trained_networks(config: TpsmmConfig, vgg, batch, epoch: int) -> tuple[dict,
     model = fresh_model(config)
     losses, _ = TpsmmObjective(model, config.train_params, vgg)(*batch, epoch=epoch)
     sum(losses.values()).backward()
-    reached = {name for name in model.networks
+    reached = {name for name in model.built_networks()
                if any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(model, name).parameters())}
     return losses, reached
 

@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from fomm.models.family import MotionSettings
-from fomm.models.tpsmm import TpsKeypoints, TpsmmModel, load_original_checkpoint, load_tpsmm_config
+from fomm.models.tpsmm import TpsKeypoints, TpsmmModel, load_tpsmm_config
 
 from .conftest import CONFIGS
+from .reference_fixtures import load_original
 from .tpsmm_helpers import reference_checkpoint, reference_io, reference_model, tpsmm_fixture
 
 PUBLISHED = ["vox-256", "taichi-256", "ted-384", "mgif-256"]
@@ -96,11 +97,11 @@ def test_every_prediction_matches_within_2e5(errors):
 
 def test_reference_checkpoint_rebuilds_the_original_networks_exactly():
     checkpoint = reference_checkpoint()
-    model = load_original_checkpoint(checkpoint, load_tpsmm_config(tpsmm_fixture("config.yaml")))
-    assert model.networks == ("kp_detector", "dense_motion_network", "inpainting_network", "bg_predictor",
-                              "avd_network")
+    model = load_original(checkpoint, load_tpsmm_config(tpsmm_fixture("config.yaml")))
+    assert model.built_networks() == ("kp_detector", "dense_motion_network", "inpainting_network", "bg_predictor",
+                                      "avd_network")
     assert model.epoch == 3 and not model.training
-    for name in model.networks:
+    for name in model.built_networks():
         for key, value in getattr(model, name).state_dict().items():
             assert torch.equal(value, checkpoint[name][key]), f"{name}.{key}"
 
@@ -116,9 +117,9 @@ def test_published_configs_load_weights_of_the_published_layout_strictly(name):
     generator = torch.Generator().manual_seed(0)
     checkpoint = {network: {key: random_entry(key, shape, generator) for key, shape in expected[network].items()}
                   for network in built}
-    model = load_original_checkpoint(checkpoint, config, source=f"random {name}")
-    assert set(model.networks) == built
-    for network in model.networks:
+    model = load_original(checkpoint, config)
+    assert set(model.built_networks()) == built
+    for network in model.built_networks():
         state = getattr(model, network).state_dict()
         assert {key: list(value.shape) for key, value in state.items()} == expected[network], f"{name}/{network}"
         assert all(torch.equal(state[key], value) for key, value in checkpoint[network].items())

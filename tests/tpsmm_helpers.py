@@ -7,39 +7,22 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from fomm.models.tpsmm import TpsmmConfig, TpsmmModel, load_original_checkpoint, load_tpsmm_config
+from fomm.models.tpsmm import TpsmmConfig, TpsmmModel, load_tpsmm_config
 
-TPSMM_REFERENCE = Path(__file__).resolve().parent / "data" / "tpsmm-reference"
+from .reference_fixtures import fixture, load_original, original_checkpoint
+from .reference_fixtures import reference_io as family_reference_io
 
 
 def tpsmm_fixture(name: str) -> Path:
     """A file of the TPSMM reference set; missing is a failure, never a skip."""
-    path = TPSMM_REFERENCE / name
-    assert path.is_file(), f"TPSMM reference fixture missing: {path}"
-    return path
+    return fixture("tpsmm", name)
 
 
 def reference_checkpoint() -> dict[str, Any]:
-    """The original-layout checkpoint the fixtures were made with, rebuilt from weights.npz as its
-    README says: ``<network>/<key>:q`` (int8) times ``2 ** <key>:exponent`` is the float32 value,
-    exactly; other entries are stored as they are. ``epoch`` 3, as the original file."""
-    stored = np.load(tpsmm_fixture("weights.npz"))
-    checkpoint: dict[str, Any] = {}
-    for entry in stored.files:
-        if entry.endswith(":exponent"):
-            continue
-        if entry.endswith(":q"):
-            key = entry[: -len(":q")]
-            value = torch.from_numpy(stored[entry]).float() * 2.0 ** int(stored[f"{key}:exponent"])
-        else:
-            key, value = entry, torch.from_numpy(stored[entry].copy())
-        network, parameter = key.split("/", 1)
-        checkpoint.setdefault(network, {})[parameter] = value
-    checkpoint["epoch"] = 3
-    return checkpoint
+    """The original-layout checkpoint the fixtures were made with (``epoch`` 3)."""
+    return original_checkpoint("tpsmm")
 
 
 def reference_config() -> TpsmmConfig:
@@ -47,11 +30,11 @@ def reference_config() -> TpsmmConfig:
 
 
 def reference_model() -> TpsmmModel:
-    return load_original_checkpoint(reference_checkpoint(), reference_config(), source="weights.npz")
+    return load_original(reference_checkpoint(), reference_config())
 
 
 def reference_io() -> dict[str, torch.Tensor]:
-    return torch.load(tpsmm_fixture("io.pt"), weights_only=True)
+    return family_reference_io("tpsmm")
 
 
 def tiny_config(**common: Any) -> TpsmmConfig:

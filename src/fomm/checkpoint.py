@@ -132,7 +132,14 @@ def load_state_dicts(model: MotionModel, data: CheckpointData) -> None:
     are removed from the model; others it lacks keep their fresh weights (an original FOMM file
     saved without its discriminator)."""
     problems: list[str] = []
-    for name, state_dict in data.state_dicts.items():
+    state_dicts = dict(data.state_dicts)
+    for name in list(state_dicts):
+        if getattr(model, name, None) is None and name in model.training_only:
+            # A network the config does not build and inference never uses: the published TPSMM
+            # mgif file holds background-predictor weights its config (bg: false) has no use for.
+            logger.warning("%s: the '%s' weights are not used: the config builds no %s", data.path, name, name)
+            del state_dicts[name]
+    for name, state_dict in state_dicts.items():
         network: Optional[nn.Module] = getattr(model, name, None)
         if network is None:
             problems.append(f"the checkpoint has '{name}' weights, but the model built from the config has no "
@@ -145,10 +152,10 @@ def load_state_dicts(model: MotionModel, data: CheckpointData) -> None:
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise CheckpointError(f"{data.path}: the weights do not fit the {data.family.title} model built from the "
                               f"config ({len(problems)} problems):\n  {listing}{more}")
-    for name, state_dict in data.state_dicts.items():
+    for name, state_dict in state_dicts.items():
         getattr(model, name).load_state_dict(upgrade_legacy_spectral_norm(dict(state_dict)), strict=True)
     for name in model.built_networks():
-        if name not in data.state_dicts and name in model.optional_networks:
+        if name not in state_dicts and name in model.optional_networks:
             model.remove_network(name)
 
 

@@ -12,11 +12,12 @@ inputs and outputs group into the family's descriptions:
     ``source (1, C, H, W)`` -> the source state's tensors (the image, encoder features): once per
     source.
 ``render.onnx``
-    the source state's tensors, the source's description (batch 1) and the driving description
-    (batch ``B``) -> ``prediction (B, C, H, W)``.
+    the source state's tensors, the source's description (batch 1) and the description to render
+    (batch ``B``, as :meth:`~fomm.models.MotionModel.transfer` makes it: a TPS model's fitted
+    splines included) -> ``prediction (B, C, H, W)``.
 ``graphs.json``
-    the family, and the layouts (:meth:`fomm.bundle.TensorBundle.layout`) of the description and
-    the state.
+    the family, and the layouts (:meth:`fomm.bundle.TensorBundle.layout`) of the description, of
+    the description to render and of the state.
 
 Coordinates are (x, y) in [-1, 1]. The motion transfer (relative, absolute, AVD) is done by the
 caller between ``describe`` and ``render`` (:meth:`fomm.models.MotionModel.transfer`). Uses torch's
@@ -40,7 +41,7 @@ from torch import Tensor, nn
 from .bundle import TensorBundle
 from .errors import UserError
 from .files import staged_outputs
-from .models import MotionModel
+from .models import MotionModel, MotionSettings
 
 logger = logging.getLogger(__name__)
 
@@ -80,15 +81,17 @@ class OnnxFiles:
 
 @dataclass(frozen=True)
 class GraphLayouts:
-    """How the graphs' flat tensors group: the description's and the state's fields."""
+    """How the graphs' flat tensors group: the description's, the rendered description's and the
+    state's fields."""
 
     family: str
     motion: Layout
+    rendered: Layout
     state: Layout
 
     def to_json(self) -> str:
         return json.dumps({"family": self.family, "format": EXPORT_FORMAT, "motion": self.motion,
-                           "state": self.state}, indent=1)
+                           "rendered": self.rendered, "state": self.state}, indent=1)
 
     @classmethod
     def read(cls, path: Path) -> "GraphLayouts":
@@ -96,7 +99,8 @@ class GraphLayouts:
         if data.get("format") != EXPORT_FORMAT:
             raise ValueError(f"{path}: export format {data.get('format')}, expected {EXPORT_FORMAT}")
         as_layout = lambda pairs: tuple((str(name), None if count is None else int(count)) for name, count in pairs)
-        return cls(str(data["family"]), as_layout(data["motion"]), as_layout(data["state"]))
+        return cls(str(data["family"]), as_layout(data["motion"]), as_layout(data["rendered"]),
+                   as_layout(data["state"]))
 
 
 @dataclass
@@ -146,7 +150,7 @@ class _RenderGraph(nn.Module):
         source_tensors = tensors[self.state_count:self.state_count + self.motion_count]
         driving_tensors = tensors[self.state_count + self.motion_count:]
         model = self.model
-        driving = model.motion_type.from_tensors(driving_tensors, self.layouts.motion)
+        driving = model.motion_type.from_tensors(driving_tensors, self.layouts.rendered)
         batch = driving_tensors[0].shape[0]
         state = _broadcast(model.state_type.from_tensors(state_tensors, self.layouts.state), batch)
         source = _broadcast(model.motion_type.from_tensors(source_tensors, self.layouts.motion), batch)
@@ -217,13 +221,14 @@ def export_onnx(model: MotionModel, out_dir: Path, opset: int = DEFAULT_OPSET, c
         source_motion = model.describe(source)
         # Distinct tensors for every input: torch.export merges inputs that are the same object.
         driving_motion = model.describe(torch.rand(2, channels, height, width))
-    layouts = GraphLayouts(model.family, source_motion.layout(), state.layout())
+        rendered_motion = model.transfer(source_motion, driving_motion, driving_motion[:1], MotionSettings("absolute"))
+    layouts = GraphLayouts(model.family, source_motion.layout(), rendered_motion.layout(), state.layout())
     state_tensors = tuple(tensor.clone() for tensor in state.tensors())
-    motion_inputs = (*source_motion.tensors(), *driving_motion.tensors())
+    motion_inputs = (*source_motion.tensors(), *(tensor.clone() for tensor in rendered_motion.tensors()))
     dynamic = (*(_spatial_dims(tensor, height, units, multiple) for tensor in state_tensors),
-               *({} for _ in source_motion.tensors()), *({0: batch} for _ in driving_motion.tensors()))
+               *({} for _ in source_motion.tensors()), *({0: batch} for _ in rendered_motion.tensors()))
     render_names = [*_names("state_", layouts.state), *_names("source_", layouts.motion),
-                    *_names("driving_", layouts.motion)]
+                    *_names("driving_", layouts.rendered)]
 
     with staged_outputs(files.all()) as staged:
         _export(_DescribeGraph(model).eval(), (image,), ({0: batch, **size},), staged[files.describe],
@@ -268,13 +273,17 @@ def check_onnx(model: MotionModel, files: OnnxFiles, batch: int = 3,
         source, driving = torch.rand(1, channels, *size), torch.rand(batch, channels, *size)
         with torch.no_grad():
             source_motion, driving_motion = model.describe(source), model.describe(driving)
-            expected = model.render(model.encode_source(source), source_motion, driving_motion).prediction
+            rendered = model.transfer(source_motion, driving_motion, driving_motion[:1], MotionSettings("absolute"))
+            expected = model.render(model.encode_source(source), source_motion, rendered).prediction
         onnx_source = describe.run(None, {"image": source.numpy()})
         onnx_driving = describe.run(None, {"image": driving.numpy()})
         state = encode.run(None, {"source": source.numpy()})
         names = [item.name for item in render.get_inputs()]
-        prediction = torch.from_numpy(render.run(None, dict(zip(names, [*state, *onnx_source, *onnx_driving])))[0])
-        described = model.description_from_export([torch.from_numpy(array) for array in onnx_driving], layouts.motion)
+        as_model = lambda arrays: model.description_from_export([torch.from_numpy(a) for a in arrays], layouts.motion)
+        feeds = [*state, *(tensor.numpy() for tensor in as_model(onnx_source).tensors()),
+                 *(tensor.numpy() for tensor in rendered.tensors())]
+        prediction = torch.from_numpy(render.run(None, dict(zip(names, feeds)))[0])
+        described = as_model(onnx_driving)
         errors += [max((a - b).abs().max().item() for a, b in zip(described.tensors(), driving_motion.tensors())),
                    (prediction - expected).abs().max().item()]
     return float(max(errors))

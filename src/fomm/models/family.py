@@ -103,9 +103,10 @@ class MotionModel(nn.Module):
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:
-        """``(H, W, C)`` the model was configured for (256x256 when the config has no dataset)."""
+        """``(H, W, C)`` the model was configured for (256x256 when the config gives none, as the
+        published TPSMM and MRAA configs do not)."""
         dataset = getattr(self.config, "dataset_params", None)
-        if dataset is None:
+        if dataset is None or dataset.frame_shape is None:
             return (256, 256, self.num_channels)
         return tuple(dataset.frame_shape)
 

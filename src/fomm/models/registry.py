@@ -29,6 +29,7 @@ from ..errors import ConfigError
 from .family import MotionModel
 from .fomm import FommModel
 from .mraa import MraaConfig, MraaModel
+from .tpsmm import TpsmmConfig, TpsmmModel
 
 __all__ = ["Family", "FAMILIES", "build_model", "config_from_dict", "family_of", "family_of_checkpoint",
            "family_of_config_data", "load_config", "matching_packaged_configs", "packaged_configs"]
@@ -82,6 +83,13 @@ register(Family(
     name="fomm", title="First Order Motion Model", paper="Siarohin et al., NeurIPS 2019",
     model_class=FommModel, config_class=FommConfig, identifying_networks=("kp_detector", "generator"),
     is_config=lambda data: "num_kp" in _common_params(data) or "kp_detector_params" in _model_params(data)))
+
+
+register(Family(
+    name="tpsmm", title="Thin-Plate Spline Motion Model (TPSMM)", paper="Zhao & Zhang, CVPR 2022",
+    model_class=TpsmmModel, config_class=TpsmmConfig,
+    identifying_networks=("kp_detector", "dense_motion_network", "inpainting_network"),
+    is_config=lambda data: "num_tps" in _common_params(data)))
 
 
 register(Family(

@@ -27,10 +27,6 @@ from .regions import Regions, relative_regions
 
 __all__ = ["MraaModel", "MraaRendered", "build_mraa_model"]
 
-#: Frame size assumed when the config does not give one (the published configs say null).
-_DEFAULT_FRAME_SIZE = 256
-
-
 class MraaModel(MotionModel):
     """The networks of one MRAA config, with the config they were built from.
 
@@ -67,14 +63,6 @@ class MraaModel(MotionModel):
     @property
     def num_channels(self) -> int:
         return self.config.model_params.num_channels
-
-    @property
-    def frame_shape(self) -> tuple[int, int, int]:
-        """``(H, W, C)`` of the config's ``dataset_params.frame_shape``, 256x256 when it has none."""
-        dataset = self.config.dataset_params
-        if dataset is None or dataset.frame_shape is None:
-            return (_DEFAULT_FRAME_SIZE, _DEFAULT_FRAME_SIZE, self.num_channels)
-        return tuple(dataset.frame_shape)
 
     @property
     def has_avd(self) -> bool:
@@ -115,9 +103,9 @@ class MraaModel(MotionModel):
     # describe graph returns the centres and covariances, and the frames are computed here.
 
     def describe_for_export(self, images: Tensor) -> tuple[Tensor, ...]:
-        regions = self.describe(images)
         if not self.region_predictor.pca_based:
-            return regions.tensors()
+            return self.describe(images).tensors()
+        regions = self.region_predictor.detect(images, frames=False).regions
         return (regions.shift, regions.covar)
 
     def description_from_export(self, outputs: Sequence[Tensor],

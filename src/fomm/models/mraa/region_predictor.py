@@ -52,8 +52,10 @@ class RegionPredictor(nn.Module):
         """``(B, C, H, W)`` images in [0, 1] -> regions (``shift`` ``(B, K, 2)``, ...)."""
         return self.detect(image).regions
 
-    def detect(self, image: Tensor) -> RegionDetection:
-        """As :meth:`forward`, keeping the heatmaps and the SVD factors."""
+    def detect(self, image: Tensor, frames: bool = True) -> RegionDetection:
+        """As :meth:`forward`, keeping the heatmaps and the SVD factors. Without ``frames`` the
+        PCA-based affine frames are left out (None): the SVD is no ONNX operation, and an exported
+        graph returns centres and covariances only."""
         if self.scale_factor != 1:
             image = self.down(image)
         feature_map = self.predictor(image)
@@ -67,9 +69,9 @@ class RegionPredictor(nn.Module):
             heatmap = F.softmax(logits.reshape(batch, num_regions, -1) / self.temperature, dim=2).view(logits.shape)
             if jacobian_map is not None:
                 return self._regressed_regions(heatmap, at_least_fp32(jacobian_map))
-            return self._moment_regions(heatmap)
+            return self._moment_regions(heatmap, frames)
 
-    def _moment_regions(self, heatmap: Tensor) -> RegionDetection:
+    def _moment_regions(self, heatmap: Tensor, frames: bool = True) -> RegionDetection:
         """Regions from the heatmaps' first moments, and with ``pca_based`` their second."""
         grid = coordinate_grid(heatmap.shape[2], heatmap.shape[3], dtype=heatmap.dtype, device=heatmap.device)
         weights = heatmap.unsqueeze(-1)
@@ -81,6 +83,8 @@ class RegionPredictor(nn.Module):
         centred = grid - shift[:, :, None, None, :]
         outer = centred.unsqueeze(-1) * centred.unsqueeze(-2)
         covar = (outer * weights.unsqueeze(-1)).sum(dim=(2, 3))
+        if not frames:
+            return RegionDetection(Regions(shift=shift, covar=covar), heatmap=heatmap)
         affine, u, d = covariance_square_root(covar)
         return RegionDetection(Regions(shift=shift, covar=covar, affine=affine), heatmap=heatmap, u=u, d=d)
 

@@ -4,11 +4,10 @@ Image Animation", CVPR 2022; original code github.com/yoyo-nb/Thin-Plate-Spline-
 One module per part of the paper: :mod:`.tps` (the transform), :mod:`.keypoint_detector`,
 :mod:`.bg_motion_predictor`, :mod:`.dense_motion`, :mod:`.inpainting_network`, :mod:`.avd_network`;
 :mod:`.model` puts them behind the family interface, :mod:`.config` reads the original YAML layout,
-:mod:`.checkpoint` the original checkpoint layout, and :mod:`.objective` (imported on its own: it
+and :mod:`.objective` (imported on its own: it
 needs the losses) holds the training objectives.
 """
 
-from .checkpoint import load_original_checkpoint, original_checkpoint, read_original_checkpoint
 from .config import TpsmmConfig, load_tpsmm_config
 from .model import TpsKeypoints, TpsmmModel, TpsRendered, TpsSource, relative_motion
 
@@ -18,9 +17,6 @@ __all__ = [
     "TpsSource",
     "TpsmmConfig",
     "TpsmmModel",
-    "load_original_checkpoint",
     "load_tpsmm_config",
-    "original_checkpoint",
-    "read_original_checkpoint",
     "relative_motion",
 ]

@@ -28,7 +28,7 @@ from ..blocks import AntiAliasDownsample, at_least_fp32, full_precision
 from .blocks import Hourglass, UpBlock2d
 from .config import MULTI_MASK_LEVELS, CommonParams, DenseMotionParams
 from .keypoint_detector import POINTS_PER_TPS
-from .tps import fit_tps
+from .tps import TpsTransform, fit_tps
 
 __all__ = ["DenseMotionNetwork", "TpsMotion", "background_grid", "dropout_softmax"]
 
@@ -124,7 +124,8 @@ class DenseMotionNetwork(nn.Module):
         self.occlusion = nn.ModuleList(nn.Conv2d(channels, 1, kernel_size=7, padding=3) for channels in mask_inputs)
 
     def forward(self, source: Tensor, kp_driving: Tensor, kp_source: Tensor,
-                background: Optional[Tensor] = None, dropout: Optional[float] = None) -> TpsMotion:
+                background: Optional[Tensor] = None, dropout: Optional[float] = None,
+                splines: Optional[TpsTransform] = None) -> TpsMotion:
         if self.scale_factor != 1:
             source = self.down(source)
         height, width = source.shape[2:]
@@ -134,7 +135,7 @@ class DenseMotionNetwork(nn.Module):
             kp_driving, kp_source = at_least_fp32(kp_driving), at_least_fp32(kp_source)
             background = None if background is None else at_least_fp32(background)
             heatmaps = self._heatmap_differences(kp_driving, kp_source, height, width)
-            transforms = self._transform_grids(kp_driving, kp_source, background, height, width)
+            transforms = self._transform_grids(kp_driving, kp_source, background, height, width, splines)
             deformed = self._deform(at_least_fp32(source), transforms)
 
         levels = self.hourglass(torch.cat([heatmaps, deformed.flatten(1, 2)], dim=1))
@@ -157,11 +158,12 @@ class DenseMotionNetwork(nn.Module):
         return torch.cat([zeros, difference], dim=1)
 
     def _transform_grids(self, kp_driving: Tensor, kp_source: Tensor, background: Optional[Tensor],
-                         height: int, width: int) -> Tensor:
-        """``(B, K+1, h, w, 2)`` sampling grids: the background transform, then the K TPS ones."""
+                         height: int, width: int, splines: Optional[TpsTransform] = None) -> Tensor:
+        """``(B, K+1, h, w, 2)`` sampling grids: the background transform, then the K TPS ones
+        (``splines``, when fitted already, else fitted here)."""
         batch = kp_driving.shape[0]
-        tps = fit_tps(kp_driving.view(batch, self.num_tps, POINTS_PER_TPS, 2),
-                      kp_source.view(batch, self.num_tps, POINTS_PER_TPS, 2))
+        tps = splines if splines is not None else fit_tps(kp_driving.view(batch, self.num_tps, POINTS_PER_TPS, 2),
+                                                          kp_source.view(batch, self.num_tps, POINTS_PER_TPS, 2))
         grids = tps.grid(height, width)
         return torch.cat([background_grid(batch, height, width, background, like=grids), grids], dim=1)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 from torch import Tensor
 
@@ -23,7 +23,8 @@ from .bg_motion_predictor import BackgroundMotionPredictor
 from .config import TpsmmConfig
 from .dense_motion import DenseMotionNetwork, TpsMotion
 from .inpainting_network import Inpainted, InpaintingNetwork
-from .keypoint_detector import KeypointDetector
+from .keypoint_detector import POINTS_PER_TPS, KeypointDetector
+from .tps import TpsTransform, fit_tps
 
 __all__ = ["TpsKeypoints", "TpsRendered", "TpsSource", "TpsmmModel", "relative_motion"]
 
@@ -35,11 +36,17 @@ class TpsKeypoints(TensorBundle):
     ``value`` ``(B, K*5, 2)``: K groups of five keypoints, (x, y) in [-1, 1]. ``background``
     ``(B, 3, 3)``: an affine transform mapping driving (x, y, 1) to source coordinates for the
     background, or None for the identity; only :meth:`TpsmmModel.reconstruct` sets it (the
-    original demo animates without one).
+    original demo animates without one). ``tps_affine`` ``(B, K, 2, 3)`` and ``tps_weights``
+    ``(B, K, 5, 2)``: the K thin-plate splines from these points to the source's, when
+    :meth:`TpsmmModel.transfer` has fitted them already (rendering fits them otherwise). Fitting
+    is a small linear solve per spline, which ONNX has no operation for: this way the exported
+    render graph takes the fitted splines as inputs.
     """
 
     value: Tensor
     background: Optional[Tensor] = None
+    tps_affine: Optional[Tensor] = None
+    tps_weights: Optional[Tensor] = None
 
 
 @dataclass
@@ -93,16 +100,22 @@ class TpsmmModel(MotionModel):
     """The networks of one TPSMM config, named as in the original checkpoints.
 
     ``kp_detector``, ``dense_motion_network`` and ``inpainting_network`` always; ``bg_predictor``
-    when ``common_params.bg``; ``avd_network`` when ``with_avd`` (by default: when the config has
-    ``avd_network_params``). :attr:`networks` lists those this model built.
+    when ``common_params.bg``; ``avd_network`` when the config has ``avd_network_params``
+    (:meth:`built_networks` lists those this model has; a checkpoint without the optional ones
+    removes them, see :func:`fomm.checkpoint.load_state_dicts`).
     """
 
-    family = "tpsmm"
-    networks = ("kp_detector", "dense_motion_network", "inpainting_network", "bg_predictor", "avd_network")
+    family: ClassVar[str] = "tpsmm"
+    networks: ClassVar[tuple[str, ...]] = ("kp_detector", "dense_motion_network", "inpainting_network",
+                                           "bg_predictor", "avd_network")
     # Animation never estimates the background (the original demo passes no bg_param).
-    training_only = ("bg_predictor",)
+    training_only: ClassVar[tuple[str, ...]] = ("bg_predictor",)
+    optional_networks: ClassVar[tuple[str, ...]] = ("bg_predictor", "avd_network")
+    point_group_size: ClassVar[int] = POINTS_PER_TPS
+    motion_type: ClassVar[type] = TpsKeypoints
+    state_type: ClassVar[type] = TpsSource
 
-    def __init__(self, config: TpsmmConfig, with_avd: Optional[bool] = None) -> None:
+    def __init__(self, config: TpsmmConfig) -> None:
         super().__init__()
         self.config = config
         params = config.model_params
@@ -110,20 +123,11 @@ class TpsmmModel(MotionModel):
         self.kp_detector = KeypointDetector(common.num_tps)
         self.dense_motion_network = DenseMotionNetwork(common, params.dense_motion_params)
         self.inpainting_network = InpaintingNetwork(common, params.generator_params)
-        built = ["kp_detector", "dense_motion_network", "inpainting_network"]
-        if common.bg:
-            self.bg_predictor = BackgroundMotionPredictor()
-            built.append("bg_predictor")
-        if with_avd is None:
-            with_avd = params.avd_network_params is not None
-        if with_avd:
-            if params.avd_network_params is None:
-                raise ConfigError("an AVD network needs model_params.avd_network_params "
-                                  "(id_bottle_size, pose_bottle_size) in the config")
+        self.bg_predictor: Optional[BackgroundMotionPredictor] = BackgroundMotionPredictor() if common.bg else None
+        self.avd_network: Optional[AvdNetwork] = None
+        if params.avd_network_params is not None:
             avd = params.avd_network_params
             self.avd_network = AvdNetwork(common.num_tps, avd.id_bottle_size, avd.pose_bottle_size)
-            built.append("avd_network")
-        self.networks = tuple(built)  # this instance's, shadowing the family's full list
         self.epoch = 0
 
     @property
@@ -136,7 +140,40 @@ class TpsmmModel(MotionModel):
 
     @property
     def has_avd(self) -> bool:
-        return "avd_network" in self.networks
+        return self.avd_network is not None
+
+    def default_motion(self) -> MotionSettings:
+        """The original demo's: relative motion, scaled by the hull areas (``animate_params`` may
+        say otherwise)."""
+        animate = self.config.animate_params
+        mode = animate.mode if animate.mode != "avd" or self.has_avd else "relative"
+        return MotionSettings(mode=mode, adapt_scale=animate.adapt_movement_scale)
+
+    def points(self, motion: TpsKeypoints) -> Tensor:
+        return motion.value
+
+    def explain(self, images: Tensor, rendered: TpsRendered) -> dict[str, Tensor]:
+        """The K+1 contribution maps of the transforms (background first) and the occlusion
+        masks of every resolution (the finest first)."""
+        maps: dict[str, Tensor] = {}
+        if rendered.contribution_maps is not None:
+            maps["contribution"] = rendered.contribution_maps
+        return maps
+
+    def size_multiple(self) -> int:
+        params = self.config.model_params
+        motion = params.dense_motion_params
+        return math.lcm(2 ** params.generator_params.num_down_blocks,
+                        round(1 / motion.scale_factor) * 2 ** motion.num_blocks)
+
+    def _fitted(self, source: TpsKeypoints, driving: TpsKeypoints) -> TpsKeypoints:
+        """``driving`` with the thin-plate splines from its points to the source's."""
+        batch = driving.batch_size
+        groups = self.num_tps
+        splines = fit_tps(driving.value.view(batch, groups, POINTS_PER_TPS, 2),
+                          source.value.expand(batch, -1, -1).reshape(batch, groups, POINTS_PER_TPS, 2))
+        return TpsKeypoints(driving.value, background=driving.background, tps_affine=splines.affine,
+                            tps_weights=splines.weights)
 
     def describe(self, images: Tensor) -> TpsKeypoints:
         """The keypoints of ``(B, C, H, W)`` images."""
@@ -148,16 +185,19 @@ class TpsmmModel(MotionModel):
     def transfer(self, source: TpsKeypoints, driving: TpsKeypoints, initial: TpsKeypoints,
                  settings: MotionSettings) -> TpsKeypoints:
         """``absolute``: ``driving`` as it is. ``relative``: :func:`relative_motion`. ``avd``: the
-        AVD network's keypoints for the source's identity in the driving pose."""
+        AVD network's keypoints for the source's identity in the driving pose. The splines from
+        the result to the source are fitted here (see :class:`TpsKeypoints`)."""
         if settings.mode == "absolute":
-            return driving
-        if settings.mode == "relative":
-            return TpsKeypoints(relative_motion(source.value, driving.value, initial.value, settings.adapt_scale))
-        if not self.has_avd:
+            moved = TpsKeypoints(driving.value)
+        elif settings.mode == "relative":
+            moved = TpsKeypoints(relative_motion(source.value, driving.value, initial.value, settings.adapt_scale))
+        elif not self.has_avd:
             raise ConfigError("motion mode 'avd' needs an AVD network, and this model has none (its checkpoint "
                               "has no 'avd_network' weights, or its config no avd_network_params)")
-        batch = driving.batch_size
-        return TpsKeypoints(self.avd_network(source.value.expand(batch, -1, -1), driving.value))
+        else:
+            batch = driving.batch_size
+            moved = TpsKeypoints(self.avd_network(source.value.expand(batch, -1, -1), driving.value))
+        return self._fitted(source, moved)
 
     def render(self, state: TpsSource, source: TpsKeypoints, driving: TpsKeypoints,
                dropout: Optional[float] = None) -> TpsRendered:
@@ -168,8 +208,12 @@ class TpsmmModel(MotionModel):
         """
         batch = driving.batch_size
         state, source = state.expand(batch), source.expand(batch)
+        splines = None
+        if driving.tps_affine is not None and driving.tps_weights is not None:
+            control = driving.value.view(batch, self.num_tps, POINTS_PER_TPS, 2)
+            splines = TpsTransform(affine=driving.tps_affine, control_points=control, weights=driving.tps_weights)
         motion = self.dense_motion_network(state.image, driving.value, source.value,
-                                           background=driving.background, dropout=dropout)
+                                           background=driving.background, dropout=dropout, splines=splines)
         inpainted = self.inpainting_network(state.image, state.encoder_maps, motion)
         return TpsRendered.of(motion, inpainted)
 
@@ -178,6 +222,6 @@ class TpsmmModel(MotionModel):
         transform predicted from the pair when the model has a background predictor (the original
         ``reconstruction.py``)."""
         driving_motion = self.describe(driving)
-        if "bg_predictor" in self.networks:
+        if self.bg_predictor is not None:
             driving_motion.background = self.bg_predictor(source, driving)
         return self.render(self.encode_source(source), self.describe(source), driving_motion)

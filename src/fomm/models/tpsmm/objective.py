@@ -70,7 +70,7 @@ class TpsmmObjective(nn.Module):
         self.kp_detector = model.kp_detector
         self.dense_motion_network = model.dense_motion_network
         self.inpainting_network = model.inpainting_network
-        self.bg_predictor = model.bg_predictor if "bg_predictor" in model.networks else None
+        self.bg_predictor = model.bg_predictor
         self.params = params
         self.weights = params.loss_weights
         self.pyramid = ImagePyramid(params.scales, model.num_channels)
