@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from fomm.checkpoint import NETWORKS, load_checkpoint
+from fomm.checkpoint import load_checkpoint
 from fomm.models.registry import load_config
 from fomm.files import atomic_torch_save
 from fomm.models import build_model
@@ -45,7 +45,7 @@ def main() -> None:
         raise SystemExit(f"the keypoint or dense-motion network of {args.checkpoint} does not fit {args.config} "
                          f"(num_kp, kp_detector_params and dense_motion_params must match):\n{error}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_torch_save({name: getattr(model, name).state_dict() for name in NETWORKS} | {"epoch": 0}, args.out)
+    atomic_torch_save({name: getattr(model, name).state_dict() for name in model.built_networks()} | {"epoch": 0}, args.out)
     print(f"wrote {args.out}: keypoint detector and dense motion from {args.checkpoint}, "
           f"the rest new (seed {args.seed})")
 

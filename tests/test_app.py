@@ -38,6 +38,8 @@ from fomm.data.media import read_source_image
 from fomm.data.video import read_video, video_info, write_video
 from fomm.errors import UserError
 
+from .reference_fixtures import fixture, original_checkpoint
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.*")
 
 gradio_client = pytest.importorskip("gradio_client", reason="the web app's tests need fomm[app]")
@@ -106,17 +108,22 @@ def test_models_folder_pairs_checkpoints_with_their_configs(tmp_path):
     (tmp_path / "sprites-original.yaml").write_text(yaml.safe_dump(model.config.to_dict(), sort_keys=False))
     (tmp_path / "vox-cpk.pth.tar").write_bytes(b"")  # a published name: its packaged config
     (tmp_path / "notes.txt").write_text("not a checkpoint")
+    for family, name in (("tpsmm", "tpsmm.pth.tar"), ("mraa", "mraa.pth")):  # the other families' layouts
+        torch.save(original_checkpoint(family), tmp_path / name)
+        shutil.copyfile(fixture(family, "config.yaml"), (tmp_path / name).with_name(f"{family}.yaml"))
 
     entries = {entry.name: entry for entry in find_models(tmp_path)}
-    assert list(entries) == [BUNDLED_MODEL_NAME, "runs/mine/checkpoint.pth.tar", "sprites-original.pth.tar",
-                             "vox-cpk.pth.tar"]
-    assert entries["sprites-original.pth.tar"].config == str(tmp_path / "sprites-original.yaml")
+    assert list(entries) == [BUNDLED_MODEL_NAME, "mraa.pth (MRAA)", "runs/mine/checkpoint.pth.tar (FOMM)",
+                             "sprites-original.pth.tar (FOMM)", "tpsmm.pth.tar (TPSMM)", "vox-cpk.pth.tar"]
+    assert entries["sprites-original.pth.tar (FOMM)"].config == str(tmp_path / "sprites-original.yaml")
     assert entries["vox-cpk.pth.tar"].config == "vox-256"
     registry = ModelCatalog(list(entries.values()), keep=1)
-    loaded = registry.load("sprites-original.pth.tar")
+    loaded = registry.load("sprites-original.pth.tar (FOMM)")
     for name, value in model.generator.state_dict().items():
         assert torch.equal(loaded.generator.state_dict()[name], value), name
-    assert registry.load("runs/mine/checkpoint.pth.tar").frame_shape == (64, 64, 3)
+    assert registry.load("runs/mine/checkpoint.pth.tar (FOMM)").frame_shape == (64, 64, 3)
+    assert registry.load("tpsmm.pth.tar (TPSMM)").family == "tpsmm"
+    assert registry.load("mraa.pth (MRAA)").family == "mraa"
     with pytest.raises(UserError, match="unknown model"):
         registry.load("nothing.pth.tar")
 
@@ -367,6 +374,8 @@ def test_live_needs_a_display_or_no_window(monkeypatch, capsys):
 def test_live_input_and_output_mistakes_are_one_line(argv, expected, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     arguments = ["live", "--no-window", *argv]
+    if "--out" not in argv:
+        arguments += ["--out", "live.mp4"]
     if "--input" not in argv:
         arguments += ["--input", str(BUNDLED_DRIVING)]
     assert main(arguments) == 2

@@ -179,16 +179,23 @@ def test_repeater(tmp_path: Path) -> None:
 def test_pairs_list_csv(tmp_path: Path) -> None:
     write_videos(tmp_path / "train", ["x.mp4"], num_frames=2)
     write_videos(tmp_path / "test", ["a.mp4", "b.mp4", "c.mp4"], num_frames=2)
-    (tmp_path / "pairs.csv").write_text("distance,source,driving,frame\n0,a.mp4,b.mp4,0\n0,c,a,0\n0,zzz.mp4,a.mp4,0\n0,b.mp4,c.mp4,0\n")
+    (tmp_path / "pairs.csv").write_text("distance,source,driving,frame\n0,a.mp4,b.mp4,0\n0,c,a,0\n0,b.mp4,c.mp4,0\n")
     params = dataset_params(tmp_path, pairs_list="pairs.csv")  # relative to root_dir
     paired = PairedDataset(FramesDataset(params, is_train=False), number_of_pairs=10)
-    assert len(paired) == 3  # the row naming a missing video is left out
+    assert len(paired) == 3
     first = paired[0]
     assert (first["source_name"], first["driving_name"]) == ("a.mp4", "b.mp4")
     assert first["source_video"].shape == (3, 2, SIZE, SIZE)
     assert (paired[1]["source_name"], paired[1]["driving_name"]) == ("c.mp4", "a.mp4")
     assert len(PairedDataset(FramesDataset(params, is_train=False), number_of_pairs=2)) == 2
 
+    # A row naming a video the split does not have is an error naming the row, not a pair left out.
+    (tmp_path / "missing.csv").write_text("source,driving\na.mp4,b.mp4\nzzz.mp4,a.mp4\n")
+    with pytest.raises(DataError, match=r"missing.csv line 3: no video 'zzz.mp4' in the dataset's test videos"):
+        PairedDataset(FramesDataset(dataset_params(tmp_path, pairs_list=str(tmp_path / "missing.csv")), False), 5)
+    (tmp_path / "empty.csv").write_text("source,driving\n")
+    with pytest.raises(DataError, match="empty.csv: pairs_list has no rows"):
+        PairedDataset(FramesDataset(dataset_params(tmp_path, pairs_list=str(tmp_path / "empty.csv")), False), 5)
     (tmp_path / "bad.csv").write_text("src,drv\na.mp4,b.mp4\n")
     with pytest.raises(DataError, match="bad.csv"):
         PairedDataset(FramesDataset(dataset_params(tmp_path, pairs_list=str(tmp_path / "bad.csv")), False), 5)

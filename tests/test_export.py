@@ -25,7 +25,7 @@ def test_export_cli_matches_torch_at_two_sizes(reference_dir, tmp_path, capsys, 
                  "--config", str(reference_dir / "config.yaml"), "--out", str(out)])
     assert code == 0
     files = OnnxFiles.in_folder(out)
-    assert sorted(p.name for p in out.iterdir()) == ["generator.onnx", "kp_detector.onnx", "source_encoder.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["describe.onnx", "encode_source.onnx", "graphs.json", "render.onnx"]
     assert all(path.stat().st_size > 0 for path in files.all())
     printed = capsys.readouterr().out
     assert "max abs difference" in printed and "multiples of 32" in printed

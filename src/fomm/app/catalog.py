@@ -27,7 +27,7 @@ import torch
 
 from ..assets import BUNDLED_CHECKPOINT
 from ..checkpoint import load_checkpoint, peek_family
-from ..models.registry import packaged_configs
+from ..models.registry import FAMILIES, packaged_configs
 from ..errors import UserError
 from ..models import MotionModel
 
@@ -102,7 +102,7 @@ def find_models(folder: Optional[Path] = None) -> list[ModelEntry]:
         config = _config_for(checkpoint, stem, packaged)
         family = peek_family(checkpoint)
         name = checkpoint.relative_to(folder).as_posix()
-        entries.append(ModelEntry(f"{name} ({family})" if family else name, checkpoint, config))
+        entries.append(ModelEntry(f"{name} ({FAMILIES[family].label})" if family else name, checkpoint, config))
         logger.info("model %s: %s (config: %s)", entries[-1].name, checkpoint,
                     config or "the checkpoint's own")
     if len(entries) == 1:

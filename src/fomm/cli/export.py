@@ -1,5 +1,5 @@
-"""``fomm export``: the keypoint detector, source encoder and generator as ONNX files with a
-dynamic batch and image size."""
+"""``fomm export``: a model of any family as ONNX graphs (describe, encode the source, render) with
+a dynamic batch and image size (see :mod:`fomm.export`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..backends.cache import copy_cached_export
-from ..export import DEFAULT_OPSET, check_onnx, export_onnx, size_multiple
+from ..export import DEFAULT_OPSET, check_onnx, export_onnx
 from .arguments import add_model_arguments, load_model
 from .outputs import check_output_folder
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         print("wrote " + ", ".join(str(path) for path in files.all()))
     else:
         print("copied the cached export of this checkpoint: " + ", ".join(str(path) for path in files.all()))
-    print(f"inputs: any batch; height and width multiples of {size_multiple(model)}")
+    print(f"inputs: any batch; height and width multiples of {model.size_multiple()}")
     if not args.no_check:
         print(f"onnxruntime vs torch: max abs difference {check_onnx(model, files):.2e}")
     return 0

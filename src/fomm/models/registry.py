@@ -46,6 +46,7 @@ class Family:
     """
 
     name: str
+    label: str
     title: str
     paper: str
     model_class: type[MotionModel]
@@ -80,20 +81,20 @@ def register(family: Family) -> Family:
 
 
 register(Family(
-    name="fomm", title="First Order Motion Model", paper="Siarohin et al., NeurIPS 2019",
+    name="fomm", label="FOMM", title="First Order Motion Model", paper="Siarohin et al., NeurIPS 2019",
     model_class=FommModel, config_class=FommConfig, identifying_networks=("kp_detector", "generator"),
     is_config=lambda data: "num_kp" in _common_params(data) or "kp_detector_params" in _model_params(data)))
 
 
 register(Family(
-    name="tpsmm", title="Thin-Plate Spline Motion Model (TPSMM)", paper="Zhao & Zhang, CVPR 2022",
+    name="tpsmm", label="TPSMM", title="Thin-Plate Spline Motion Model (TPSMM)", paper="Zhao & Zhang, CVPR 2022",
     model_class=TpsmmModel, config_class=TpsmmConfig,
     identifying_networks=("kp_detector", "dense_motion_network", "inpainting_network"),
     is_config=lambda data: "num_tps" in _common_params(data)))
 
 
 register(Family(
-    name="mraa", title="Motion Representations for Articulated Animation (MRAA)", paper="Siarohin et al., CVPR 2021",
+    name="mraa", label="MRAA", title="Motion Representations for Articulated Animation (MRAA)", paper="Siarohin et al., CVPR 2021",
     model_class=MraaModel, config_class=MraaConfig, identifying_networks=("region_predictor", "generator"),
     is_config=lambda data: "num_regions" in _model_params(data) or "region_predictor_params" in _model_params(data)))
 
