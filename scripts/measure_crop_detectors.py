@@ -28,7 +28,7 @@ import numpy as np
 import skimage.data
 from skimage.feature import Cascade
 
-from fomm.crop import Box, HaarFaceDetector, best, make_detector
+from fomm.crop import Box, HaarFaceDetector, make_detector, most_confident
 from fomm.data.video import to_rgb_uint8
 
 Detector = Callable[[np.ndarray], list]
@@ -133,7 +133,7 @@ def main() -> None:
         detector = make_detector(name)
         scores = []
         for image, person in portraits.values():
-            found = best(detector(image))
+            found = most_confident(detector(image))
             scores.append("none found" if found is None else f"{found.iou(person):.2f}")
         print(f"| {name} | " + " | ".join(scores) + " |")
 

@@ -1,9 +1,10 @@
 """``fomm crop``: find the subject (a face, or a body) of an image or a video and write it cropped
 the way the published models were trained (the original ``crop-video.py``).
 
-A video is cut into segments (at scene changes, where the subject is lost, or where it moved too
-far for one fixed crop), each written to its own file with its own audio; ``--follow`` moves a
-crop of fixed size smoothly with the subject instead. ``--dry-run`` prints the plan as JSON.
+A video gives one segment per subject and shot (it ends only at a scene change or where its
+subject is lost), each written to its own file with its own audio; ``--follow`` moves a crop of
+fixed size smoothly with the subject instead of one crop holding all it does. A last line says
+which frames no file keeps, and why. ``--dry-run`` prints the plan as JSON.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from ..crop import (
     DETECTORS,
     SUBJECTS,
     Box,
+    LeftOut,
     Segment,
     SubjectDetector,
     crop_frame,
     detect_video,
+    left_out_frames,
     make_detector,
     plan_segments,
     subject_crop,
@@ -41,6 +44,11 @@ from .outputs import check_distinct, check_output_file
 logger = logging.getLogger(__name__)
 
 DEFAULT_SIZE = 256
+#: The largest --size: a 4096x4096 frame is 48 MiB, more than any published model takes (256 or
+#: 512) by far; larger sizes only upsample, and 100000 asked OpenCV for 28 GiB a frame.
+MAX_SIZE = 4096
+# A fixed crop this many times wider than its subject's own crop is worth a word about --follow.
+LOOSE_CROP = 1.5
 DEFAULT_FPS = 25.0
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".gif")
@@ -51,9 +59,13 @@ def crop_size(text: str) -> Optional[int]:
     if text.strip().lower() == "full":
         return None
     try:
-        return positive_int(text)
+        size = positive_int(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected a size in pixels or 'full', got {text!r}") from None
+    if size > MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"{size} is above {MAX_SIZE} pixels (the published models take 256 or "
+                                         f"512); 'full' keeps the crop at the input's resolution")
+    return size
 
 
 def non_negative_float(text: str) -> float:
@@ -78,16 +90,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default: {DEFAULT_DETECTORS['face']} for faces, {DEFAULT_DETECTORS['body']} "
                              f"for bodies)")
     parser.add_argument("--size", type=crop_size, default=DEFAULT_SIZE, metavar="N|full",
-                        help=f"side of the square output in pixels, or 'full' for the crop at the input's "
-                             f"resolution (default {DEFAULT_SIZE}, the published models' size)")
+                        help=f"side of the square output in pixels (at most {MAX_SIZE}), or 'full' for the crop "
+                             f"at the input's resolution (default {DEFAULT_SIZE}, the published models' size)")
     parser.add_argument("--margin", type=non_negative_float, metavar="M",
                         help="room around the subject on each side, as a fraction of its size (default: "
                              + ", ".join(f"{value:g} for {name}s" for name, value in DEFAULT_MARGINS.items()) + ")")
     parser.add_argument("--min-frames", type=positive_int, default=10, metavar="N",
                         help="drop video segments shorter than N frames (default 10)")
     parser.add_argument("--follow", action="store_true",
-                        help="move a crop of fixed size smoothly with the subject instead of cutting the "
-                             "video where it moves too far")
+                        help="move a crop of fixed size smoothly with the subject instead of one still crop "
+                             "holding everything it does")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the segments and boxes as JSON and write nothing")
 
@@ -143,11 +155,13 @@ def _crop_video(args: argparse.Namespace, path: Path, detector: SubjectDetector,
     segments = plan_segments(detections, margin, min_frames=args.min_frames, follow=args.follow)
     if not segments:
         raise DataError(_nothing_found(path, detections.boxes, subject, args.min_frames))
+    left_out = left_out_frames(detections, segments)
     outputs = _segment_paths(Path(args.out), len(segments))
     plan = {**settings, "kind": "video", "height": info.height, "width": info.width, "fps": fps,
             "frames": detections.num_frames, "follow": args.follow, "min_frames": args.min_frames,
             "scene_starts": detections.scene_starts,
-            "segments": [_describe(segment, fps, out, args.follow) for segment, out in zip(segments, outputs)]}
+            "segments": [_describe(segment, fps, out, args.follow) for segment, out in zip(segments, outputs)],
+            "left_out": [{"start": run.start, "stop": run.stop, "found_on": run.found} for run in left_out]}
     if args.dry_run:
         print(json.dumps(plan, indent=2))
         return 0
@@ -157,18 +171,47 @@ def _crop_video(args: argparse.Namespace, path: Path, detector: SubjectDetector,
         for segment, out in zip(segments, outputs):
             _write_segment(path, segment, staged[out], args.size, fps, audio)
     for segment, out in zip(segments, outputs):
-        height, width = segment.size
-        crop = f"a {width}x{height} crop following the {subject}" if args.follow else f"crop {_format(segment.box)}"
-        print(f"wrote {out}: frames {segment.start}-{segment.stop - 1} ({len(segment) / fps:.1f} s), {crop}")
+        print(f"wrote {out}: frames {segment.start}-{segment.stop - 1} ({len(segment) / fps:.1f} s), "
+              f"{_crop_words(segment, subject, args.follow)}")
+    print(_summary(detections.num_frames, len(outputs), left_out, fps, subject, args.min_frames))
     return 0
+
+
+def _crop_words(segment: Segment, subject: str, follow: bool) -> str:
+    height, width = segment.size
+    if follow:
+        return f"a {width}x{height} crop following the {subject}"
+    words = f"crop {_format(segment.box)}"
+    if segment.looseness >= LOOSE_CROP:
+        words += (f" ({segment.looseness:.1f} times as wide as the {subject} needs, which moves across it: "
+                  f"--follow keeps it framed)")
+    return words
+
+
+def _summary(num_frames: int, files: int, left_out: list[LeftOut], fps: float, subject: str,
+             min_frames: int) -> str:
+    """One line: how many frames the files keep, and each run of frames they leave out, and why."""
+    kept = num_frames - sum(len(run) for run in left_out)
+    line = f"kept {kept} of {num_frames} frames in {files} file{'s' if files > 1 else ''}"
+    if not left_out:
+        return line
+    reasons = []
+    for run in left_out:
+        if run.found == 0:
+            why = f"no {subject} found"
+        else:
+            why = (f"a {subject} found on {run.found} of them, too briefly or too rarely to be kept "
+                   f"(see --min-frames, now {min_frames})")
+        reasons.append(f"frames {run.start}-{run.stop - 1} ({len(run) / fps:.1f} s): {why}")
+    return f"{line}; left out {'; '.join(reasons)}"
 
 
 def _nothing_found(path: Path, boxes: list[list[Box]], subject: str, min_frames: int) -> str:
     seen = sum(1 for frame in boxes if frame)
     if seen == 0:
         return f"{path}: no {subject} found in any of its {len(boxes)} frames"
-    return (f"{path}: a {subject} is found on {seen} of {len(boxes)} frames, but never for {min_frames} "
-            f"frames in a row in one place (lower --min-frames, or try --follow)")
+    return (f"{path}: a {subject} is found on {seen} of {len(boxes)} frames, but never on most frames of "
+            f"{min_frames} in a row (lower --min-frames)")
 
 
 def _segment_paths(out: Path, count: int) -> list[Path]:
@@ -181,7 +224,7 @@ def _segment_paths(out: Path, count: int) -> list[Path]:
 def _describe(segment: Segment, fps: float, out: Path, follow: bool) -> dict:
     described = {"start": segment.start, "stop": segment.stop, "start_time": round(segment.start / fps, 3),
                  "end_time": round(segment.stop / fps, 3), "subject": segment.subject.pixels(),
-                 "box": segment.box.pixels(), "out": str(out)}
+                 "box": segment.box.pixels(), "looseness": round(segment.looseness, 2), "out": str(out)}
     if follow:
         described["boxes"] = [box.pixels() for box in segment.boxes]
     return described
