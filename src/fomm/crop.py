@@ -56,7 +56,7 @@ from scipy.interpolate import make_smoothing_spline
 from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import linear_sum_assignment
 
-from .data.video import resize_frame
+from .data.frames import cut, resize
 from .errors import DataError, UserError
 
 __all__ = [
@@ -86,7 +86,6 @@ __all__ = [
     "subject_crop",
     "source_crop",
     "driving_crop",
-    "video_crop",
     "crop_to_subject",
     "detect_video",
     "plan_segments",
@@ -211,6 +210,10 @@ class Box:
         return Box(min(max(self.x0, 0.0), width), min(max(self.y0, 0.0), height),
                    min(max(self.x1, 0.0), width), min(max(self.y1, 0.0), height), self.score)
 
+    def region(self) -> tuple[float, float, float, float]:
+        """``(x0, y0, x1, y1)``: a :data:`fomm.data.frames.Region`."""
+        return (self.x0, self.y0, self.x1, self.y1)
+
     def pixels(self) -> list[int]:
         """``[x0, y0, x1, y1]`` rounded to whole pixels (for JSON and for slicing)."""
         return [int(round(value)) for value in (self.x0, self.y0, self.x1, self.y1)]
@@ -291,15 +294,8 @@ def crop_frame(frame: np.ndarray, box: Box, size: Optional[tuple[int, int]] = No
     """The ``box`` (inside the frame, of a whole-pixel size) of an ``(H, W, 3)`` frame, resized
     to ``size = (height, width)`` when given (anti-aliased when shrinking). A box at a fractional
     position is sampled between pixels (bilinear), at the frame's own resolution."""
-    crop_width, crop_height = int(round(box.width)), int(round(box.height))
-    if float(box.x0).is_integer() and float(box.y0).is_integer():
-        x0, y0 = int(box.x0), int(box.y0)
-        region = np.ascontiguousarray(frame[y0:y0 + crop_height, x0:x0 + crop_width])
-    else:
-        # getRectSubPix centres are in pixel-centre coordinates: pixel i is at i, not i + 0.5
-        centre = (box.x0 + (crop_width - 1) / 2, box.y0 + (crop_height - 1) / 2)
-        region = cv2.getRectSubPix(np.ascontiguousarray(frame), (crop_width, crop_height), centre)
-    return resize_frame(region, size) if size is not None else region
+    region = cut(frame, box.region())
+    return resize(region, *size) if size is not None else region
 
 
 # ------------------------------------------------------------------------------------------
@@ -1048,26 +1044,6 @@ def _dead_zone_segment(track: _Track, detections: VideoDetections, margin: float
     moving = [_placed(*point, crop_width, crop_height, width, height, whole_pixels=False) for point in eased]
     boxes = ([moving[0]] * track.start + moving + [moving[-1]] * (detections.num_frames - track.stop))
     return Segment(0, detections.num_frames, _union(boxes), subject, tuple(boxes))
-
-
-def video_crop(frames: Iterable[np.ndarray], detector: SubjectDetector, margin: float,
-               aspect: float = 1.0, what: str = "video", subject: str = "subject") -> tuple[Box, Box]:
-    """One ``(subject box, crop box)`` for a whole video: the union of the most confident
-    subject of every frame, so that everything the subject does stays in view and the crop
-    never moves. For a driving video :func:`driving_crop` is the crop to use: this one frames a
-    subject that moves far more loosely than its source (see there). Raises DataError naming
-    ``what`` when no frame shows a ``subject``."""
-    detector = checked_detector(detector)
-    total: Optional[Box] = None
-    size = (0, 0)
-    for frame in frames:
-        size = frame.shape[:2]
-        found = most_confident(detector(frame))
-        if found is not None:
-            total = found if total is None else total.union(found)
-    if total is None:
-        raise DataError(f"{what}: no {subject} found in any frame")
-    return total, crop_box(total, size[1], size[0], margin, aspect)
 
 
 def crop_to_subject(frames: np.ndarray, subject: str, aspect: float = 1.0, what: str = "video",

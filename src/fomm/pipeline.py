@@ -32,7 +32,7 @@ from torch import Tensor
 
 from .animate import AnimatedBatch, Animator
 from .bundle import TensorBundle
-from .crop import DEFAULT_DETECTORS, DEFAULT_MARGINS, make_detector, subject_crop, video_crop
+from .crop import driving_crop, source_crop
 from .data.frames import Framing, to_uint8
 from .data.video import iter_frames, read_frames_at, write_video
 from .errors import UserError
@@ -118,33 +118,39 @@ def _grouped(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
 
 def decoded_batches(driving: Path, framing: Framing, batch_size: int) -> Iterator[Tensor]:
     """Model inputs ``(B, 3, H, W)`` of the driving video, decoded and fitted in a thread."""
-    return in_background((framing(frames) for frames in _grouped(iter_frames(driving), batch_size)),
-                         DECODED_BATCHES)
+    def fitted() -> Iterator[Tensor]:
+        start = 0
+        for frames in _grouped(iter_frames(driving), batch_size):
+            yield framing(frames, start)
+            start += len(frames)
+
+    return in_background(fitted(), DECODED_BATCHES)
 
 
 # --------------------------------------------------------------------------------------------
 # fitting the inputs to the model
 
 
-def frame_inputs(source: np.ndarray, driving: Path, height: int, width: int, crop: str = "none"
+def frame_inputs(source: np.ndarray, driving: Path, height: int, width: int, crop: str = "none",
+                 source_name: str = "the source image", driving_name: Optional[str] = None
                  ) -> tuple[Framing, Framing]:
     """How the source image ``(H, W, 3)`` and the driving video's frames become model inputs, for
-    a crop mode of :data:`CROPS`. ``face``/``body`` frame each around the subject (a first pass
-    over the driving video finds its box); ``center`` keeps the largest centred region of the
-    model's shape; ``none`` resizes whole frames. Raises DataError when no subject is found."""
+    a crop mode of :data:`CROPS`. ``face``/``body`` frame the subject of both in the same
+    proportion (:func:`fomm.crop.source_crop`, :func:`fomm.crop.driving_crop`: a first pass over
+    the driving video finds it, and the crop follows it where it would leave); ``center`` keeps
+    the largest centred region of the model's shape; ``none`` resizes whole frames. Raises
+    DataError naming ``source_name`` / ``driving_name`` when no subject is found."""
     if crop not in CROPS:
         raise UserError(f"unknown crop {crop!r} (use one of {', '.join(CROPS)})")
     if crop not in ("face", "body"):
         framing = Framing(height, width, centre_crop=crop == "center")
         return framing, framing
-    detector = make_detector(DEFAULT_DETECTORS[crop])
     aspect = height / width
-    _, source_box = subject_crop(source, detector, DEFAULT_MARGINS[crop], aspect, what="the source image",
-                                 subject=crop)
-    _, driving_box = video_crop(iter_frames(driving), detector, DEFAULT_MARGINS[crop], aspect,
-                                what=f"the driving video {driving}", subject=crop)
-    return (Framing(height, width, box=tuple(source_box.pixels())),
-            Framing(height, width, box=tuple(driving_box.pixels())))
+    source_box = source_crop(source, crop, aspect, what=source_name)
+    segment = driving_crop(iter_frames(driving), crop, aspect, what=driving_name or f"the driving video {driving}")
+    driving_framing = Framing(height, width, box=segment.box.region()) if not segment.boxes else \
+        Framing(height, width, boxes=tuple(box.region() for box in segment.boxes))
+    return Framing(height, width, box=source_box.region()), driving_framing
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,7 +183,7 @@ def find_reference(animator: Animator, source: Tensor, driving: Path, framing: F
 
 def _reference_frame(driving: Path, framing: Framing, index: int) -> Tensor:
     """Driving frame ``index`` as a model input ``(3, H, W)`` (decoding stops there)."""
-    return framing(read_frames_at(driving, [index]))[0]
+    return framing(read_frames_at(driving, [index]), index)[0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -114,7 +114,8 @@ def run_animation(model: MotionModel, source: Optional[Path], driving: Optional[
     height, width, _ = model.frame_shape
     source_image = read_source_image(source)
     try:
-        source_framing, driving_framing = frame_inputs(source_image, driving, height, width, options.crop)
+        source_framing, driving_framing = frame_inputs(source_image, driving, height, width, options.crop,
+                                                       "the source picture", "the driving video")
     except DataError as error:
         raise DataError(f"{error}: choose the crop 'center' or 'none', or other media") from None
     source_tensor = source_framing(source_image)[0]

@@ -265,7 +265,7 @@ class LiveAnimator:
                                   what=f"source image {number}", subject=self.crop)
         except DataError as error:
             raise DataError(f"{error}: choose --crop center or none, or another source image") from None
-        return Framing(self.height, self.width, box=tuple(box.pixels()))
+        return Framing(self.height, self.width, box=box.region())
 
     def reanchor(self) -> None:
         """Take the next frame's pose as the reference of the relative motion (and, with a face
@@ -289,7 +289,7 @@ class LiveAnimator:
                                   what="input frame", subject=self.crop)
         except DataError:
             return self._centre
-        self._framing = Framing(self.height, self.width, box=tuple(box.pixels()))
+        self._framing = Framing(self.height, self.width, box=box.region())
         self._initial = None  # the framing changed: take the reference pose in the new one
         return self._framing
 

@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     hint = bundled_model_on_a_photo(args.checkpoint, source_image)
     if hint:
         logger.warning(hint)
-    source_framing, driving_framing = frame_inputs(source_image, driving_path, height, width, args.crop)
+    source_framing, driving_framing = frame_inputs(source_image, driving_path, height, width, args.crop,
+                                                   f"--source {source_path}", f"--driving {driving_path}")
     source = source_framing(source_image)[0]
     fps = args.fps or info.fps or DEFAULT_FPS
 

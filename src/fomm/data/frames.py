@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Framing", "centre_box", "fit_frames", "resize", "to_float", "to_uint8"]
+__all__ = ["Framing", "Region", "centre_box", "cut", "fit_frames", "resize", "to_float", "to_uint8"]
 
 
 def resize(frame: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -60,34 +60,58 @@ def centre_box(height: int, width: int, aspect: float) -> tuple[int, int, int, i
     return (left, 0, left + new_width, height)
 
 
+#: A region of a frame in pixels: ``(x0, y0, x1, y1)``, ``(x0, y0)`` its top-left corner and
+#: ``(x1, y1)`` its bottom-right one (exclusive); its size is whole pixels, its position may not be.
+Region = Sequence[float]
+
+
+def cut(frame: np.ndarray, region: Region) -> np.ndarray:
+    """The ``region`` of an ``(H, W, C)`` frame, at the frame's resolution. A region at a fractional
+    position is sampled between pixels (bilinear; a crop that follows a subject glides by
+    fractions of a pixel); parts outside the frame repeat its edge (bilinear) or are black."""
+    x0, y0, x1, y1 = (float(value) for value in region)
+    width, height = int(round(x1 - x0)), int(round(y1 - y0))
+    if x0.is_integer() and y0.is_integer():
+        left, top = int(x0), int(y0)
+        inside = frame[max(0, top):max(0, top + height), max(0, left):max(0, left + width)]
+        pad = ((max(0, -top), height - inside.shape[0] - max(0, -top)),
+               (max(0, -left), width - inside.shape[1] - max(0, -left)), (0, 0))
+        return np.ascontiguousarray(np.pad(inside, pad) if any(any(side) for side in pad[:2]) else inside)
+    # getRectSubPix centres are in pixel-centre coordinates: pixel i is at i, not i + 0.5
+    centre = (x0 + (width - 1) / 2, y0 + (height - 1) / 2)
+    return cv2.getRectSubPix(np.ascontiguousarray(frame), (width, height), centre)
+
+
 @dataclass(frozen=True)
 class Framing:
     """How a frame becomes a model input ``(3, height, width)`` in [0, 1]: cut to ``box``
-    (``(x0, y0, x1, y1)`` pixels of the decoded frame; parts outside the frame are black) when
-    given, else to the largest centred region of the model's shape with ``centre_crop``, else the
-    whole frame; then :func:`resize` and :func:`to_float`."""
+    (a :data:`Region` of the decoded frame), or to ``boxes[t]`` on frame ``t`` (a crop that
+    follows its subject), when given; else to the largest centred region of the model's shape with
+    ``centre_crop``; else the whole frame. Then :func:`resize` and :func:`to_float`."""
 
     height: int
     width: int
-    box: Optional[Sequence[float]] = None
+    box: Optional[Region] = None
     centre_crop: bool = False
+    boxes: Optional[tuple[Region, ...]] = None
 
-    def cut(self, frame: np.ndarray) -> np.ndarray:
-        """The region of ``(H, W, 3)`` ``frame`` that becomes the model input, before resizing."""
+    def cut(self, frame: np.ndarray, index: int = 0) -> np.ndarray:
+        """The region of ``(H, W, 3)`` frame number ``index`` that becomes the model input."""
+        if self.boxes is not None:
+            return cut(frame, self.boxes[min(index, len(self.boxes) - 1)])
         if self.box is not None:
-            return _cut_box(frame, self.box)
+            return cut(frame, self.box)
         if self.centre_crop:
-            x0, y0, x1, y1 = centre_box(frame.shape[0], frame.shape[1], self.height / self.width)
-            return frame[y0:y1, x0:x1]
+            return cut(frame, centre_box(frame.shape[0], frame.shape[1], self.height / self.width))
         return frame
 
-    def fit(self, frame: np.ndarray) -> np.ndarray:
+    def fit(self, frame: np.ndarray, index: int = 0) -> np.ndarray:
         """``(H, W, 3)`` -> ``(height, width, 3)``, same type: cut and resized."""
-        return resize(self.cut(frame), self.height, self.width)
+        return resize(self.cut(frame, index), self.height, self.width)
 
-    def __call__(self, frames: np.ndarray | Tensor) -> Tensor:
-        """``(T, H, W, 3)`` or ``(H, W, 3)`` uint8 or float frames (or a ``(T, 3, H, W)`` tensor)
-        -> ``(T, 3, height, width)`` float in [0, 1]."""
+    def __call__(self, frames: np.ndarray | Tensor, start: int = 0) -> Tensor:
+        """``(T, H, W, 3)`` or ``(H, W, 3)`` uint8 or float frames (or a ``(T, 3, H, W)`` tensor),
+        the first of them frame number ``start`` -> ``(T, 3, height, width)`` float in [0, 1]."""
         if isinstance(frames, Tensor):
             frames = frames[None] if frames.dim() == 3 else frames
             if frames.dim() != 4 or frames.shape[1] != 3:
@@ -98,16 +122,7 @@ class Framing:
             raise ValueError(f"expected RGB frames of shape (T, H, W, 3), got {frames.shape}")
         if array.dtype != np.uint8:
             array = array.astype(np.float32)
-        return to_float(np.stack([self.fit(frame) for frame in array]))
-
-
-def _cut_box(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
-    """The pixels of ``frame`` inside ``box``, padded with black where the box leaves the frame."""
-    x0, y0, x1, y1 = (int(round(value)) for value in box)
-    height, width = frame.shape[:2]
-    inside = frame[max(0, y0):min(height, y1), max(0, x0):min(width, x1)]
-    pad = ((max(0, -y0), max(0, y1 - height)), (max(0, -x0), max(0, x1 - width)), (0, 0))
-    return np.pad(inside, pad) if any(any(side) for side in pad[:2]) else inside
+        return to_float(np.stack([self.fit(frame, start + offset) for offset, frame in enumerate(array)]))
 
 
 def fit_frames(frames: np.ndarray | Tensor, height: int, width: int, crop: bool = False) -> Tensor:
