@@ -146,7 +146,7 @@ def main() -> None:
         baseline = next((r for r in results if r.setup == run.setup and r.variant == "baseline"), None)
         median = statistics.median(run.times)
         speedup = f"{statistics.median(baseline.times) / median:.2f}x" if baseline is not None else "-"
-        print(f"| {run.setup} | {run.trainer.params.batch_size} | {run.variant} | "
+        print(f"| {run.setup} | {run.trainer.schedule.batch_size} | {run.variant} | "
               f"{run.trainer.precision.describe().split(' (')[0]} | {median:.3f} | {min(run.times):.3f} | {speedup} |")
 
 

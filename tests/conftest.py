@@ -73,3 +73,14 @@ def default_sigchld():
     yield
     if signal.getsignal(signal.SIGCHLD) is not before and before is not None:
         signal.signal(signal.SIGCHLD, before)
+
+
+@pytest.fixture(scope="session")
+def sprites_64(tmp_path_factory) -> Path:
+    """One small synthetic dataset for the whole session (8 videos of 6 frames, 64x64, half of them
+    in test/): made once, read by every test that trains or evaluates on real video files."""
+    from fomm.data.synthetic.writer import make_dataset
+
+    root = tmp_path_factory.mktemp("datasets") / "sprites-64"
+    make_dataset("sprites", root, videos=8, frames=6, size=64, seed=0, test_fraction=0.5, workers=1, progress=False)
+    return root

@@ -12,6 +12,7 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
+from fomm.errors import ConfigError
 from fomm.checkpoint import load_checkpoint, read_checkpoint
 from fomm.models import build_model
 from fomm.cli import train as train_command
@@ -76,8 +77,8 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     for key in expected:
         assert torch.allclose(expected[key].float(), actual[key].float(), atol=1e-6, rtol=0), key
     for name in ("generator", "kp_detector", "discriminator"):
-        assert second.optimizers[name].param_groups[0]["lr"] == whole.optimizers[name].param_groups[0]["lr"]
-    assert whole.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(2e-4)  # after milestone 1
+        assert second.optimizers[f"optimizer_{name}"].param_groups[0]["lr"] == whole.optimizers[f"optimizer_{name}"].param_groups[0]["lr"]
+    assert whole.optimizers["optimizer_generator"].param_groups[0]["lr"] == pytest.approx(2e-4)  # after milestone 1
     assert [round(h["perceptual"], 6) for h in whole_result.history[3:]] == \
         [round(h["perceptual"], 6) for h in second_result.history]
 
@@ -177,10 +178,10 @@ def test_fine_tune_from_an_original_checkpoint(tmp_path):
                       checkpoint=tmp_path / "original.pth.tar", progress=False)
     assert trainer.start_epoch == 0
     assert torch.equal(trainer.model.generator.final.bias, source.generator.final.bias)
-    adam = trainer.optimizers["generator"]
+    adam = trainer.optimizers["optimizer_generator"]
     assert len(adam.state) == len(list(source.generator.parameters()))  # moments carried over
     assert adam.param_groups[0]["lr"] == config.train_params.lr_generator  # this config's rate
-    assert len(trainer.optimizers["kp_detector"].state) == 0  # absent from the file: fresh
+    assert len(trainer.optimizers["optimizer_kp_detector"].state) == 0  # absent from the file: fresh
 
 
 def test_command_line_arguments_and_exit_status(tmp_path, monkeypatch):
@@ -253,7 +254,7 @@ def test_flow_consistency_term_is_trained_when_weighted(tmp_path):
     config = tiny_config(loss_weights={"flow_consistency": 5})
     result = Trainer(config, tmp_path, device="cpu", dataset=FlowBlobs(8), max_steps=2, progress=False).train()
     assert all("flow_consistency" in step and step["flow_consistency"] >= 0 for step in result.history)
-    with pytest.raises(TrainingError, match="needs batches with 'flow'"):
+    with pytest.raises(ConfigError, match="needs batches with 'flow'"):
         Trainer(config, tmp_path / "no-flow", device="cpu", dataset=MovingBlobs(8), max_steps=1,
                 progress=False).train()
 
@@ -466,7 +467,7 @@ def test_channels_last_checkpoints_are_contiguous_and_load_strictly(tmp_path):
         fresh.load_state_dict(ours, strict=True)
     for name in ("generator", "kp_detector", "discriminator"):
         saved = written.training_state[f"optimizer_{name}"]["state"]
-        live = trainer.optimizers[name].state_dict()["state"]
+        live = trainer.optimizers[f"optimizer_{name}"].state_dict()["state"]
         assert saved and all(v.is_contiguous() for s in saved.values() for v in s.values() if v.dim() > 0)
         assert all(torch.equal(saved[i]["exp_avg"], live[i]["exp_avg"]) for i in saved)
 

@@ -238,6 +238,10 @@ class LossWeights(_Section):
     flow_consistency: float = 0.0  # ours
 
 
+#: ``train_params.mixed_precision`` of every family: the arithmetic of training.
+MixedPrecision = Literal["no", "auto", "bf16", "fp16"]
+
+
 class TrainParams(_Section):
     num_epochs: int = Field(gt=0)
     num_repeats: int = Field(1, gt=0)
@@ -258,7 +262,7 @@ class TrainParams(_Section):
     num_workers: int = Field(0, ge=0)
     # no: float32; bf16/fp16: autocast with float32 weights and losses; auto: chosen per device by
     # measurement (fomm.training.precision).
-    mixed_precision: Literal["no", "auto", "bf16", "fp16"] = "no"
+    mixed_precision: MixedPrecision = "no"
 
 
 # --------------------------------------------------------------------------------------------

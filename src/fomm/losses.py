@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from .errors import ConfigError
 from .geometry import RandomWarp, coordinate_grid, inverse_2x2, pixel_scale, warp
-from .models.fomm import Keypoints
+from .models.fomm.keypoints import Keypoints
 from .models.fomm.discriminator import DiscriminatorOutput
 from .models.vgg import VGG19_LAYERS
 

@@ -1,4 +1,6 @@
-"""``fomm train``: train a model on a video dataset, resume a run, or fine-tune an original checkpoint.
+"""``fomm train``: train a model of any family on a video dataset, resume a run, or fine-tune an
+original checkpoint. ``fomm train-avd`` (:mod:`.train_avd`) trains a trained TPSMM or MRAA model's
+AVD network the same way.
 
 Multi-process: ``torchrun --nproc_per_node N -m fomm.cli train --config CFG ...`` (each process
 trains on its shard; the effective batch size is ``batch_size x N``; see
@@ -25,12 +27,20 @@ from .arguments import MIXED_PRECISION_MODES, positive_int
 DEFAULT_LOG_ROOT = Path("log")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True,
-                        help="YAML config in the original layout, or a packaged config's name (vox-256, sprites-64, ...)")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="start from this checkpoint: one of ours resumes its run exactly, an original "
-                             ".pth.tar is fine-tuned with this config's schedule")
+def add_arguments(parser: argparse.ArgumentParser, stage: str = "motion") -> None:
+    if stage == "motion":
+        parser.add_argument("--config", required=True,
+                            help="YAML config in the original layout of any family, or a packaged config's name "
+                                 "(vox-256, tpsmm-vox-256, mraa-vox256, sprites-64, ...)")
+        parser.add_argument("--checkpoint", type=Path, default=None,
+                            help="start from this checkpoint: one of ours resumes its run exactly, an original "
+                                 ".pth.tar is fine-tuned with this config's schedule")
+    else:
+        parser.add_argument("--checkpoint", type=Path, required=True,
+                            help="the trained model whose AVD network to train (ours, or an original .pth.tar); "
+                                 "an AVD-stage checkpoint of ours resumes its run exactly")
+        parser.add_argument("--config", help="YAML config (default: the checkpoint's own; an original .pth.tar needs "
+                                             "one unless its weights fit one packaged published config)")
     parser.add_argument("--log-dir", type=Path, default=None,
                         help="output folder (default: the checkpoint's folder when resuming, else log/<config name>)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -48,38 +58,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    return train(args, "motion")
+
+
+def train(args: argparse.Namespace, stage: str) -> int:
+    """``fomm train`` (``stage`` motion) and ``fomm train-avd`` (``stage`` avd)."""
     set_threads(args.threads)
-    config = load_config(args.config)
+    if args.config is not None:
+        config = load_config(args.config)
+        checkpoint = read_checkpoint(args.checkpoint, config) if args.checkpoint is not None else None
+    else:  # train-avd: the checkpoint's own config
+        checkpoint = read_checkpoint(args.checkpoint)
+        config = checkpoint.config
     if args.mixed_precision is not None and config.train_params is not None:
         config.train_params.mixed_precision = args.mixed_precision
-    checkpoint = read_checkpoint(args.checkpoint, config) if args.checkpoint is not None else None
-    log_dir = _check_log_dir(args.log_dir if args.log_dir is not None else default_log_dir(args.config, checkpoint))
+    name = args.config if args.config is not None else checkpoint.path.parent.name
+    log_dir = _check_log_dir(args.log_dir if args.log_dir is not None else default_log_dir(name, checkpoint, stage))
     completed = False
     try:
         trainer = Trainer(config, log_dir, device=args.device, checkpoint=checkpoint, seed=args.seed,
-                          max_steps=args.max_steps, progress=not args.no_progress, skip_bad=args.skip_bad)
+                          max_steps=args.max_steps, progress=not args.no_progress, skip_bad=args.skip_bad,
+                          stage=stage)
         result = trainer.train()
         completed = not result.interrupted
     except NonFiniteLossError as error:
         # Not a bad input but a diverged run: its own exit status.
-        print(f"fomm train: error: {error}", file=sys.stderr)
+        print(f"fomm {'train' if stage == 'motion' else 'train-avd'}: error: {error}", file=sys.stderr)
         return 1
     finally:
         cleanup_distributed(completed)
     if result.interrupted:
         return 130
     if trainer.ctx.is_main:
-        print(f"done: epoch {result.epoch}, global step {result.global_step}, "
+        print(f"done ({stage} stage): epoch {result.epoch}, global step {result.global_step}, "
               f"{result.seconds_per_step:.3f} s/step; checkpoint {result.checkpoint}", file=sys.stderr)
     return 0
 
 
-def default_log_dir(config: str, checkpoint: Optional[CheckpointData]) -> Path:
+def default_log_dir(config: str, checkpoint: Optional[CheckpointData], stage: str = "motion") -> Path:
     """A resumed run continues in its checkpoint's folder; a new or fine-tuning run goes to
-    ``log/<config name>`` (``vox-256`` for ``configs/vox-256.yaml`` and for ``vox-256``)."""
-    if checkpoint is not None and not checkpoint.is_original:
+    ``log/<config name>`` (``vox-256`` for ``configs/vox-256.yaml`` and for ``vox-256``), an AVD
+    stage started from a trained model to ``log/<name>-avd``."""
+    resumed = checkpoint is not None and not checkpoint.is_original and \
+        checkpoint.training_state.get("stage", "motion") == stage
+    if resumed:
         return checkpoint.path.parent
-    return DEFAULT_LOG_ROOT / Path(config).stem
+    return DEFAULT_LOG_ROOT / (Path(config).stem + ("" if stage == "motion" else "-avd"))
 
 
 def _check_log_dir(path: Path) -> Path:

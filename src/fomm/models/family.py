@@ -25,14 +25,15 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Optional, Sequence
+from typing import Any, Callable, ClassVar, Literal, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..bundle import TensorBundle
 
-__all__ = ["MOTION_MODES", "MotionModel", "MotionSettings", "Rendered"]
+__all__ = ["MOTION_MODES", "MotionModel", "MotionSettings", "OptimizerPlan", "PairObjective", "Rendered", "Schedule",
+           "TrainingPlan", "TrainingStage"]
 
 #: How driving motion is applied to the source: as it is, relative to an initial driving frame,
 #: or through the family's AVD network.
@@ -76,6 +77,90 @@ class Rendered(TensorBundle):
     deformation: Optional[Tensor] = None
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How long and in what batches a training stage runs, from the family's config section
+    (``train_params``, ``train_avd_params``): epochs of ``num_repeats`` passes over the videos,
+    learning rates divided by 10 at each of ``epoch_milestones``, a checkpoint every
+    ``checkpoint_freq`` epochs. ``grad_clip``, ``seed``: see :class:`fomm.config.TrainParams`
+    (the arithmetic, ``train_params.mixed_precision``, is the trainer's choice)."""
+
+    num_epochs: int
+    batch_size: int
+    num_repeats: int = 1
+    epoch_milestones: tuple[int, ...] = ()
+    checkpoint_freq: int = 1
+    num_workers: int = 0
+    seed: int = 0
+    grad_clip: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class OptimizerPlan:
+    """One Adam optimiser (betas 0.5, 0.999 in every family): the networks it updates, its
+    learning rate and weight decay, the epoch from which it steps (TPSMM's background predictor
+    waits for ``bg_start``), and the networks whose gradient is clipped, each on its own, to a
+    largest entry of ``clip_max_entry`` before the step (TPSMM's ``clip_grad_norm_(..., inf)``).
+    ``key`` names its state in checkpoints, as the family's original code did
+    (``optimizer_generator``, ``optimizer``, ``optimizer_reconstruction``, ``optimizer_avd``)."""
+
+    key: str
+    networks: tuple[str, ...]
+    lr: float
+    weight_decay: float = 0.0
+    start_epoch: int = 0
+    clipped: tuple[str, ...] = ()
+    clip_max_entry: float = 10.0
+
+
+@dataclass
+class TrainingStage:
+    """One backward pass and optimiser step of an iteration. ``objective(batch, epoch, earlier)``
+    returns ``(losses, generated)``: weighted scalar losses (summed for the backward pass) and
+    tensors for the next stage and the pictures (``prediction``, ``kp_source``/``kp_driving``
+    points ``(B, N, 2)``, ``deformed``, ``occlusion_map``); ``earlier`` is what the stages before it
+    generated in this iteration. The objective holds the networks it trains as submodules (it is
+    the unit DistributedDataParallel wraps)."""
+
+    name: str
+    objective: nn.Module
+    optimizers: tuple[str, ...]
+
+
+@dataclass
+class TrainingPlan:
+    """Everything the trainer needs to train one stage of a family: the schedule, the optimisers,
+    the stages of an iteration, the networks that train (the others are frozen in eval mode) and
+    the dataset section to read (None: the config's ``dataset_params``)."""
+
+    schedule: Schedule
+    optimizers: tuple[OptimizerPlan, ...]
+    stages: tuple[TrainingStage, ...]
+    trains: tuple[str, ...]
+    dataset_params: Any = None
+
+
+class PairObjective(nn.Module):
+    """A family's objective of ``(source, driving[, epoch])`` as a :class:`TrainingStage`'s
+    objective of ``(batch, epoch, earlier)``; ``points`` renames the keys of its generated points
+    to the pictures' ``kp_source`` / ``kp_driving``."""
+
+    def __init__(self, objective: nn.Module, with_epoch: bool = True, points: Optional[dict[str, str]] = None) -> None:
+        super().__init__()
+        self.objective = objective
+        self.with_epoch = with_epoch
+        self.points = points or {}
+
+    def forward(self, batch: dict[str, Tensor], epoch: int = 0, earlier: Optional[dict[str, Tensor]] = None
+                ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        arguments = (batch["source"], batch["driving"], epoch) if self.with_epoch else (batch["source"], batch["driving"])
+        losses, generated = self.objective(*arguments)
+        for theirs, ours in self.points.items():
+            if theirs in generated:
+                generated[ours] = generated[theirs]
+        return losses, generated
+
+
 class MotionModel(nn.Module):
     """Base of every family's model (see the module docstring).
 
@@ -92,6 +177,8 @@ class MotionModel(nn.Module):
     #: Networks a checkpoint may come without (a background predictor, an AVD network): a model
     #: loading such a checkpoint goes without them rather than keep random weights.
     optional_networks: ClassVar[tuple[str, ...]] = ()
+    #: The training stages of the family (``fomm train`` runs the first; ``fomm train-avd`` the AVD one).
+    training_stages: ClassVar[tuple[str, ...]] = ("motion",)
     #: Pictures colour :meth:`points` in groups of this many (a TPS transform's five points).
     point_group_size: ClassVar[int] = 1
     #: The classes of :meth:`describe`'s and :meth:`encode_source`'s results.
@@ -209,6 +296,12 @@ class MotionModel(nn.Module):
             raise ValueError(f"{name!r} is not an optional network of {type(self).__name__} "
                              f"({', '.join(self.optional_networks) or 'it has none'})")
         setattr(self, name, None)
+
+    @abstractmethod
+    def training_plan(self, stage: str, perceptual: Callable[[], Optional[nn.Module]]) -> TrainingPlan:
+        """How to train ``stage`` (one of :attr:`training_stages`) with this config.
+        ``perceptual()`` gives the frozen VGG19 feature network of the perceptual loss (called only
+        when the config's loss needs one)."""
 
     def inference_modules(self) -> list[str]:
         """The networks an inference engine needs (those built, but :attr:`training_only`)."""

@@ -1,4 +1,5 @@
-"""Training: the loop (:class:`Trainer`), the networks-plus-losses modules it optimises, its
+"""Training: the loop (:class:`Trainer`) that follows a family's training plan (the plans and their
+networks-plus-losses modules live with each family, in ``fomm.models.<family>.objective``), its
 arithmetic (bf16 autocast, channels-last: :mod:`.precision`, :mod:`.memory_format`), the random
 states of a run, and multi-process training.
 
@@ -7,13 +8,10 @@ states of a run, and multi-process training.
 """
 
 from .errors import NonFiniteLossError, TrainingError
-from .full_models import DiscriminatorFullModel, GeneratorFullModel
 from .trainer import CHECKPOINT_NAME, Trainer, TrainResult
 
 __all__ = [
     "CHECKPOINT_NAME",
-    "DiscriminatorFullModel",
-    "GeneratorFullModel",
     "NonFiniteLossError",
     "TrainResult",
     "Trainer",

@@ -1,11 +1,15 @@
-"""The training loop of one config, from scratch, resumed, or fine-tuned from an original checkpoint.
+"""The training loop of one config of any family, from scratch, resumed, or fine-tuned from an
+original checkpoint.
 
-One iteration, as the original ``train.py``: the keypoint detector and generator take an Adam step
-on the generator losses (reconstruction pyramid, equivariance, generator GAN and feature matching;
-ours: optical-flow consistency, which turns on ``dataset_params.compute_flow``), then, when
-``loss_weights.generator_gan != 0``, the discriminator takes an Adam step on the least-squares
-discriminator loss. Learning rates follow ``MultiStepLR(epoch_milestones, gamma=0.1)`` per epoch;
-an epoch is ``num_repeats`` passes over the training videos (``DatasetRepeater``).
+What an iteration does is the family's :class:`~fomm.models.family.TrainingPlan` (its original
+``train.py``): a sequence of stages, each a backward pass of its summed losses and a step of its
+Adam optimisers. FOMM: the keypoint detector and generator step on the generator losses
+(reconstruction pyramid, equivariance, generator GAN and feature matching; ours: optical-flow
+consistency), then, with a GAN, the discriminator on its own. TPSMM: one stage over the motion and
+inpainting networks and the background predictor (from ``bg_start``). MRAA: one stage over all its
+networks. ``stage="avd"`` trains a TPSMM or MRAA model's AVD network alone (``fomm train-avd``).
+Learning rates follow ``MultiStepLR(epoch_milestones, gamma=0.1)`` per epoch; an epoch is
+``num_repeats`` passes over the training videos (``DatasetRepeater``).
 
 Checkpoints (``<log_dir>/checkpoint.pth.tar``, written atomically by rank 0) are taken every
 ``checkpoint_freq`` epochs and at the end, with the optimiser, scheduler and random states of every
@@ -57,12 +61,12 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from ..checkpoint import CheckpointData, load_state_dicts, read_checkpoint, save_checkpoint
-from ..config import FommConfig, TrainParams
 from ..data import DatasetRepeater, FramesDataset
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..files import FolderLock, atomic_path, write_text_atomic
-from ..models import FommModel, build_model
+from ..models import MotionModel, build_model
+from ..models.family import OptimizerPlan, TrainingPlan
 from ..models.vgg import load_vgg19_weights
 from ..visualize import training_grid
 from .distributed import (
@@ -74,18 +78,16 @@ from .distributed import (
     init_distributed,
 )
 from .errors import NonFiniteLossError, TrainingError
-from .full_models import DiscriminatorFullModel, GeneratorFullModel
 from .memory_format import contiguous_state_dicts, contiguous_tensors, match_state_layouts
 from .precision import TrainingPrecision, frozen_feature_network, resolve_precision
 from .rng import capture_rng_state, derive_seed, reseed_dataset, restore_rng_state, seed_everything
 
-__all__ = ["ADAM_BETAS", "CHECKPOINT_NAME", "NETWORK_NAMES", "TrainResult", "Trainer"]
+__all__ = ["ADAM_BETAS", "CHECKPOINT_NAME", "TrainResult", "Trainer"]
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"
 ADAM_BETAS = (0.5, 0.999)
-NETWORK_NAMES = ("generator", "kp_detector", "discriminator")
 #: The epoch index of the seed of the training randomness (equivariance warps), far from any real
 #: epoch so that it never equals a dataset's per-epoch seed.
 _TRAINING_STREAM = 2**31 - 1
@@ -116,13 +118,13 @@ class Trainer:
     """Training of one config, from scratch or from a checkpoint; see the module doc.
 
     Args:
-        config: the whole config (``train_params`` required; ``dataset_params`` unless ``dataset``
-            is given).
+        config: the whole config of any family (its training section required;
+            ``dataset_params`` unless ``dataset`` is given).
         log_dir: where the checkpoint, TensorBoard events, visualisations and a config copy go.
         device: ``auto``, ``cpu``, ``cuda``, ... (under torchrun each process takes its GPU).
         checkpoint: resume from one of our checkpoints, or fine-tune from an original ``.pth.tar``
             (a path, or the file already read with ``read_checkpoint(path, config)``).
-        seed: overrides ``train_params.seed``.
+        seed: overrides the config's seed.
         max_steps: stop after this many steps of this call (a checkpoint is written then).
         dataset: a training dataset of ``{'source', 'driving'}`` dicts of ``(C, H, W)`` frames in
             [0, 1] instead of ``dataset_params``.
@@ -132,52 +134,59 @@ class Trainer:
         skip_bad: skip unreadable videos of ``dataset_params`` with a warning instead of stopping.
         channels_last: train with channels-last tensors (None: the device's default, see
             :func:`~fomm.training.precision.resolve_precision`); benchmarks compare both.
+        stage: the family's training stage (``motion``; ``avd`` for a TPSMM or MRAA model's AVD
+            network, trained on a model whose motion networks are trained already).
     """
 
-    def __init__(self, config: FommConfig, log_dir: str | Path, *, device: str = "auto",
+    def __init__(self, config: Any, log_dir: str | Path, *, device: str = "auto",
                  checkpoint: Optional[str | Path | CheckpointData] = None, seed: Optional[int] = None,
                  max_steps: Optional[int] = None, dataset: Optional[Dataset] = None,
                  vgg: Optional[nn.Module] = None, progress: bool = True, skip_bad: bool = False,
-                 channels_last: Optional[bool] = None) -> None:
-        if config.train_params is None:
-            raise ConfigError("the config has no train_params section: it cannot be trained")
+                 channels_last: Optional[bool] = None, stage: str = "motion") -> None:
         self.config = config
-        self.params: TrainParams = config.train_params
+        self.stage = stage
         self.log_dir = Path(log_dir)
         self.max_steps = max_steps
         self.skip_bad = skip_bad
         self.progress = progress
-        self.seed = self.params.seed if seed is None else seed
         self.ctx: DistributedContext = init_distributed(resolve_device(device))
         self.device = self.ctx.device
         self.checkpoint_path = self.log_dir / CHECKPOINT_NAME
         self.precision = self._resolve_precision(channels_last)
 
+        self._given_vgg = vgg
+        self.seed = config.train_params.seed if seed is None else seed
         seed_everything(self.seed)  # identical initial weights on every process
-        self.model: FommModel = build_model(config)
+        self.model: MotionModel = build_model(config)
+        if stage not in self.model.training_stages:
+            raise ConfigError(f"a {type(self.model).__name__} trains in the stage(s) "
+                              f"{', '.join(self.model.training_stages)}, not {stage!r}")
         self.start_epoch, self.start_step_in_epoch, self.global_step = 0, 0, 0
         resume_state: dict[str, Any] = {}
         if checkpoint is not None:
             resume_state = self._load_checkpoint(checkpoint)
         self._prepare_model()
 
-        self.train_discriminator = self.params.loss_weights.generator_gan != 0
-        self.generator_full, self.discriminator_full = self._full_models(vgg)
+        self.plan: TrainingPlan = self.model.training_plan(stage, perceptual=self._perceptual_network)
+        self.schedule = self.plan.schedule
+        for name in self.plan.trains:  # the others stay frozen, in eval mode
+            getattr(self.model, name).train().requires_grad_(True)
+        self.objectives = {planned.name: self._wrap(planned.objective.to(self.device)) for planned in self.plan.stages}
         self.optimizers = self._optimizers()
-        self.schedulers = {name: torch.optim.lr_scheduler.MultiStepLR(optimizer, self.params.epoch_milestones, gamma=0.1)
-                           for name, optimizer in self.optimizers.items()}
+        self.schedulers = {key: torch.optim.lr_scheduler.MultiStepLR(optimizer, list(self.schedule.epoch_milestones),
+                                                                     gamma=0.1)
+                           for key, optimizer in self.optimizers.items()}
         use_scaler = self.precision.needs_grad_scaler
-        self.scalers = {"generator": torch.amp.GradScaler("cuda", enabled=use_scaler),
-                        "discriminator": torch.amp.GradScaler("cuda", enabled=use_scaler)}
+        self.scalers = {planned.name: torch.amp.GradScaler("cuda", enabled=use_scaler) for planned in self.plan.stages}
         self._restore_training_state(resume_state)
 
         self.dataset = dataset if dataset is not None else self._build_dataset()
         self.sampler = EpochSampler(len(self.dataset), self.ctx.rank, self.ctx.world_size, seed=self.seed)
-        self.steps_per_epoch = self.sampler.num_samples // self.params.batch_size
+        self.steps_per_epoch = self.sampler.num_samples // self.schedule.batch_size
         if self.steps_per_epoch == 0:
             raise TrainingError(f"the training set ({len(self.dataset)} samples over {self.ctx.world_size} process(es)) "
-                                f"is smaller than one batch of train_params.batch_size={self.params.batch_size}; "
-                                f"lower batch_size or raise train_params.num_repeats")
+                                f"is smaller than one batch of batch_size={self.schedule.batch_size}; "
+                                f"lower batch_size or raise num_repeats")
         self._resume_rng = resume_state.get("rng_states")
         self._epoch = self.start_epoch
         self._saved_at: Optional[tuple[int, int]] = None
@@ -188,73 +197,73 @@ class Trainer:
     # -- setup ---------------------------------------------------------------------------------
 
     def _resolve_precision(self, channels_last: Optional[bool]) -> TrainingPrecision:
-        """This run's arithmetic; under torchrun every process takes rank 0's choice (``auto``
-        measures, and processes must not differ)."""
-        precision = resolve_precision(self.params.mixed_precision, self.device, channels_last)
+        """This run's arithmetic (``train_params.mixed_precision``; float32 for the small AVD
+        network); under torchrun every process takes rank 0's choice (``auto`` measures, and
+        processes must not differ)."""
+        train_params = getattr(self.config, "train_params", None)
+        if train_params is None:
+            raise ConfigError("the config has no train_params section: it cannot be trained")
+        mode = getattr(train_params, "mixed_precision", "no") if self.stage == "motion" else "no"
+        precision = resolve_precision(mode, self.device, channels_last)
         return all_gather_objects(precision)[0]
+
+    def _perceptual_network(self) -> nn.Module:
+        """The frozen VGG19 of the perceptual loss, ready for this run's arithmetic."""
+        vgg = self._given_vgg
+        if vgg is None:
+            vgg = load_vgg19_weights(getattr(self.config.train_params, "vgg19_weights", None))
+        return frozen_feature_network(vgg, self.precision, self.device)
 
     def _prepare_model(self) -> None:
         self.model.to(self.device, memory_format=self.precision.memory_format)
+        networks = self.model.built_networks()
         if self.ctx.is_distributed:
-            for name in NETWORK_NAMES:
+            for name in networks:
                 setattr(self.model, name, convert_batchnorm(getattr(self.model, name), self.device))
-        for name in NETWORK_NAMES:
+        for name in networks:
             contiguous_state_dicts(getattr(self.model, name))
-        self.model.train()
-
-    def _full_models(self, vgg: Optional[nn.Module]) -> tuple[nn.Module, nn.Module]:
-        num_channels = self.config.model_params.common_params.num_channels
-        weights = self.params.loss_weights
-        if self.params.perceptual_backbone == "vgg19" and sum(weights.perceptual) != 0:
-            if vgg is None:
-                vgg = load_vgg19_weights(self.params.vgg19_weights)
-            vgg = frozen_feature_network(vgg, self.precision, self.device)
-        generator_full = GeneratorFullModel(self.model.kp_detector, self.model.generator, self.model.discriminator,
-                                            self.params, num_channels, vgg).to(self.device)
-        discriminator_full = DiscriminatorFullModel(self.model.discriminator, self.params, num_channels).to(self.device)
-        if self.train_discriminator:
-            return self._wrap(generator_full), self._wrap(discriminator_full)
-        return self._wrap(generator_full), discriminator_full
+        self.model.eval()
+        self.model.requires_grad_(False)
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        rates = {"generator": self.params.lr_generator, "kp_detector": self.params.lr_kp_detector,
-                 "discriminator": self.params.lr_discriminator}
-        return {name: _adam(list(getattr(self.model, name).parameters()), rates[name], self.device)
-                for name in ("generator", "kp_detector", "discriminator")}
+        return {planned.key: _adam([parameter for name in planned.networks
+                                    for parameter in getattr(self.model, name).parameters()],
+                                   planned.lr, planned.weight_decay, self.device)
+                for planned in self.plan.optimizers}
 
     def _wrap(self, module: nn.Module) -> nn.Module:
-        if not self.ctx.is_distributed:
+        if not self.ctx.is_distributed or not any(parameter.requires_grad for parameter in module.parameters()):
             return module
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        # Without a dense-motion network the generator ignores the keypoints, so the detector may
-        # get no gradient at all; only then pay for DDP's search for unused parameters.
-        unused = self.config.model_params.generator_params.dense_motion_params is None
-        return DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=unused)
+        # Parameters a stage may leave without gradient (a FOMM generator without dense motion
+        # ignores the keypoints; TPSMM's background predictor before bg_start): DDP must search.
+        return DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=True)
 
     def _build_dataset(self) -> Dataset:
-        if self.config.dataset_params is None:
+        params = self.plan.dataset_params if self.plan.dataset_params is not None else \
+            getattr(self.config, "dataset_params", None)
+        if params is None:
             raise ConfigError("the config has no dataset_params section: there is no data to train on")
-        params = self.config.dataset_params
-        if self.params.loss_weights.flow_consistency != 0:
-            # The flow-consistency loss needs the source -> driving optical flow from the data workers.
-            params = params.model_copy(update={"compute_flow": True})
-            if params.nearby_pair_ratio == 0:
-                warnings.warn("loss_weights.flow_consistency > 0 but dataset_params.nearby_pair_ratio is 0: "
-                              "no pair is nearby, so the flow-consistency loss stays 0", stacklevel=2)
+        if getattr(params, "compute_flow", False) and params.nearby_pair_ratio == 0:
+            warnings.warn("loss_weights.flow_consistency > 0 but dataset_params.nearby_pair_ratio is 0: "
+                          "no pair is nearby, so the flow-consistency loss stays 0", stacklevel=2)
+        if params.frame_shape is None:  # the published TPSMM and MRAA configs leave it out
+            params = params.model_copy(update={"frame_shape": self.model.frame_shape})
         dataset: Dataset = FramesDataset(params, is_train=True, skip_bad=self.skip_bad)
-        if self.params.num_repeats > 1:
-            dataset = DatasetRepeater(dataset, self.params.num_repeats)
+        if self.schedule.num_repeats > 1:
+            dataset = DatasetRepeater(dataset, self.schedule.num_repeats)
         return dataset
 
     def _load_checkpoint(self, checkpoint: str | Path | CheckpointData) -> dict[str, Any]:
         data = checkpoint if isinstance(checkpoint, CheckpointData) else read_checkpoint(checkpoint, self.config)
         load_state_dicts(self.model, data)
-        if data.is_original:
-            self._log(f"fine-tuning from the original checkpoint {data.path} (its epoch {data.epoch}); "
-                      f"training starts at epoch 0 of this config")
-            return {"original_optimizers": {name: data.training_state.get(f"optimizer_{name}")
-                                            for name in NETWORK_NAMES}}
         state = dict(data.training_state)
+        if data.is_original or state.get("stage", "motion") != self.stage:
+            what = f"the original checkpoint {data.path}" if data.is_original else f"{data.path} (stage " \
+                f"{state.get('stage', 'motion')})"
+            self._log(f"fine-tuning from {what} (its epoch {data.epoch}); training starts at epoch 0 of this "
+                      f"{self.stage} stage")
+            return {"original_optimizers": {key: value for key, value in state.items() if key.startswith("optimizer")}}
         self.start_epoch = int(state.get("epoch", 0))
         self.start_step_in_epoch = int(state.get("step_in_epoch", 0))
         self.global_step = int(state.get("global_step", 0))
@@ -263,43 +272,43 @@ class Trainer:
         return state
 
     def _restore_training_state(self, state: dict[str, Any]) -> None:
-        configured = {name: [group["fused"] for group in optimizer.param_groups]
-                      for name, optimizer in self.optimizers.items()}
+        configured = {key: [group["fused"] for group in optimizer.param_groups]
+                      for key, optimizer in self.optimizers.items()}
         self._load_training_state(state)
-        for name, optimizer in self.optimizers.items():
+        for key, optimizer in self.optimizers.items():
             # A loaded state dict brings the saving run's kernel choice; this device's is kept.
-            for group, fused in zip(optimizer.param_groups, configured[name]):
+            for group, fused in zip(optimizer.param_groups, configured[key]):
                 group["fused"] = fused
             _fit_states_to_kernels(optimizer)
 
     def _load_training_state(self, state: dict[str, Any]) -> None:
         if "original_optimizers" in state:
-            for name, saved in state["original_optimizers"].items():
-                if saved is not None:
-                    self._load_original_optimizer(name, saved)
+            for key, saved in state["original_optimizers"].items():
+                if key in self.optimizers and isinstance(saved, dict):
+                    self._load_original_optimizer(key, saved)
             return
-        for name, optimizer in self.optimizers.items():
-            if f"optimizer_{name}" in state:
-                optimizer.load_state_dict(state[f"optimizer_{name}"])
-            if f"scheduler_{name}" in state:
-                self.schedulers[name].load_state_dict(state[f"scheduler_{name}"])
+        for key, optimizer in self.optimizers.items():
+            if key in state:
+                optimizer.load_state_dict(state[key])
+            if _scheduler_key(key) in state:
+                self.schedulers[key].load_state_dict(state[_scheduler_key(key)])
         for name, scaler in self.scalers.items():
             if state.get(f"scaler_{name}"):
                 scaler.load_state_dict(state[f"scaler_{name}"])
 
-    def _load_original_optimizer(self, name: str, saved: dict) -> None:
+    def _load_original_optimizer(self, key: str, saved: dict) -> None:
         """Adam moments of an original checkpoint, when they fit; this config's learning rates."""
-        optimizer = self.optimizers[name]
+        optimizer = self.optimizers[key]
         configured = [dict(group) for group in optimizer.param_groups]
         try:
             optimizer.load_state_dict(saved)
         except (ValueError, KeyError, RuntimeError) as error:
-            warnings.warn(f"optimizer state of '{name}' in the original checkpoint does not fit ({error}); "
-                          f"starting it fresh", stacklevel=2)
+            warnings.warn(f"optimizer state '{key}' in the checkpoint does not fit ({error}); starting it fresh",
+                          stacklevel=2)
             return
         for group, fresh in zip(optimizer.param_groups, configured):
             group["lr"] = group["initial_lr"] = fresh["lr"]
-            group["betas"] = fresh["betas"]
+            group["betas"], group["weight_decay"] = fresh["betas"], fresh["weight_decay"]
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -311,43 +320,43 @@ class Trainer:
         return frames.to(self.device, non_blocking=True).contiguous(memory_format=self.precision.memory_format)
 
     def train_step(self, batch: dict[str, Any]) -> tuple[dict[str, float], dict[str, Tensor]]:
-        """One generator (+ kp detector) step and, with a GAN, one discriminator step.
+        """One iteration: every stage of the plan in turn (FOMM: the generator and detector step,
+        then, with a GAN, the discriminator's).
 
         Returns the loss values (averaged over processes) and the generated tensors. Raises
         :class:`NonFiniteLossError` before any update when a loss is not finite.
         """
-        source, driving = self._frames(batch["source"]), self._frames(batch["driving"])
-        flow, nearby = batch.get("flow"), batch.get("nearby")
-        if flow is not None:
-            flow = flow.to(self.device, non_blocking=True)
-        if isinstance(nearby, Tensor):
-            nearby = nearby.to(self.device, dtype=torch.bool)
-        with self._autocast():
-            losses, generated = self.generator_full(source, driving, flow, nearby)
-        values = self._checked_values(losses)
-        generator_optimizers = (self.optimizers["generator"], self.optimizers["kp_detector"])
-        self._step(losses, generator_optimizers, self.scalers["generator"])
-
-        if self.train_discriminator:
-            optimizer = self.optimizers["discriminator"]
+        inputs = {"source": self._frames(batch["source"]), "driving": self._frames(batch["driving"])}
+        if batch.get("flow") is not None:
+            inputs["flow"] = batch["flow"].to(self.device, non_blocking=True)
+        if isinstance(batch.get("nearby"), Tensor):
+            inputs["nearby"] = batch["nearby"].to(self.device, dtype=torch.bool)
+        values: dict[str, float] = {}
+        generated: dict[str, Tensor] = {}
+        for planned in self.plan.stages:
             with self._autocast():
-                disc_losses = self.discriminator_full(driving, generated["prediction"].detach(),
-                                                      generated["kp_driving"].detach())
-            values.update(self._checked_values(disc_losses))
-            self._step(disc_losses, (optimizer,), self.scalers["discriminator"])
-            optimizer.zero_grad(set_to_none=True)
+                losses, made = self.objectives[planned.name](inputs, self._epoch, generated)
+            values.update(self._checked_values(losses))
+            optimizers = [self._planned[key] for key in planned.optimizers]
+            self._step(losses, optimizers, self.scalers[planned.name])
+            generated.update({key: value.detach() for key, value in made.items()})
         return values, generated
 
-    def _step(self, losses: dict[str, Tensor], optimizers: Iterable[torch.optim.Optimizer],
-              scaler: torch.amp.GradScaler) -> None:
-        """Backward of the summed losses and one (scaled, clipped) step of ``optimizers``."""
-        optimizers = tuple(optimizers)
+    @property
+    def _planned(self) -> dict[str, OptimizerPlan]:
+        return {planned.key: planned for planned in self.plan.optimizers}
+
+    def _step(self, losses: dict[str, Tensor], planned: list[OptimizerPlan], scaler: torch.amp.GradScaler) -> None:
+        """Backward of the summed losses and one (scaled, clipped) step of the ``planned``
+        optimisers that step at this epoch."""
+        optimizers = [self.optimizers[plan.key] for plan in planned]
         for optimizer in optimizers:
             # Also drops what an earlier backward left: the generator loss reaches the discriminator.
             optimizer.zero_grad(set_to_none=True)
         scaler.scale(sum(loss.float() for loss in losses.values())).backward()
-        self._clip(optimizers, scaler)
-        for optimizer in optimizers:
+        stepping = [(plan, optimizer) for plan, optimizer in zip(planned, optimizers) if self._epoch >= plan.start_epoch]
+        self._clip(stepping, scaler)
+        for _, optimizer in stepping:
             scaler.step(optimizer)
         scaler.update()
 
@@ -364,14 +373,22 @@ class Trainer:
                 raise NonFiniteLossError(name, value, self.global_step, self._epoch, self.checkpoint_path)
         return values
 
-    def _clip(self, optimizers: tuple[torch.optim.Optimizer, ...], scaler: torch.amp.GradScaler) -> None:
-        if self.params.grad_clip is None:
+    def _clip(self, stepping: list[tuple[OptimizerPlan, torch.optim.Optimizer]], scaler: torch.amp.GradScaler) -> None:
+        """The family's own clips (TPSMM: each listed network's largest gradient entry to 10),
+        then ``grad_clip`` (ours: the norm of everything that steps)."""
+        clips = [plan for plan, _ in stepping if plan.clipped]
+        if not clips and self.schedule.grad_clip is None:
             return
-        parameters = []
-        for optimizer in optimizers:
+        for _, optimizer in stepping:
             scaler.unscale_(optimizer)
-            parameters += [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        torch.nn.utils.clip_grad_norm_(parameters, self.params.grad_clip)
+        for plan in clips:
+            for name in plan.clipped:
+                torch.nn.utils.clip_grad_norm_(getattr(self.model, name).parameters(), plan.clip_max_entry,
+                                               norm_type=math.inf)
+        if self.schedule.grad_clip is not None:
+            parameters = [p for _, optimizer in stepping for group in optimizer.param_groups for p in group["params"]
+                          if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(parameters, self.schedule.grad_clip)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -406,7 +423,7 @@ class Trainer:
         return result
 
     def _loop(self, result: TrainResult, writer: Optional[SummaryWriter], progress: Optional[tqdm]) -> None:
-        params = self.params
+        params = self.schedule
         epoch, skip = self.start_epoch, self.start_step_in_epoch
         if self._resume_rng is not None and skip == 0:
             self._restore_rng(self._resume_rng)  # at an epoch boundary: before anything draws
@@ -455,13 +472,13 @@ class Trainer:
                 scheduler.step()
 
     def _epoch_loader(self, epoch: int, skip: int) -> DataLoader:
-        self.sampler.set_epoch(epoch, start=skip * self.params.batch_size)
+        self.sampler.set_epoch(epoch, start=skip * self.schedule.batch_size)
         seed = derive_seed(self.seed, epoch, self.ctx.rank)
         reseed_dataset(self.dataset, seed)
         generator = torch.Generator()
         generator.manual_seed(seed)
-        return DataLoader(self.dataset, batch_size=self.params.batch_size, sampler=self.sampler, drop_last=True,
-                          num_workers=self.params.num_workers, pin_memory=self.device.type == "cuda",
+        return DataLoader(self.dataset, batch_size=self.schedule.batch_size, sampler=self.sampler, drop_last=True,
+                          num_workers=self.schedule.num_workers, pin_memory=self.device.type == "cuda",
                           generator=generator)
 
     # -- checkpoints and random states -----------------------------------------------------------
@@ -480,11 +497,12 @@ class Trainer:
             "seed": self.seed,
             "world_size": self.ctx.world_size,
             "rng_states": rng_states,
+            "stage": self.stage,
         }
-        for name, optimizer in self.optimizers.items():
+        for key, optimizer in self.optimizers.items():
             # Contiguous, as the networks' state dicts: the file does not depend on the layout.
-            state[f"optimizer_{name}"] = contiguous_tensors(optimizer.state_dict())
-            state[f"scheduler_{name}"] = self.schedulers[name].state_dict()
+            state[key] = contiguous_tensors(optimizer.state_dict())
+            state[_scheduler_key(key)] = self.schedulers[key].state_dict()
         for name, scaler in self.scalers.items():
             state[f"scaler_{name}"] = scaler.state_dict() if scaler.is_enabled() else {}
         save_checkpoint(self.checkpoint_path, self.model, state)
@@ -511,7 +529,7 @@ class Trainer:
         write_text_atomic(self.log_dir / "config.yaml", yaml.safe_dump(self.config.to_dict(), sort_keys=False))
         world = self.ctx.world_size
         self._log(f"training on {self.device} x {world} process(es); effective batch size "
-                  f"{self.params.batch_size} x {world} = {self.params.batch_size * world}; "
+                  f"{self.schedule.batch_size} x {world} = {self.schedule.batch_size * world}; "
                   f"{self.steps_per_epoch} steps per epoch; logs in {self.log_dir}")
         self._log(f"arithmetic: {self.precision.describe()}")
         return SummaryWriter(log_dir=str(self.log_dir))
@@ -519,7 +537,7 @@ class Trainer:
     def _progress_bar(self) -> Optional[tqdm]:
         if not (self.ctx.is_main and self.progress):
             return None
-        total = self.params.num_epochs * self.steps_per_epoch
+        total = self.schedule.num_epochs * self.steps_per_epoch
         if self.max_steps is not None:
             total = min(total, self.global_step + self.max_steps)
         return tqdm(total=total, initial=self.global_step, unit="it", dynamic_ncols=True, file=sys.stderr)
@@ -531,7 +549,7 @@ class Trainer:
                 writer.add_scalar(f"loss/{name}", value, self.global_step)
             writer.add_scalar("loss/total", sum(values.values()), self.global_step)
         if progress is not None:
-            progress.set_description(f"epoch {epoch + 1}/{self.params.num_epochs}")
+            progress.set_description(f"epoch {epoch + 1}/{self.schedule.num_epochs}")
             progress.set_postfix({name: f"{value:.4g}" for name, value in values.items()}, refresh=False)
             progress.update(1)
 
@@ -545,7 +563,7 @@ class Trainer:
                    epoch: int) -> None:
         """The last batch of the epoch as a picture: ``<log_dir>/train-vis/epoch-NNNNN.png`` and
         TensorBoard."""
-        if writer is None or not generated:
+        if writer is None or "prediction" not in generated:  # the AVD stage makes no picture
             return
         vis = self.config.visualizer_params
         grid = training_grid(batch["source"], batch["driving"], generated["prediction"],
@@ -558,16 +576,21 @@ class Trainer:
         writer.add_image("train/visualisation", grid, epoch, dataformats="HWC")
 
 
-def _adam(parameters: list[nn.Parameter], lr: float, device: torch.device) -> torch.optim.Adam:
-    """Adam with the original's betas; its fused kernel where this torch has one for ``device``: it
+def _scheduler_key(optimizer_key: str) -> str:
+    """``scheduler_generator`` for ``optimizer_generator``; ``scheduler`` for ``optimizer``."""
+    return "scheduler" + optimizer_key[len("optimizer"):]
+
+
+def _adam(parameters: list[nn.Parameter], lr: float, weight_decay: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with the originals' betas; its fused kernel where this torch has one for ``device``: it
     updates all parameters in one pass (measured 6x faster than the per-parameter loop on the CPU),
     with the same float32 arithmetic."""
     if device.type in _FUSED_ADAM_DEVICES:
         try:
-            return torch.optim.Adam(parameters, lr=lr, betas=ADAM_BETAS, fused=True)
+            return torch.optim.Adam(parameters, lr=lr, betas=ADAM_BETAS, weight_decay=weight_decay, fused=True)
         except RuntimeError:  # torch before 2.4 has no fused CPU kernel
             pass
-    return torch.optim.Adam(parameters, lr=lr, betas=ADAM_BETAS)
+    return torch.optim.Adam(parameters, lr=lr, betas=ADAM_BETAS, weight_decay=weight_decay)
 
 
 def _fit_states_to_kernels(optimizer: torch.optim.Optimizer) -> None:

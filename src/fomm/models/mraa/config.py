@@ -19,6 +19,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ...config import (
+    MixedPrecision,
     DatasetParams,
     OutputFormat,
     PyramidScales,
@@ -196,6 +197,7 @@ class MraaTrainParams(_Section):
     perceptual_backbone: Literal["vgg19", "pixel"] = "vgg19"
     vgg19_weights: Optional[str] = None
     seed: int = 0
+    mixed_precision: MixedPrecision = "no"
 
     @model_validator(mode="after")
     def _equivariance_needs_a_transform(self) -> "MraaTrainParams":

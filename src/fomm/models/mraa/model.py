@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import ClassVar, Optional, Sequence
+from typing import Callable, ClassVar, Optional, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ...errors import ConfigError
-from ..family import MotionModel, MotionSettings
+from ..family import MotionModel, MotionSettings, TrainingPlan
 from .avd_network import AvdNetwork
 from .bg_motion_predictor import BgMotionPredictor
 from .config import MraaConfig
@@ -38,6 +38,7 @@ class MraaModel(MotionModel):
     background predictor or the AVD network removes it (see :func:`fomm.checkpoint.load_state_dicts`).
     """
 
+    training_stages: ClassVar[tuple[str, ...]] = ("motion", "avd")
     family: ClassVar[str] = "mraa"
     networks: ClassVar[tuple[str, ...]] = ("region_predictor", "bg_predictor", "generator", "avd_network")
     #: The background predictor moves the background in training and reconstruction only; the
@@ -88,6 +89,11 @@ class MraaModel(MotionModel):
         if rendered.mask is not None:
             maps["mask"] = rendered.mask
         return maps
+
+    def training_plan(self, stage: str, perceptual: Callable[[], Optional[nn.Module]]) -> TrainingPlan:
+        from .objective import training_plan  # the losses stay out of inference's imports
+
+        return training_plan(self, stage, perceptual)
 
     def size_multiple(self) -> int:
         params = self.config.model_params

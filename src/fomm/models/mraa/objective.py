@@ -23,21 +23,23 @@ Under autocast the losses are computed in float32.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
+from ...errors import ConfigError
 from ...geometry import RandomWarp, coordinate_grid, inverse_2x2
 from ..fomm.keypoints import Keypoints
 from ...losses import PerceptualLoss, equivariance_value_loss
 from ..blocks import ImagePyramid, at_least_fp32, full_precision
+from ..family import OptimizerPlan, PairObjective, Schedule, TrainingPlan, TrainingStage
 from .config import MraaTrainAvdParams, MraaTrainParams
 from .model import MraaModel
 from .regions import Regions
 from .sampling import sample
 
-__all__ = ["AvdObjective", "MraaObjective", "equivariance_affine_loss", "random_scale", "warp_frame"]
+__all__ = ["AvdObjective", "MraaObjective", "equivariance_affine_loss", "random_scale", "training_plan", "warp_frame"]
 
 
 class MraaObjective(nn.Module):
@@ -200,3 +202,39 @@ def random_scale(regions: Regions, scale: float, generator: Optional[torch.Gener
     stretch = torch.diag_embed(factors).unsqueeze(1).to(regions.shift)
     return Regions(shift=torch.matmul(stretch, regions.shift.unsqueeze(-1)).squeeze(-1),
                    affine=torch.matmul(stretch, regions.affine))
+
+
+def training_plan(model: MraaModel, stage: str, perceptual: Callable[[], Optional[nn.Module]]) -> TrainingPlan:
+    """The original ``train.py`` (stage ``motion``): one Adam over the region predictor, the
+    background predictor and the generator; or ``train_avd.py`` (stage ``avd``): the AVD network
+    alone, the region predictor frozen."""
+    config = model.config
+    if stage == "avd":
+        params = config.train_avd_params
+        if params is None:
+            raise ConfigError("the config has no train_avd_params section: nothing says how to train the AVD network")
+        if model.avd_network is None:
+            raise ConfigError("the AVD stage needs an AVD network: model_params.avd_network_params in the config")
+        schedule = Schedule(num_epochs=params.num_epochs, batch_size=params.batch_size, num_repeats=params.num_repeats,
+                            epoch_milestones=tuple(params.epoch_milestones), checkpoint_freq=params.checkpoint_freq,
+                            num_workers=params.dataloader_workers,
+                            seed=config.train_params.seed if config.train_params is not None else 0)
+        objective = PairObjective(AvdObjective(model, params), with_epoch=False)
+        return TrainingPlan(schedule=schedule, optimizers=(OptimizerPlan("optimizer_avd", ("avd_network",), params.lr),),
+                            stages=(TrainingStage("avd", objective, ("optimizer_avd",)),), trains=("avd_network",))
+    if stage != "motion":
+        raise ConfigError(f"MRAA models train in the stages motion and avd, not {stage!r}")
+    params = config.train_params
+    if params is None:
+        raise ConfigError("the config has no train_params section: nothing says how to train")
+    needs_vgg = params.perceptual_backbone == "vgg19" and sum(params.loss_weights.perceptual) != 0
+    objective = PairObjective(MraaObjective(model, params, perceptual() if needs_vgg else None),
+                              points={"source_shift": "kp_source", "driving_shift": "kp_driving"})
+    networks = tuple(name for name in ("region_predictor", "bg_predictor", "generator")
+                     if getattr(model, name) is not None)
+    schedule = Schedule(num_epochs=params.num_epochs, batch_size=params.batch_size, num_repeats=params.num_repeats,
+                        epoch_milestones=tuple(params.epoch_milestones), checkpoint_freq=params.checkpoint_freq,
+                        num_workers=params.dataloader_workers, seed=params.seed)
+    return TrainingPlan(schedule=schedule,
+                        optimizers=(OptimizerPlan("optimizer_reconstruction", networks, params.lr),),
+                        stages=(TrainingStage("motion", objective, ("optimizer_reconstruction",)),), trains=networks)

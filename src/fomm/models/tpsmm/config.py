@@ -18,6 +18,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ...config import (
+    MixedPrecision,
     DatasetParams,
     OutputFormat,
     PyramidScales,
@@ -163,9 +164,12 @@ class TrainParams(_Section):
     bg_start: int = Field(0, ge=0)
     transform_params: Optional[TransformParams] = None
     loss_weights: LossWeights = LossWeights()
-    # Ours: the perceptual loss's network (see fomm.losses.PerceptualLoss) and its weights file.
+    # Ours: the perceptual loss's network (see fomm.losses.PerceptualLoss) and its weights file,
+    # the seed, and the arithmetic (see fomm.config.TrainParams).
     perceptual_backbone: Literal["vgg19", "pixel"] = "vgg19"
     vgg19_weights: Optional[str] = None
+    seed: int = 0
+    mixed_precision: MixedPrecision = "no"
 
     @model_validator(mode="after")
     def _equivariance_has_a_warp(self) -> "TrainParams":

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import Callable, ClassVar, Optional
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from ...bundle import TensorBundle
 from ...errors import ConfigError
 from ...geometry import convex_hull_area
-from ..family import MotionModel, MotionSettings, Rendered
+from ..family import MotionModel, MotionSettings, Rendered, TrainingPlan
 from .avd_network import AvdNetwork
 from .bg_motion_predictor import BackgroundMotionPredictor
 from .config import TpsmmConfig
@@ -105,6 +105,7 @@ class TpsmmModel(MotionModel):
     removes them, see :func:`fomm.checkpoint.load_state_dicts`).
     """
 
+    training_stages: ClassVar[tuple[str, ...]] = ("motion", "avd")
     family: ClassVar[str] = "tpsmm"
     networks: ClassVar[tuple[str, ...]] = ("kp_detector", "dense_motion_network", "inpainting_network",
                                            "bg_predictor", "avd_network")
@@ -159,6 +160,11 @@ class TpsmmModel(MotionModel):
         if rendered.contribution_maps is not None:
             maps["contribution"] = rendered.contribution_maps
         return maps
+
+    def training_plan(self, stage: str, perceptual: Callable[[], Optional[nn.Module]]) -> TrainingPlan:
+        from .objective import training_plan  # the losses stay out of inference's imports
+
+        return training_plan(self, stage, perceptual)
 
     def size_multiple(self) -> int:
         params = self.config.model_params

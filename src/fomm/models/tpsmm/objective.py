@@ -25,18 +25,20 @@ Imported on its own (not from :mod:`fomm.models.tpsmm`) because it needs :mod:`f
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
+from ...errors import ConfigError
 from ...losses import PerceptualLoss
 from ..blocks import ImagePyramid
+from ..family import OptimizerPlan, PairObjective, Schedule, TrainingPlan, TrainingStage
 from .config import TrainAvdParams, TrainParams
 from .model import TpsKeypoints, TpsmmModel, TpsRendered
 from .tps import RandomTps
 
-__all__ = ["TpsmmObjective", "avd_objective", "dropout_probability", "random_scale"]
+__all__ = ["AvdStage", "TpsmmObjective", "avd_objective", "dropout_probability", "random_scale", "training_plan"]
 
 
 def dropout_probability(params: TrainParams, epoch: int) -> Optional[float]:
@@ -150,3 +152,63 @@ def avd_objective(model: TpsmmModel, source: Tensor, driving: Tensor, params: Tr
         kp_scaled = random_scale(kp_driving, params.random_scale, generator)
     restored = model.avd_network(kp_source, kp_scaled)
     return {"rec_kp": params.lambda_shift * (kp_driving - restored).abs().mean()}
+
+
+class AvdStage(nn.Module):
+    """The AVD stage as a training objective: ``forward(source, driving)`` -> ``(losses, generated)``
+    (:func:`avd_objective`, the keypoint detector frozen in eval mode). Only ``avd_network`` is a
+    submodule: it alone trains."""
+
+    def __init__(self, model: TpsmmModel, params: TrainAvdParams) -> None:
+        super().__init__()
+        if model.avd_network is None:
+            raise ConfigError("the AVD stage needs an AVD network: model_params.avd_network_params in the config")
+        self.avd_network = model.avd_network
+        self._model = [model]  # a list keeps the detector out of this module: it does not train here
+        self.params = params
+
+    def forward(self, source: Tensor, driving: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        model = self._model[0]
+        model.kp_detector.eval()
+        losses = avd_objective(model, source, driving, self.params)
+        return losses, {}
+
+
+def training_plan(model: TpsmmModel, stage: str, perceptual: Callable[[], Optional[nn.Module]]) -> TrainingPlan:
+    """The original ``train.py`` (stage ``motion``): one Adam (weight decay 1e-4) over the detector,
+    dense motion and inpainting networks, a second over the background predictor that steps from
+    ``bg_start`` on, gradients of the detector, dense motion and background networks clipped to a
+    largest entry of 10; or ``train_avd.py`` (stage ``avd``): the AVD network alone."""
+    config = model.config
+    if stage == "avd":
+        params = config.train_avd_params
+        if params is None:
+            raise ConfigError("the config has no train_avd_params section: nothing says how to train the AVD network")
+        schedule = Schedule(num_epochs=params.num_epochs, batch_size=params.batch_size, num_repeats=params.num_repeats,
+                            epoch_milestones=tuple(params.epoch_milestones), checkpoint_freq=params.checkpoint_freq,
+                            num_workers=params.dataloader_workers,
+                            seed=config.train_params.seed if config.train_params is not None else 0)
+        return TrainingPlan(schedule=schedule, optimizers=(OptimizerPlan("optimizer_avd", ("avd_network",), params.lr),),
+                            stages=(TrainingStage("avd", PairObjective(AvdStage(model, params), with_epoch=False),
+                                                  ("optimizer_avd",)),),
+                            trains=("avd_network",))
+    if stage != "motion":
+        raise ConfigError(f"TPSMM models train in the stages motion and avd, not {stage!r}")
+    params = config.train_params
+    if params is None:
+        raise ConfigError("the config has no train_params section: nothing says how to train")
+    needs_vgg = params.perceptual_backbone == "vgg19" and sum(params.loss_weights.perceptual) != 0
+    objective = TpsmmObjective(model, params, perceptual() if needs_vgg else None)
+    motion = ("kp_detector", "dense_motion_network", "inpainting_network")
+    optimizers = [OptimizerPlan("optimizer", motion, params.lr_generator, weight_decay=1e-4,
+                                clipped=("kp_detector", "dense_motion_network"))]
+    trains = motion
+    if model.bg_predictor is not None:
+        optimizers.append(OptimizerPlan("optimizer_bg_predictor", ("bg_predictor",), params.lr_generator,
+                                        weight_decay=1e-4, start_epoch=params.bg_start, clipped=("bg_predictor",)))
+        trains = (*motion, "bg_predictor")
+    schedule = Schedule(num_epochs=params.num_epochs, batch_size=params.batch_size, num_repeats=params.num_repeats,
+                        epoch_milestones=tuple(params.epoch_milestones), checkpoint_freq=params.checkpoint_freq,
+                        num_workers=params.dataloader_workers, seed=params.seed)
+    stage_plan = TrainingStage("motion", PairObjective(objective), tuple(optimizer.key for optimizer in optimizers))
+    return TrainingPlan(schedule=schedule, optimizers=tuple(optimizers), stages=(stage_plan,), trains=trains)

@@ -1,9 +1,10 @@
-"""The networks and their losses in one ``forward`` each, the unit DistributedDataParallel wraps.
+"""FOMM's training: the networks and their losses in one ``forward`` per stage of an iteration
+(the unit DistributedDataParallel wraps), and the plan the trainer follows (:func:`training_plan`).
 
 :class:`GeneratorFullModel` runs the keypoint detector and the generator and returns the weighted
 generator losses; :class:`DiscriminatorFullModel` returns the discriminator's. The comments name
 the terms of section 3.4 of Siarohin et al., "First Order Motion Model for Image Animation",
-NeurIPS 2019.
+NeurIPS 2019. Imported on its own (not from :mod:`fomm.models.fomm`): it needs :mod:`fomm.losses`.
 
 Under autocast the networks may run in reduced precision, but every loss is computed in float32
 (half-precision sums of many small differences lose too much): the image pyramids are built in
@@ -15,15 +16,14 @@ step and the pictures are float32 too.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from torch import Tensor, nn
 
-from ..config import LossWeights, TrainParams
-from ..errors import ConfigError
-from ..geometry import RandomWarp
-from ..models.fomm import Keypoints
-from ..losses import (
+from ...config import LossWeights, TrainParams
+from ...errors import ConfigError
+from ...geometry import RandomWarp
+from ...losses import (
     PerceptualLoss,
     discriminator_gan_loss,
     equivariance_jacobian_loss,
@@ -32,17 +32,20 @@ from ..losses import (
     flow_consistency_loss,
     generator_gan_loss,
 )
-from ..models import DiscriminatorOutput, ImagePyramid
-from ..models.blocks import at_least_fp32, full_precision
-from .errors import TrainingError
+from ..blocks import ImagePyramid, at_least_fp32, full_precision
+from ..family import OptimizerPlan, Schedule, TrainingPlan, TrainingStage
+from .discriminator import DiscriminatorOutput
+from .keypoints import Keypoints
+from .model import FommModel
 
-__all__ = ["DiscriminatorFullModel", "GeneratorFullModel"]
+__all__ = ["DiscriminatorFullModel", "GeneratorFullModel", "training_plan"]
 
 
 class GeneratorFullModel(nn.Module):
     """Keypoint detector + generator + their losses in one forward.
 
-    ``forward(source, driving)`` with ``(B, C, H, W)`` batches in [0, 1] returns
+    ``forward(batch, epoch, earlier)`` with ``(B, C, H, W)`` ``source`` and ``driving`` batches in
+    [0, 1] returns
     ``(losses, generated)``: weighted scalar losses keyed by the original names (``perceptual``,
     ``gen_gan``, ``feature_matching``, ``equivariance_value``, ``equivariance_jacobian``; ours:
     ``flow_consistency``), only those with a non-zero weight, and a dict of tensors for the
@@ -72,10 +75,12 @@ class GeneratorFullModel(nn.Module):
     def discriminator(self) -> nn.Module:
         return self._discriminator[0]
 
-    def forward(self, source: Tensor, driving: Tensor, flow: Optional[Tensor] = None,
-                nearby: Optional[Tensor] = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """``flow`` ``(B, 2, H, W)`` (source -> driving optical flow, normalised units) and
-        ``nearby`` ``(B,)`` bool are needed by the flow-consistency loss only."""
+    def forward(self, batch: dict[str, Tensor], epoch: int = 0, earlier: Optional[dict[str, Tensor]] = None
+                ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """``batch``: ``source`` and ``driving`` ``(B, C, H, W)``; ``flow`` ``(B, 2, H, W)``
+        (source -> driving optical flow, normalised units) and ``nearby`` ``(B,)`` bool, which the
+        flow-consistency loss needs."""
+        source, driving, flow, nearby = batch["source"], batch["driving"], batch.get("flow"), batch.get("nearby")
         weights = self.weights
         source_detection = self.kp_detector.detect(source)
         kp_source = source_detection.keypoints
@@ -100,7 +105,7 @@ class GeneratorFullModel(nn.Module):
 
         if weights.flow_consistency != 0:
             if flow is None:
-                raise TrainingError("loss_weights.flow_consistency needs batches with 'flow' (dataset_params "
+                raise ConfigError("loss_weights.flow_consistency needs batches with 'flow' (dataset_params "
                                     "compute_flow, set automatically for dataset_params datasets)")
             with full_precision(driving):
                 losses["flow_consistency"] = weights.flow_consistency * flow_consistency_loss(
@@ -153,9 +158,9 @@ class GeneratorFullModel(nn.Module):
 class DiscriminatorFullModel(nn.Module):
     """Discriminator + its least-squares loss.
 
-    ``forward(driving, prediction, kp_driving)``: the ``(B, C, H, W)`` real and generated frames and
-    the ``(B, K, 2)`` driving keypoint values (the discriminator's condition when ``use_kp``); the
-    prediction and keypoints are detached here. Returns ``{'disc_gan': weighted loss}``.
+    ``forward(batch, epoch, earlier)``: the batch's ``(B, C, H, W)`` real driving frames and the
+    generator stage's prediction and ``(B, K, 2)`` driving keypoint values (the discriminator's
+    condition when ``use_kp``), detached here. Returns ``({'disc_gan': weighted loss}, {})``.
     """
 
     def __init__(self, discriminator: nn.Module, train_params: TrainParams, num_channels: int) -> None:
@@ -164,13 +169,17 @@ class DiscriminatorFullModel(nn.Module):
         self.weight = train_params.loss_weights.discriminator_gan
         self.pyramid = ImagePyramid(train_params.scales, num_channels)
 
-    def forward(self, driving: Tensor, prediction: Tensor, kp_driving: Tensor) -> dict[str, Tensor]:
+    def forward(self, batch: dict[str, Tensor], epoch: int, earlier: dict[str, Tensor]
+                ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The discriminator's loss on the batch's driving frames and the generator stage's
+        ``prediction`` and ``kp_driving`` (detached here)."""
+        driving, prediction, kp_driving = batch["driving"], earlier["prediction"], earlier["kp_driving"]
         kp_condition = Keypoints(kp_driving.detach())
         with full_precision(driving):
             pyramid_real, pyramid_fake = self.pyramid(driving), self.pyramid(at_least_fp32(prediction.detach()))
         real = _float_output(self.discriminator(pyramid_real, kp=kp_condition))
         fake = _float_output(self.discriminator(pyramid_fake, kp=kp_condition))
-        return {"disc_gan": self.weight * discriminator_gan_loss(real, fake)}
+        return {"disc_gan": self.weight * discriminator_gan_loss(real, fake)}, {}
 
 
 def _float_maps(values: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -183,3 +192,37 @@ def _float_output(output: DiscriminatorOutput) -> DiscriminatorOutput:
     output.feature_maps = {key: [value.float() for value in maps] for key, maps in output.feature_maps.items()}
     return output
 
+
+
+def training_plan(model: FommModel, stage: str, perceptual: Callable[[], Optional[nn.Module]]) -> TrainingPlan:
+    """The original ``train.py``'s iteration: the keypoint detector and generator step on the
+    generator losses, then, when ``loss_weights.generator_gan != 0``, the discriminator on its own
+    (every optimiser is built, so that turning the GAN on later finds its schedule)."""
+    if stage != "motion":
+        raise ConfigError(f"FOMM models have one training stage, not {stage!r} (no AVD network)")
+    config = model.config
+    params = config.train_params
+    if params is None:
+        raise ConfigError("the config has no train_params section: nothing says how to train")
+    weights = params.loss_weights
+    needs_vgg = params.perceptual_backbone == "vgg19" and sum(weights.perceptual) != 0
+    num_channels = config.model_params.common_params.num_channels
+    generator_stage = GeneratorFullModel(model.kp_detector, model.generator, model.discriminator, params,
+                                         num_channels, perceptual() if needs_vgg else None)
+    stages = [TrainingStage("generator", generator_stage, ("optimizer_generator", "optimizer_kp_detector"))]
+    if weights.generator_gan != 0:
+        stages.append(TrainingStage("discriminator", DiscriminatorFullModel(model.discriminator, params, num_channels),
+                                    ("optimizer_discriminator",)))
+    optimizers = (OptimizerPlan("optimizer_generator", ("generator",), params.lr_generator),
+                  OptimizerPlan("optimizer_kp_detector", ("kp_detector",), params.lr_kp_detector),
+                  OptimizerPlan("optimizer_discriminator", ("discriminator",), params.lr_discriminator))
+    dataset = config.dataset_params
+    if dataset is not None and weights.flow_consistency != 0:
+        # The flow-consistency loss needs the source -> driving optical flow from the data workers.
+        dataset = dataset.model_copy(update={"compute_flow": True})
+    schedule = Schedule(num_epochs=params.num_epochs, batch_size=params.batch_size, num_repeats=params.num_repeats,
+                        epoch_milestones=tuple(params.epoch_milestones), checkpoint_freq=params.checkpoint_freq,
+                        num_workers=params.num_workers, seed=params.seed,
+                        grad_clip=params.grad_clip)
+    return TrainingPlan(schedule=schedule, optimizers=optimizers, stages=tuple(stages),
+                        trains=("generator", "kp_detector", "discriminator"), dataset_params=dataset)
