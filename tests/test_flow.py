@@ -10,7 +10,7 @@ import fomm
 from fomm.config import DatasetParams
 from fomm.data import FramesDataset, write_video
 from fomm.data.flow import dense_flow
-from fomm.losses import carry_keypoints, flow_consistency_loss
+from fomm.models.losses import carry_keypoints, flow_consistency_loss
 
 
 def _normalised(value: torch.Tensor, size: int) -> torch.Tensor:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fomm.geometry import RandomWarp, coordinate_grid, inverse_2x2
-from fomm.losses import (
+from fomm.models.losses import (
     PerceptualLoss,
     discriminator_gan_loss,
     equivariance_jacobian_loss,

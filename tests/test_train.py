@@ -16,7 +16,7 @@ from fomm.errors import ConfigError
 from fomm.checkpoint import load_checkpoint, read_checkpoint
 from fomm.models import build_model
 from fomm.cli import train as train_command
-from fomm.training import CHECKPOINT_NAME, NonFiniteLossError, Trainer, TrainingError
+from fomm.training import CHECKPOINT_NAME, NonFiniteLossError, Trainer
 from tests.train_helpers import (
     TINY_CONFIG,
     MovingBlobs,

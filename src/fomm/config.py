@@ -85,7 +85,7 @@ class DatasetParams(_Section):
     random_seed: int = 0
     test_fraction: float = Field(0.2, gt=0, lt=1)
     cache_frames: bool = False
-    # Ours (flow consistency, see fomm.losses): share of training samples that are nearby frames.
+    # Ours (flow consistency, see fomm.models.losses): share of training samples that are nearby frames.
     nearby_pair_ratio: float = Field(0.0, ge=0, le=1)
     nearby_pair_max_gap: int = Field(2, ge=1)
     # Ours: optical flow between source and driving in the data workers (set automatically when

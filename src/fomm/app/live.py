@@ -29,7 +29,6 @@ import av
 import cv2
 import numpy as np
 import torch
-from torch import Tensor
 
 from ..animate import Animator, PreparedSource
 from ..bundle import TensorBundle

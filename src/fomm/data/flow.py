@@ -1,5 +1,5 @@
 """Dense optical flow between two frames, computed in the data workers for the flow-consistency
-loss (:func:`fomm.losses.flow_consistency_loss`).
+loss (:func:`fomm.models.losses.flow_consistency_loss`).
 
 Flow is in normalised coordinates: x then y, in units of the [-1, 1] image frame, so
 ``F = pixels / pixel_scale`` (see :func:`fomm.geometry.pixel_scale`).

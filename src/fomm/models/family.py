@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Literal, Optional, Sequence
+from typing import Any, ClassVar, Literal, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -177,7 +177,8 @@ class MotionModel(nn.Module):
     #: Networks a checkpoint may come without (a background predictor, an AVD network): a model
     #: loading such a checkpoint goes without them rather than keep random weights.
     optional_networks: ClassVar[tuple[str, ...]] = ()
-    #: The training stages of the family (``fomm train`` runs the first; ``fomm train-avd`` the AVD one).
+    #: The training stages of the family (``fomm train`` runs the first; ``fomm train-avd`` the AVD
+    #: one); how each trains is the family's plan (:attr:`fomm.models.registry.Family.training_plan`).
     training_stages: ClassVar[tuple[str, ...]] = ("motion",)
     #: Pictures colour :meth:`points` in groups of this many (a TPS transform's five points).
     point_group_size: ClassVar[int] = 1
@@ -296,12 +297,6 @@ class MotionModel(nn.Module):
             raise ValueError(f"{name!r} is not an optional network of {type(self).__name__} "
                              f"({', '.join(self.optional_networks) or 'it has none'})")
         setattr(self, name, None)
-
-    @abstractmethod
-    def training_plan(self, stage: str, perceptual: Callable[[], Optional[nn.Module]]) -> TrainingPlan:
-        """How to train ``stage`` (one of :attr:`training_stages`) with this config.
-        ``perceptual()`` gives the frozen VGG19 feature network of the perceptual loss (called only
-        when the config's loss needs one)."""
 
     def inference_modules(self) -> list[str]:
         """The networks an inference engine needs (those built, but :attr:`training_only`)."""

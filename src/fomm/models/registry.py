@@ -26,10 +26,13 @@ from torch import Tensor
 
 from ..config import FommConfig, PACKAGED_CONFIGS, read_config_file
 from ..errors import ConfigError
-from .family import MotionModel
+from .family import MotionModel, TrainingPlan
 from .fomm import FommModel
+from .fomm.objective import training_plan as fomm_training_plan
 from .mraa import MraaConfig, MraaModel
+from .mraa.objective import training_plan as mraa_training_plan
 from .tpsmm import TpsmmConfig, TpsmmModel
+from .tpsmm.objective import training_plan as tpsmm_training_plan
 
 __all__ = ["Family", "FAMILIES", "build_model", "config_from_dict", "family_of", "family_of_checkpoint",
            "family_of_config_data", "load_config", "matching_packaged_configs", "packaged_configs"]
@@ -42,7 +45,9 @@ class Family:
     ``networks``: the state dicts of an original checkpoint, by name (those listed in
     ``identifying_networks`` are always there and tell the family apart). ``config_class`` reads
     the family's YAML layout (``from_dict(data, source)``, ``to_dict()``); ``is_config`` tells
-    whether a parsed YAML mapping has that layout.
+    whether a parsed YAML mapping has that layout. ``training_plan(model, stage, perceptual)``
+    says how a model of the family trains (see :class:`~fomm.models.family.TrainingPlan`;
+    ``perceptual()`` gives the frozen VGG19 of the perceptual loss, called only when needed).
     """
 
     name: str
@@ -53,6 +58,7 @@ class Family:
     config_class: type
     identifying_networks: tuple[str, ...]
     is_config: Callable[[Mapping[str, Any]], bool]
+    training_plan: Callable[[Any, str, Callable[[], Any]], TrainingPlan]
 
     @property
     def networks(self) -> tuple[str, ...]:
@@ -83,20 +89,22 @@ def register(family: Family) -> Family:
 register(Family(
     name="fomm", label="FOMM", title="First Order Motion Model", paper="Siarohin et al., NeurIPS 2019",
     model_class=FommModel, config_class=FommConfig, identifying_networks=("kp_detector", "generator"),
-    is_config=lambda data: "num_kp" in _common_params(data) or "kp_detector_params" in _model_params(data)))
+    is_config=lambda data: "num_kp" in _common_params(data) or "kp_detector_params" in _model_params(data),
+    training_plan=fomm_training_plan))
 
 
 register(Family(
     name="tpsmm", label="TPSMM", title="Thin-Plate Spline Motion Model (TPSMM)", paper="Zhao & Zhang, CVPR 2022",
     model_class=TpsmmModel, config_class=TpsmmConfig,
     identifying_networks=("kp_detector", "dense_motion_network", "inpainting_network"),
-    is_config=lambda data: "num_tps" in _common_params(data)))
+    is_config=lambda data: "num_tps" in _common_params(data), training_plan=tpsmm_training_plan))
 
 
 register(Family(
     name="mraa", label="MRAA", title="Motion Representations for Articulated Animation (MRAA)", paper="Siarohin et al., CVPR 2021",
     model_class=MraaModel, config_class=MraaConfig, identifying_networks=("region_predictor", "generator"),
-    is_config=lambda data: "num_regions" in _model_params(data) or "region_predictor_params" in _model_params(data)))
+    is_config=lambda data: "num_regions" in _model_params(data) or "region_predictor_params" in _model_params(data),
+    training_plan=mraa_training_plan))
 
 
 def family_of(model_or_config: Any) -> Family:

@@ -49,7 +49,7 @@ import warnings
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import imageio.v3 as iio
 import torch
@@ -66,6 +66,7 @@ from ..device import resolve_device
 from ..errors import ConfigError
 from ..files import FolderLock, atomic_path, write_text_atomic
 from ..models import MotionModel, build_model
+from ..models.registry import family_of
 from ..models.family import OptimizerPlan, TrainingPlan
 from ..models.vgg import load_vgg19_weights
 from ..visualize import training_grid
@@ -167,7 +168,7 @@ class Trainer:
             resume_state = self._load_checkpoint(checkpoint)
         self._prepare_model()
 
-        self.plan: TrainingPlan = self.model.training_plan(stage, perceptual=self._perceptual_network)
+        self.plan: TrainingPlan = family_of(self.model).training_plan(self.model, stage, self._perceptual_network)
         self.schedule = self.plan.schedule
         for name in self.plan.trains:  # the others stay frozen, in eval mode
             getattr(self.model, name).train().requires_grad_(True)

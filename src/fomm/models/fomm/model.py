@@ -4,13 +4,13 @@ network) and discriminator, behind :class:`~fomm.models.family.MotionModel`."""
 from __future__ import annotations
 
 import math
-from typing import Callable, ClassVar, Optional
+from typing import ClassVar, Optional
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...config import FommConfig
 from ...errors import UserError
-from ..family import MotionModel, MotionSettings, TrainingPlan
+from ..family import MotionModel, MotionSettings
 from .discriminator import MultiScaleDiscriminator
 from .generator import Generator, GeneratorOutput, SourceFeatures
 from .keypoint_detector import KeypointDetector
@@ -87,11 +87,6 @@ class FommModel(MotionModel):
         if graph is None:
             return None
         return graph.adjacency().detach(), self.config.model_params.graph_params.adjacency_threshold
-
-    def training_plan(self, stage: str, perceptual: Callable[[], Optional[nn.Module]]) -> TrainingPlan:
-        from .objective import training_plan  # the losses stay out of inference's imports
-
-        return training_plan(self, stage, perceptual)
 
     def size_multiple(self) -> int:
         """Each downscaled hourglass input must halve ``num_blocks`` times, and the generator's

@@ -4,7 +4,7 @@
 :class:`GeneratorFullModel` runs the keypoint detector and the generator and returns the weighted
 generator losses; :class:`DiscriminatorFullModel` returns the discriminator's. The comments name
 the terms of section 3.4 of Siarohin et al., "First Order Motion Model for Image Animation",
-NeurIPS 2019. Imported on its own (not from :mod:`fomm.models.fomm`): it needs :mod:`fomm.losses`.
+NeurIPS 2019. Imported on its own (not from :mod:`fomm.models.fomm`): it needs :mod:`fomm.models.losses`.
 
 Under autocast the networks may run in reduced precision, but every loss is computed in float32
 (half-precision sums of many small differences lose too much): the image pyramids are built in
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ...config import LossWeights, TrainParams
 from ...errors import ConfigError
 from ...geometry import RandomWarp
-from ...losses import (
+from ..losses import (
     PerceptualLoss,
     discriminator_gan_loss,
     equivariance_jacobian_loss,

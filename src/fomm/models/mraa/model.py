@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, ClassVar, Optional, Sequence
+from typing import ClassVar, Optional, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...errors import ConfigError
-from ..family import MotionModel, MotionSettings, TrainingPlan
+from ..family import MotionModel, MotionSettings
 from .avd_network import AvdNetwork
 from .bg_motion_predictor import BgMotionPredictor
 from .config import MraaConfig
@@ -89,11 +89,6 @@ class MraaModel(MotionModel):
         if rendered.mask is not None:
             maps["mask"] = rendered.mask
         return maps
-
-    def training_plan(self, stage: str, perceptual: Callable[[], Optional[nn.Module]]) -> TrainingPlan:
-        from .objective import training_plan  # the losses stay out of inference's imports
-
-        return training_plan(self, stage, perceptual)
 
     def size_multiple(self) -> int:
         params = self.config.model_params

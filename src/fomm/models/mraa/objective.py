@@ -5,7 +5,7 @@ source is moved to the driving frame's regions, the background by the background
 predictor, and the losses are
 
 * ``perceptual``: the reconstruction loss on an image pyramid (``train_params.scales``), VGG19
-  features weighted by ``loss_weights.perceptual`` (:class:`fomm.losses.PerceptualLoss`);
+  features weighted by ``loss_weights.perceptual`` (:class:`fomm.models.losses.PerceptualLoss`);
 * ``equivariance_shift``: regions found on a randomly warped driving frame (an affine plus
   thin-plate-spline :class:`fomm.geometry.RandomWarp`), mapped back through the warp, must be the
   driving frame's centres: ``mean |shift_D - T(shift_T)|``;
@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from ...errors import ConfigError
 from ...geometry import RandomWarp, coordinate_grid, inverse_2x2
 from ..fomm.keypoints import Keypoints
-from ...losses import PerceptualLoss, equivariance_value_loss
+from ..losses import PerceptualLoss, equivariance_value_loss
 from ..blocks import ImagePyramid, at_least_fp32, full_precision
 from ..family import OptimizerPlan, PairObjective, Schedule, TrainingPlan, TrainingStage
 from .config import MraaTrainAvdParams, MraaTrainParams

@@ -164,7 +164,7 @@ class TrainParams(_Section):
     bg_start: int = Field(0, ge=0)
     transform_params: Optional[TransformParams] = None
     loss_weights: LossWeights = LossWeights()
-    # Ours: the perceptual loss's network (see fomm.losses.PerceptualLoss) and its weights file,
+    # Ours: the perceptual loss's network (see fomm.models.losses.PerceptualLoss) and its weights file,
     # the seed, and the arithmetic (see fomm.config.TrainParams).
     perceptual_backbone: Literal["vgg19", "pixel"] = "vgg19"
     vgg19_weights: Optional[str] = None

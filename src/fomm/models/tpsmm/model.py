@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Optional
+from typing import ClassVar, Optional
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...bundle import TensorBundle
 from ...errors import ConfigError
 from ...geometry import convex_hull_area
-from ..family import MotionModel, MotionSettings, Rendered, TrainingPlan
+from ..family import MotionModel, MotionSettings, Rendered
 from .avd_network import AvdNetwork
 from .bg_motion_predictor import BackgroundMotionPredictor
 from .config import TpsmmConfig
@@ -160,11 +160,6 @@ class TpsmmModel(MotionModel):
         if rendered.contribution_maps is not None:
             maps["contribution"] = rendered.contribution_maps
         return maps
-
-    def training_plan(self, stage: str, perceptual: Callable[[], Optional[nn.Module]]) -> TrainingPlan:
-        from .objective import training_plan  # the losses stay out of inference's imports
-
-        return training_plan(self, stage, perceptual)
 
     def size_multiple(self) -> int:
         params = self.config.model_params

@@ -20,7 +20,7 @@ the total is their plain sum.
 :func:`avd_objective` is the second stage: the AVD network learns to restore driving keypoints
 from randomly rescaled ones, given the source's.
 
-Imported on its own (not from :mod:`fomm.models.tpsmm`) because it needs :mod:`fomm.losses`.
+Imported on its own (not from :mod:`fomm.models.tpsmm`) because it needs :mod:`fomm.models.losses`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import ConfigError
-from ...losses import PerceptualLoss
+from ..losses import PerceptualLoss
 from ..blocks import ImagePyramid
 from ..family import OptimizerPlan, PairObjective, Schedule, TrainingPlan, TrainingStage
 from .config import TrainAvdParams, TrainParams

@@ -26,11 +26,11 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .errors import ConfigError
-from .geometry import RandomWarp, coordinate_grid, inverse_2x2, pixel_scale, warp
-from .models.fomm.keypoints import Keypoints
-from .models.fomm.discriminator import DiscriminatorOutput
-from .models.vgg import VGG19_LAYERS
+from ..errors import ConfigError
+from ..geometry import RandomWarp, coordinate_grid, inverse_2x2, pixel_scale, warp
+from .fomm.keypoints import Keypoints
+from .fomm.discriminator import DiscriminatorOutput
+from .vgg import VGG19_LAYERS
 
 __all__ = [
     "PerceptualLoss",
