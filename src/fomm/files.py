@@ -6,6 +6,8 @@ under the final name, and never destroys the previous version of it.
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 import re
 import uuid
@@ -17,8 +19,8 @@ import torch
 
 from .errors import OutputPathError
 
-__all__ = ["atomic_path", "atomic_torch_save", "staged_outputs", "sweep_stale_temporaries",
-           "write_text_atomic", "FolderLock"]
+__all__ = ["MANIFEST", "atomic_path", "atomic_torch_save", "file_digest", "manifest_problem", "staged_outputs",
+           "sweep_stale_temporaries", "write_manifest", "write_text_atomic", "FolderLock"]
 
 
 #: Failures of the storage, not of the program: reported as the user's problem, in one line.
@@ -105,7 +107,9 @@ def _remove(path: Path) -> None:
 def staged_outputs(paths: Iterable[str | Path]) -> Iterator[dict[Path, Path]]:
     """All of several outputs or none: yields ``{final path: temporary path}``; the temporaries
     are renamed to their final names only once every one of them has been written, and all are
-    deleted if anything fails. Final paths must be distinct."""
+    deleted if anything fails (a full or read-only disk is then an :class:`OutputPathError`
+    naming the output). Final paths must be distinct. Temporaries of the same outputs left by
+    dead processes are swept first."""
     targets = [Path(path) for path in paths]
     for path in targets:
         if path.parent.is_dir():
@@ -118,9 +122,14 @@ def staged_outputs(paths: Iterable[str | Path]) -> Iterator[dict[Path, Path]]:
                 raise FileNotFoundError(f"{path} was not written")
         for path, temporary in staged.items():
             os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         for temporary in staged.values():
             _remove(temporary)
+        storage = _storage_cause(error) if isinstance(error, OSError) else None
+        if storage is not None and storage.errno in STORAGE_ERRORS:
+            failed = next((path for path in targets if str(path.parent) in str(storage.filename or "")), None)
+            where = failed.parent if failed is not None else targets[0].parent if targets else "the output folder"
+            raise OutputPathError(f"cannot write into {where}: {os.strerror(storage.errno)}") from None
         raise
 
 
@@ -202,3 +211,40 @@ class FolderLock:
         if self._file is not None:
             self._file.close()  # closing releases the flock
             self._file = None
+
+
+#: The file, in a folder of cached files, that holds each file's SHA-256 (written last).
+MANIFEST = "manifest.json"
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path, paths: Iterable[Path], **extra: Any) -> Path:
+    """Write ``folder/manifest.json`` with the SHA-256 of each of ``paths`` (files of ``folder``)
+    and ``extra`` values. Written last and atomically: a folder without a manifest (a crash while
+    it was filled) is never trusted."""
+    files = {Path(path).name: file_digest(Path(path)) for path in paths}
+    return write_text_atomic(Path(folder) / MANIFEST, json.dumps({"files": files, **extra}, indent=1, sort_keys=True))
+
+
+def manifest_problem(folder: Path, paths: Iterable[Path]) -> Optional[str]:
+    """None when every one of ``paths`` is in ``folder``'s manifest with its current SHA-256, else
+    what is wrong (a file missing, changed or truncated; no manifest)."""
+    try:
+        expected = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{folder} has no readable {MANIFEST}"
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            return f"{path.name} is missing"
+        if expected.get(path.name) != file_digest(path):
+            return f"{path.name} does not match its recorded SHA-256 (truncated or overwritten)"
+    return None

@@ -2,7 +2,9 @@
 
 ``onnx/<key>/``
     a model's exported graphs (:mod:`fomm.export`), keyed by a hash of its weights and config,
-    the export format and the torch version;
+    the export format and the torch version, with a ``manifest.json`` of their SHA-256: a graph
+    truncated or overwritten since is detected when the cache is used, and exported again with one
+    warning;
 ``choices.json``
     which backend and precision ``auto`` picked, per model, machine and input size, with the
     measurements behind each choice (delete the file to measure again).
@@ -23,7 +25,7 @@ import torch
 
 from ..export import EXPORT_FORMAT, OnnxFiles, export_onnx
 from ..errors import OutputPathError
-from ..files import staged_outputs, write_text_atomic
+from ..files import manifest_problem, staged_outputs, write_manifest, write_text_atomic
 from ..models import MotionModel
 
 logger = logging.getLogger(__name__)
@@ -75,26 +77,57 @@ def cached_export(model: MotionModel) -> OnnxFiles:
     return OnnxFiles.in_folder(folder)
 
 
+#: Cache folders checked in this process, with the state of their files then (path, size,
+#: modification time): a folder is hashed once per process unless its files change.
+_verified: dict[Path, tuple] = {}
+
+
+def _file_states(files: OnnxFiles) -> tuple:
+    return tuple((str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in files.all())
+
+
+def _intact(files: OnnxFiles) -> bool:
+    """Whether the cached graphs are all there and match their manifest; a damaged cache is
+    removed, with a warning saying why, so that it is exported again."""
+    folder = files.render.parent
+    if not folder.is_dir():
+        return False
+    try:
+        states = _file_states(files)
+    except OSError:
+        states = None
+    if states is not None and _verified.get(folder) == states:
+        return True
+    problem = manifest_problem(folder, files.all())
+    if problem is None:
+        _verified[folder] = states
+        return True
+    logger.warning("the cached export in %s is damaged (%s): exporting the model again", folder, problem)
+    shutil.rmtree(folder, ignore_errors=True)
+    _verified.pop(folder, None)
+    return False
+
+
 def exported_files(model: MotionModel) -> OnnxFiles:
-    """The model's ONNX graphs from the cache, exported there first if missing (tens of seconds
-    for a large model, once)."""
+    """The model's ONNX graphs from the cache, exported there first if missing or damaged (tens
+    of seconds for a large model, once)."""
     files = cached_export(model)
-    if not files.exist():
-        logger.info("exporting the model to ONNX for the exported backends (once per checkpoint): %s",
-                    files.render.parent)
-        export_onnx(model, files.render.parent, check=False)
+    if not _intact(files):
+        folder = files.render.parent
+        logger.info("exporting the model to ONNX for the exported backends (once per checkpoint): %s", folder)
+        export_onnx(model, folder, check=False)
+        write_manifest(folder, files.all())
     return files
 
 
 def copy_cached_export(model: MotionModel, out_dir: Path) -> Optional[OnnxFiles]:
-    """Copy the model's cached graphs (if an earlier run exported them) into ``out_dir``: the
-    same files :func:`~fomm.export.export_onnx` would write, at the default opset. None when
-    there is nothing cached."""
+    """Copy the model's cached graphs (if an earlier run exported them, and they are intact) into
+    ``out_dir``: the same files :func:`~fomm.export.export_onnx` would write, at the default
+    opset. None when there is nothing usable cached."""
     cached = cached_export(model)
-    if not cached.exist():
+    if not _intact(cached):
         return None
     files = OnnxFiles.in_folder(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     with staged_outputs(files.all()) as staged:
         for source, target in zip(cached.all(), files.all()):
             shutil.copyfile(source, staged[target])

@@ -29,10 +29,15 @@ class OnnxRuntimeEngine(ExportedEngine):
 
     backend = "onnxruntime"
 
-    def __init__(self, model: MotionModel, files: OnnxFiles, precision: str = "fp32", threads: Optional[int] = None) -> None:
+    @staticmethod
+    def check_precision(precision: str) -> None:
+        """Raise UserError for a precision this backend does not run (before any export)."""
         if precision != "fp32":
             raise UserError(f"the onnxruntime backend runs fp32 only, not {precision} "
                             f"(use --backend openvino or torch for reduced precision)")
+
+    def __init__(self, model: MotionModel, files: OnnxFiles, precision: str = "fp32", threads: Optional[int] = None) -> None:
+        self.check_precision(precision)
         if not onnxruntime_available():
             raise UserError("the onnxruntime backend needs onnxruntime: pip install 'fomm[onnx]'")
         onnxruntime = import_onnxruntime()

@@ -134,6 +134,7 @@ def create_engine(model: MotionModel, backend: str, precision: str, compile: boo
         raise UserError(f"the {backend} backend runs on the CPU; the model is on {model.device} "
                         f"(use --device cpu, or --backend torch)")
     if backend == "onnxruntime":
+        OnnxRuntimeEngine.check_precision(precision)  # before the export: a refusal takes no minute
         return OnnxRuntimeEngine(model, exported_files(model), precision)
     return OpenVinoEngine(model, exported_files(model), precision, blob_cache=cache_dir() / "openvino")
 

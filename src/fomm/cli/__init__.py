@@ -13,6 +13,8 @@ import importlib
 import logging
 import signal
 import sys
+import threading
+import warnings
 from typing import Callable, Optional, Sequence
 
 from ..errors import UserError
@@ -63,6 +65,25 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: Libraries whose own log lines and warnings a user of ``fomm`` does not need (the ONNX exporter
+#: alone printed ~200 lines per export): shown with ``--verbose`` only.
+_THIRD_PARTY_LOGGERS = ("torch", "onnxscript", "onnx_ir", "onnxruntime", "openvino", "nncf", "gradio", "httpx",
+                        "uvicorn", "matplotlib", "PIL")
+
+
+def _configure_output(verbose: bool) -> None:
+    """fomm's own messages at INFO (DEBUG with ``--verbose``); other libraries' log lines and
+    Python warnings only with ``--verbose`` (their errors always)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s")
+    logging.getLogger("fomm").setLevel(logging.DEBUG if verbose else logging.INFO)
+    if verbose:
+        return
+    for name in _THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"fomm(\.|$)")
+
+
 def _terminate_as_interrupt(signum, frame) -> None:
     """SIGTERM (a killed job, a closed terminal) unwinds like Ctrl-C, so every atomic writer
     deletes its temporary file on the way out."""
@@ -74,11 +95,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = next((arg for arg in argv if arg in COMMANDS), None)
     parser = build_parser(command)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    _configure_output(args.verbose)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 1
-    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    # Only the main thread may set a signal handler (``main`` also runs in a thread of a program).
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if in_main_thread else None
     try:
         return int(args.handler(args) or 0)
     except UserError as error:
@@ -89,4 +112,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"fomm {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..animate import Animator
 from ..assets import BUNDLED_DRIVING, BUNDLED_SOURCE
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     audio = driving_path if args.audio else None
     files = Outputs(result=out, gif=args.gif, side_by_side=args.side_by_side, fps=fps, audio_from=audio,
                     draw_side_by_side=SideBySide(model, source) if args.side_by_side else None)
-    with tqdm(total=info.num_frames or None, desc="animating", unit="frame") as bar:
+    with tqdm(total=info.num_frames or None, desc="animating", unit="frame") as bar, logging_redirect_tqdm():
         summary = animate_to_files(animator, source, driving_path, driving_framing, files, reference, progress=advance)
     seconds = time.perf_counter() - started
     print(f"wrote {summary.frames} frames at {fps:g} fps ({summary.engine}; first frame after "

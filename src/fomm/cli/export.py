@@ -9,6 +9,7 @@ from pathlib import Path
 from ..backends.cache import copy_cached_export
 from ..export import DEFAULT_OPSET, check_onnx, export_onnx
 from .arguments import add_model_arguments, load_model
+from ..errors import OutputPathError
 from .outputs import check_output_folder
 
 
@@ -44,14 +45,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     check_output_folder(args.out, "--out")
     model = load_model(args)
-    # `fomm animate --backend auto` may have exported this very model already (same weights,
-    # exporter and opset): copying its files saves the tens of seconds an export takes.
-    files = copy_cached_export(model, args.out) if args.opset == DEFAULT_OPSET else None
-    if files is None:
-        files = export_onnx(model, args.out, opset=args.opset, check=False).files
-        print("wrote " + ", ".join(str(path) for path in files.all()))
-    else:
+    created = not args.out.exists()
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        # `fomm animate --backend auto` may have exported this very model already (same weights,
+        # exporter and opset, checked intact): copying its files saves the tens of seconds an
+        # export takes.
+        files = copy_cached_export(model, args.out) if args.opset == DEFAULT_OPSET else None
+        copied = files is not None
+        if files is None:
+            files = export_onnx(model, args.out, opset=args.opset, check=False).files
+    except OSError as error:
+        raise OutputPathError(f"--out {args.out}: cannot write there ({error.strerror or error})") from None
+    finally:
+        if created and args.out.is_dir() and not any(args.out.iterdir()):
+            args.out.rmdir()  # nothing written: leave no empty folder behind
+    if copied:
         print("copied the cached export of this checkpoint: " + ", ".join(str(path) for path in files.all()))
+    else:
+        print("wrote " + ", ".join(str(path) for path in files.all()))
     print(f"inputs: any batch; height and width multiples of {model.size_multiple()}")
     if not args.no_check:
         print(f"onnxruntime vs torch: max abs difference {check_onnx(model, files):.2e}")
