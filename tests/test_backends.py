@@ -122,17 +122,16 @@ def test_cli_animate_with_an_exported_backend(reference_dir, files, tmp_path):
     assert video_info(out).num_frames == len(read_driving_video(BUNDLED_DRIVING)[0])
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage"])
-def test_a_damaged_cached_graph_is_detected_and_exported_again(model, files, caplog, tmp_path, damage):
+def test_a_damaged_cached_graph_is_detected_and_exported_again(model, files, caplog, tmp_path):
     """A cached graph truncated or overwritten since it was exported is found by its SHA-256 when
     the cache is next used: one warning, a fresh export, and the runtime works; ``fomm export``
     never copies a damaged graph either."""
     original = files.render.read_bytes()
-    files.render.write_bytes(original[: len(original) // 2] if damage == "truncated" else b"not onnx")
+    files.render.write_bytes(original[: len(original) // 2])  # truncated (overwritten is the same to a hash)
     with caplog.at_level("WARNING", logger="fomm"):
         exported = exported_files(model)
     assert "is damaged (render.onnx does not match its recorded SHA-256" in caplog.text
-    assert exported.render.read_bytes() != b"not onnx" and len(exported.render.read_bytes()) > len(original) // 2
+    assert len(exported.render.read_bytes()) > len(original) // 2
     source, driving = frames(64, 64, count=4)
     result = Animator(model, engine=OnnxRuntimeEngine(model, exported), batch_size=4).animate(source, driving)
     assert (result - plain(model, source, driving)).abs().max() <= FP32_TOLERANCE
