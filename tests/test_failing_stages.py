@@ -145,3 +145,31 @@ def test_an_engine_that_cannot_run_is_refused_before_any_work(tmp_path, capsys):
     one_error_line(capsys, "onnxruntime", "fp32 only")
     assert time.monotonic() - started < 20  # refused before exporting anything
     nothing_left(tmp_path)
+
+
+def test_training_on_a_disk_that_fills_keeps_the_last_checkpoint(tmp_path, capsys, sprites_64):
+    """The log folder's disk fills between two checkpoints: one line naming the checkpoint, exit 2,
+    and the last good checkpoint byte for byte as it was."""
+    import copy
+
+    import yaml
+
+    from .train_helpers import TINY_CONFIG
+
+    config = copy.deepcopy(TINY_CONFIG)
+    config["dataset_params"] = {"root_dir": str(sprites_64), "frame_shape": [32, 32, 3]}
+    config["train_params"].update(num_epochs=50)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    common = ["--config", str(tmp_path / "tiny.yaml"), "--no-progress", "--threads", "1", "--device", "cpu"]
+    with mounted(tmp_path / "log", "size=4m") as disk:
+        assert main(["train", *common, "--log-dir", str(disk / "run"), "--max-steps", "2"]) == 0
+        checkpoint = disk / "run" / "checkpoint.pth.tar"
+        before = checkpoint.read_bytes()
+        free = shutil.disk_usage(disk).free
+        (disk / "filler").write_bytes(bytes(max(0, free - 16 * 1024)))
+        capsys.readouterr()
+        assert finished_within(60, ["train", *common, "--checkpoint", str(checkpoint), "--max-steps", "50"]) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+        assert errors == [f"fomm train: error: cannot write {checkpoint}: No space left on device"]
+        assert checkpoint.read_bytes() == before
+        assert not [path for path in checkpoint.parent.iterdir() if ".partial-" in path.name]
