@@ -211,8 +211,9 @@ def upgrade_legacy_spectral_norm(state_dict: dict[str, Tensor]) -> dict[str, Ten
 
 def _torch_load(path: Path) -> Any:
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}" if not path.exists() else
-                              f"{path} is not a file (give the checkpoint file itself)")
+        raise CheckpointError(f"checkpoint not found: {path} (published checkpoints are not shipped with fomm; "
+                              f"docs/families.md says where their authors publish each one)" if not path.exists()
+                              else f"{path} is not a file (give the checkpoint file itself)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -17,6 +17,7 @@ from ..animate import BACKENDS, PRECISIONS, Animator
 from ..data.media import read_source_image
 from ..data.video import DEFAULT_FPS, video_info
 from ..errors import DataError, UserError
+from ..hints import bundled_model_on_a_photo
 from ..models import MotionModel, MotionSettings
 from ..pipeline import CROPS, Outputs, Reference, animate_to_files, find_reference, frame_inputs
 from ..visualize import SideBySide, analyse_frame, motion_figure, save_figure
@@ -68,6 +69,7 @@ class AnimationOutputs:
     reference_frame: int  # the driving frame relative motion was taken from
     engine: str  # what ran the networks: "<backend> <precision>"
     motion: str  # relative / absolute / avd
+    note: Optional[str] = None  # advice for the user (the bundled toy model on a photo)
 
     @property
     def files(self) -> list[Path]:
@@ -79,7 +81,8 @@ class AnimationOutputs:
         how = {"relative": f"motion taken relative to driving frame {self.reference_frame}",
                "absolute": "absolute motion (the driving poses as they are)",
                "avd": "motion through the model's AVD network"}[self.motion]
-        return f"{self.num_frames} frames at {self.fps:g} fps, {how}, run by {self.engine}"
+        text = f"{self.num_frames} frames at {self.fps:g} fps, {how}, run by {self.engine}"
+        return f"{text}. {self.note}" if self.note else text
 
 
 def _no_progress(fraction: float, description: str) -> None:
@@ -99,7 +102,8 @@ def _kept_frame(summary, index: int, batch_size: int, fallback):
 
 
 def run_animation(model: MotionModel, source: Optional[Path], driving: Optional[Path], options: AnimationOptions,
-                  out_dir: Path, progress: Progress = _no_progress) -> AnimationOutputs:
+                  out_dir: Path, progress: Progress = _no_progress, checkpoint: Optional[Path] = None
+                  ) -> AnimationOutputs:
     """Animate the image file ``source`` with the video file ``driving`` into the existing folder
     ``out_dir``, through the same streaming pipeline as ``fomm animate`` (memory does not grow with
     the video's length). Raises UserError for a missing or unusable upload."""
@@ -126,6 +130,9 @@ def run_animation(model: MotionModel, source: Optional[Path], driving: Optional[
                               relative_jacobian=defaults.relative_jacobian)
     animator = Animator.with_settings(model, settings, batch_size=options.batch_size, precision=options.precision,
                                       backend=options.backend)
+    # The first request for a model may measure which runtime runs it fastest (auto): say so.
+    progress(0.05, "choosing the fastest runtime for this model (once per model and machine)")
+    animator.prepare_source(source_tensor)
     reference = Reference()
     if options.find_best_frame:
         progress(0.05, "finding the driving frame that best matches the source")
@@ -157,4 +164,5 @@ def run_animation(model: MotionModel, source: Optional[Path], driving: Optional[
     progress(1.0, "done")
     return AnimationOutputs(result=files.result, side_by_side=files.side_by_side, keypoints=keypoints,
                             num_frames=summary.frames, fps=fps, reference_frame=reference.index,
-                            engine=summary.engine, motion=settings.mode)
+                            engine=summary.engine, motion=settings.mode,
+                            note=bundled_model_on_a_photo(checkpoint, source_image))

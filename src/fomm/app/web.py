@@ -159,7 +159,8 @@ def build_app(catalog: ModelCatalog, work_dir: Path, samples: Sequence[tuple[Pat
             progress(0.0, desc=f"loading {model_name}")
             model = catalog.load(model_name)
             outputs = run_animation(model, source, driving, options, folders.new(),
-                                    lambda fraction, what: progress(fraction, desc=what))
+                                    lambda fraction, what: progress(fraction, desc=what),
+                                    checkpoint=catalog.entry(model_name).checkpoint)
         except UserError as error:
             logger.info("request refused: %s", error)
             raise gr.Error(_without_upload_folders(str(error), [source, driving]), print_exception=False) from None

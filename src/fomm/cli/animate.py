@@ -25,7 +25,7 @@ from ..errors import DataError, UserError
 from ..pipeline import CROPS, Outputs, Reference, animate_to_files, find_reference, frame_inputs
 from ..visualize import SideBySide
 from .arguments import add_model_arguments, add_motion_arguments, load_model, motion_settings, positive_int
-from .hints import bundled_model_on_a_photo
+from ..hints import bundled_model_on_a_photo
 from .outputs import check_distinct, check_fps, check_output_file, check_output_folder
 
 logger = logging.getLogger(__name__)

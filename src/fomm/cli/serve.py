@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -42,7 +44,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
 
 
+#: Where ``--share`` links come from: without a connection to it there is no public link.
+SHARE_SERVER = ("api.gradio.app", 443)
+
+
+def _check_host(host: str, port: int) -> None:
+    """``--host`` must be an address (or a name) this machine can listen on."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise UserError(f"--host {host}: not a valid address or host name (127.0.0.1 for this machine only, "
+                        f"0.0.0.0 for every network)") from None
+
+
+def _check_share_possible() -> None:
+    """``--share`` needs Gradio's share servers: say so in one line when they cannot be reached,
+    rather than Gradio's lines about a helper it could not download."""
+    try:
+        socket.create_connection(SHARE_SERVER, timeout=5).close()
+    except OSError:
+        raise UserError(f"--share: no public link without a network connection to Gradio's share servers "
+                        f"({SHARE_SERVER[0]}); serve without --share (the page still works on this machine)") from None
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_host(args.host, args.port)
+    if args.share:
+        _check_share_possible()
+    with tempfile.TemporaryDirectory(prefix="fomm-serve-") as work_dir:
+        # Gradio's copies of uploads and torch's compile cache go into this server's own folder,
+        # deleted when it stops (Ctrl-C or SIGTERM), not into the shared temporary folder.
+        os.environ["GRADIO_TEMP_DIR"] = str(Path(work_dir) / "gradio")
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(work_dir) / "inductor"))
+        return _serve(args, Path(work_dir))
+
+
+def _serve(args: argparse.Namespace, work_dir: Path) -> int:
     try:
         from ..app import web
     except ImportError as error:
@@ -52,18 +89,17 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own requests to itself, one line each
     set_threads(args.threads)
     catalog = ModelCatalog(find_models(args.models), device=resolve_device(args.device))
-    with tempfile.TemporaryDirectory(prefix="fomm-serve-") as work_dir:
-        app = web.build_app(catalog, Path(work_dir), max_frames=args.max_frames, batch_size=args.batch_size)
-        url = web.launch(app, host=args.host, port=args.port, share=args.share)
-        print(f"fomm serve: {len(catalog.names)} model(s): {', '.join(catalog.names)}")
-        print(f"fomm serve: open {url} in a browser (Ctrl-C to stop)")
-        if app.share_url:
-            print(f"fomm serve: public link (valid for a while, anyone with it can use this server): {app.share_url}")
-        try:
-            while True:  # the server runs in Gradio's threads until Ctrl-C (or SIGTERM)
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            print("fomm serve: stopped")
-        finally:
-            app.close(verbose=False)
+    app = web.build_app(catalog, work_dir / "jobs", max_frames=args.max_frames, batch_size=args.batch_size)
+    url = web.launch(app, host=args.host, port=args.port, share=args.share)
+    print(f"fomm serve: {len(catalog.names)} model(s): {', '.join(catalog.names)}")
+    print(f"fomm serve: open {url} in a browser (Ctrl-C to stop)")
+    if app.share_url:
+        print(f"fomm serve: public link (valid for a while, anyone with it can use this server): {app.share_url}")
+    try:
+        while True:  # the server runs in Gradio's threads until Ctrl-C (or SIGTERM)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("fomm serve: stopped")
+    finally:
+        app.close(verbose=False)
     return 0

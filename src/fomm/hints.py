@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..assets import BUNDLED_CHECKPOINT
+from .assets import BUNDLED_CHECKPOINT
 
 __all__ = ["PUBLISHED_CHECKPOINTS", "bundled_model_on_a_photo"]
 
@@ -25,7 +25,7 @@ PHOTO_SIDE = 160
 def bundled_model_on_a_photo(checkpoint: Optional[Path], source: np.ndarray) -> Optional[str]:
     """The advice above when the bundled sprites model is about to animate what looks like a
     photo (an image much larger than its 64x64 frames), else None."""
-    if checkpoint is not None and Path(checkpoint).resolve() != BUNDLED_CHECKPOINT.resolve():
+    if checkpoint is None or Path(checkpoint).resolve() != BUNDLED_CHECKPOINT.resolve():
         return None
     if min(source.shape[:2]) < PHOTO_SIDE:
         return None
