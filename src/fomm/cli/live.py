@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import math
+
+import torch
 from pathlib import Path
 
 from ..animate import Animator
 from ..app.live import (
     KEYS,
+    fastest_live_animator,
     FrameReader,
     LiveAnimator,
     VideoFileSink,
@@ -76,9 +79,20 @@ def run(args: argparse.Namespace) -> int:
     window = None if args.no_window else open_window("fomm live")
     try:
         model = load_model(args)
-        animator = Animator.with_settings(model, motion_settings(args, model), batch_size=1, precision=args.precision,
-                                          backend=args.backend)
-        live = LiveAnimator(animator, sources, crop=args.crop)
+        settings = motion_settings(args, model)
+
+        def build() -> LiveAnimator:
+            animator = Animator.with_settings(model, settings, batch_size=1, precision=args.precision,
+                                              backend=args.backend)
+            return LiveAnimator(animator, sources, crop=args.crop)
+
+        if args.threads is None and torch.get_num_threads() > 1:
+            live, threads, timings = fastest_live_animator(build, [torch.get_num_threads(), 1])
+            print("fomm live: threads " + ", ".join(f"{count}: {1000 * seconds:.0f} ms a frame"
+                                                    for count, seconds in timings.items()) + f"; using {threads}")
+        else:
+            live = build()
+        animator = live.animator
         reader = FrameReader(source_spec)
         fps = args.fps or reader.fps or DEFAULT_FPS
         camera = None
