@@ -49,11 +49,6 @@ def to_pixels(points, width: int, height: int):
     return (_as_points(points) + 1) * _scale_like(points, width, height)
 
 
-def from_pixels(points, width: int, height: int):
-    """Pixel ``(..., 2)`` (column, row), pixel centres at integers -> normalised (x, y) in [-1, 1]."""
-    return _as_points(points) / _scale_like(points, width, height) - 1
-
-
 def _as_points(points):
     import numpy as np
 
