@@ -4,6 +4,7 @@ into the cache, agree with torch, and ``backend="auto"`` uses them once the expo
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -133,10 +134,14 @@ def test_onnxruntime_has_no_reduced_precision(model, files):
         Animator(model, backend="onnxruntime", precision="bf16").animate(*frames(64, 64, count=2))
 
 
-def test_cli_animate_with_an_exported_backend(reference_dir, files, tmp_path):
+def test_cli_animate_with_an_exported_backend(reference_dir, files, tmp_path, capsys):
     out = tmp_path / "result.mp4"
     code = main(["animate", "--checkpoint", str(reference_dir / "checkpoint.pth.tar"), "--config",
                  str(reference_dir / "config.yaml"), "--backend", "onnxruntime", "--precision", "fp32",
                  "--out", str(out), "--device", "cpu"])
     assert code == 0
-    assert video_info(out).num_frames == len(read_driving_video(BUNDLED_DRIVING)[0])
+    count = len(read_driving_video(BUNDLED_DRIVING)[0])
+    assert video_info(out).num_frames == count
+    # The summary names the runtime and arithmetic, and the seconds to the first frame.
+    assert re.search(rf"wrote {count} frames at [0-9.]+ fps \(onnxruntime fp32, first frame after [0-9.]+ s\)",
+                     capsys.readouterr().out)

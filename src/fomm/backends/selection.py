@@ -276,6 +276,13 @@ def _decide(model: FommModel, found: list[Candidate], source: Tensor, driving: T
     return ordered[-1], None, measurements, speedups
 
 
+def _why(chosen: Candidate, speedups: dict[str, float], measurements: list[Measurement]) -> str:
+    """One line on why ``chosen`` won, for the log."""
+    checked = "; ".join(f"{m.backend} {m.precision} {m.psnr_db:.1f} dB against fp32" for m in measurements)
+    probed = "; ".join(f"{name} probe {value:.2f}x fp32" for name, value in speedups.items())
+    return "; ".join(part for part in (f"flags: {cpu_info().isa_summary()}", probed, checked) if part)
+
+
 _memory: dict[str, Candidate] = {}
 
 
@@ -325,6 +332,7 @@ def choose_engine(model: FommModel, backend: str, precision: str, source: Tensor
     Returns the engine and the measurements made now (empty when the choice was known).
     """
     if "auto" not in (backend, precision):
+        logger.info("running %s %s, as asked", backend, precision)
         return create_engine(model, backend, precision, compile=compile, calibration=(source, driving)), []
     found = candidates(model.device, backend, precision)
     if not found and precision == "int8":
@@ -333,6 +341,7 @@ def choose_engine(model: FommModel, backend: str, precision: str, source: Tensor
         raise UserError(f"no installed backend runs {backend} at {precision} on {model.device} "
                         f"(installed: {', '.join(installed_backends())})")
     if len(found) == 1:
+        logger.info("running %s: the only candidate here (flags: %s)", found[0], device_summary(model.device))
         return create_engine(model, found[0].backend, found[0].precision, compile=compile,
                              calibration=(source, driving)), []
     key = _choice_key(model, backend, precision, source)
@@ -342,13 +351,14 @@ def choose_engine(model: FommModel, backend: str, precision: str, source: Tensor
         if record is not None and Candidate(record.get("backend"), record.get("precision")) in found:
             known = Candidate(record["backend"], record["precision"])
     if known is not None:
-        logger.info("auto: using %s (measured before on this machine)", known)
+        logger.info("auto: running %s (chosen before on this machine; delete %s to choose again)", known,
+                    cache_dir() / "choices.json")
         _memory[key] = known
         return create_engine(model, known.backend, known.precision, compile=compile), []
     logger.info("auto: choosing among %s on this model (once per checkpoint and machine)",
                 ", ".join(str(candidate) for candidate in found))
     chosen, engine, measurements, speedups = _decide(model, found, source, driving, precision, compile)
-    logger.info("auto: chose %s", chosen)
+    logger.info("auto: running %s (%s)", chosen, _why(chosen, speedups, measurements))
     _memory[key] = chosen
     write_choice(key, {"backend": chosen.backend, "precision": chosen.precision, "probe_speedups": speedups,
                        "measurements": [asdict(measurement) for measurement in measurements]})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from functools import partial
 from pathlib import Path
 
@@ -112,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     visualizer = model.config.visualizer_params
     count = 0
     kp_source = None
+    started, first_frame_seconds = time.perf_counter(), None
     with staged_outputs(outputs) as staged:  # every output, or none of them
         writes = {out: partial(write_frames, staged[out], fps=fps, audio_from=audio)}
         if args.gif:
@@ -123,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             with tqdm(total=info.num_frames or None, desc="animating", unit="frame") as progress:
                 for batch in animate_video(animator, source, args.driving, preparation, reference):
+                    if first_frame_seconds is None:  # the engine's choice and set-up included
+                        first_frame_seconds = time.perf_counter() - started
                     frames = to_uint8(batch.prediction)
                     writers[out].put(frames)
                     if args.gif:
@@ -138,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
             failed = False
         finally:
             close_writers(writers.values(), failed)
-    print(f"wrote {count} frames at {fps:g} fps: " + ", ".join(str(path) for path in outputs))
+    engine = animator.engine.name if animator.engine is not None else "no engine"
+    first = f", first frame after {first_frame_seconds:.1f} s" if first_frame_seconds is not None else ""
+    print(f"wrote {count} frames at {fps:g} fps ({engine}{first}): " + ", ".join(str(path) for path in outputs))
     return 0
 
 
