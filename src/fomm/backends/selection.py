@@ -4,9 +4,10 @@ small probe.
 ``auto`` never measures what the flags rule out, and never runs the whole model per candidate:
 
 1. the flags (:mod:`.hardware`, held to ``ONEDNN_MAX_CPU_ISA``) say which arithmetics have
-   hardware here: bf16 with AMX or AVX512-BF16, fp16 with AMX-FP16, int8 with VNNI or AMX-INT8;
-2. a convolution probe (:mod:`.probe`, well under a second) says whether bf16/fp16 actually beat
-   fp32 on this core (AVX512-BF16 does on AMD Zen 4, not on an Intel Xeon without AMX);
+   hardware here: bf16 with AMX or AVX512-BF16, fp16 with AMX-FP16, int8 with VNNI, AMX-INT8 or
+   AVX2;
+2. a matrix-product probe (:mod:`.probe`, well under a second) says whether bf16/fp16 actually
+   beat fp32 on this core (AVX512-BF16 does on AMD Zen 4, not on an Intel Xeon held below AMX);
 3. int8 is a candidate once the model has been quantised (``--precision int8``, which exports and
    calibrates it: tens of seconds, once), OpenVINO once the model has been exported: ``auto``
    never starts either itself, so a first run stays seconds from its first frame;
@@ -217,6 +218,8 @@ def _preferences(model: FommModel, found: list[Candidate], precision: str) -> tu
     flags (``found`` holds only what they allow), a cached export or int8 quantisation (never
     made here: that takes tens of seconds), and the reduced-precision probe. Returns them and the
     probe's speed-ups."""
+    if precision != "auto":  # an explicit precision, backend auto: only its candidates
+        found = [candidate for candidate in found if candidate.precision == precision]
     cpu = model.device.type == "cpu"
     exported = cpu and cached_export(model).exist()
     float_backend = "openvino" if exported and any(c.backend == "openvino" for c in found) else "torch"
@@ -233,15 +236,15 @@ def _preferences(model: FommModel, found: list[Candidate], precision: str) -> tu
         if cpu:
             speedups[reduced] = reduced_speedup(reduced, model.device)
             if speedups[reduced] < AUTO_MIN_SPEEDUP:
-                logger.info("auto: %s ruled out: a convolution probe ran it %.2fx as fast as fp32 here", reduced,
+                logger.info("auto: %s ruled out: a matrix-product probe ran it %.2fx as fast as fp32 here", reduced,
                             speedups[reduced])
                 continue
         ordered.append(candidate)
     fp32 = Candidate(float_backend, "fp32")
-    ordered.append(fp32 if fp32 in found else Candidate("torch", "fp32"))
-    if precision not in ("auto", "fp32"):  # an explicit reduced precision: the flags' best backend for it
-        ordered = [candidate for candidate in ordered if candidate.precision == precision] or \
-            [candidate for candidate in found if candidate.precision == precision][:1]
+    if precision in ("auto", "fp32"):
+        ordered.append(fp32 if fp32 in found else Candidate("torch", "fp32"))
+    elif not ordered:  # an explicit reduced precision the probe finds slow here: the user's call
+        ordered = found[:1]
     return ordered, speedups
 
 
