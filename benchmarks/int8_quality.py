@@ -92,9 +92,12 @@ def picture(path: Path, source: torch.Tensor, driving: torch.Tensor, rows: dict[
         names = ["driving", "fp32", "int8", "|int8 - fp32| x 10"]
         for offset, name in enumerate(names):
             row = axes[4 * block + offset]
-            first = source_at if offset == 0 else torch.zeros_like(source_at)
-            row[0].imshow(first.permute(1, 2, 0).clamp(0, 1).numpy())
-            row[0].set_title(f"{label}\nsource" if offset == 0 else "", fontsize=8)
+            if offset == 0:
+                row[0].imshow(source_at.permute(1, 2, 0).clamp(0, 1).numpy())
+                row[0].set_title(f"{label}\nsource", fontsize=8)
+            else:  # the first column holds only the row's label
+                for spine in row[0].spines.values():
+                    spine.set_visible(False)
             row[0].set_ylabel(name, fontsize=8)
             for column, index in enumerate(frames, start=1):
                 image = {0: driving_at[index], 1: fp32[index], 2: int8[index],

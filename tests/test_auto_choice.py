@@ -117,3 +117,15 @@ def test_second_animator_reuses_the_fused_networks(bundled, clip):
     changed = Animator(bundled, precision="fp32", backend="torch")
     changed.animate(source, driving[:1])
     assert changed.engine.networks is not first.engine.networks
+
+
+def test_training_auto_takes_bf16_only_with_amx(capped):
+    from fomm.training.precision import resolve_precision
+
+    cpu, fast = torch.device("cpu"), lambda device: 10.0  # a probe that would say bf16 pays
+    capped("AVX512_CORE_BF16")  # AVX512-BF16 without AMX: its bf16 training is not shown to follow fp32
+    without_amx = resolve_precision("auto", cpu, probe=fast)
+    assert without_amx.autocast_dtype is None and "without AMX" in without_amx.reason
+    assert resolve_precision("bf16", cpu).autocast_dtype == torch.bfloat16  # asked for: the user's call
+    capped("AVX2")
+    assert resolve_precision("auto", cpu, probe=fast).autocast_dtype is None
