@@ -18,8 +18,8 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from fomm.backends.openvino_engine import import_openvino  # noqa: E402
-from fomm.backends.quantization import (MANIFEST, cached_int8_graphs, find_int8_graphs, float_layers,  # noqa: E402
-                                        quantize_graph)
+from fomm.backends.quantization import (KEEP_QUANTISATIONS, MANIFEST, cached_int8_graphs,  # noqa: E402
+                                        find_int8_graphs, float_layers, quantize_graph)
 
 #: The int8 output (a sigmoid, in [0, 1]) stays this close to fp32's, as PSNR with peak 1
 #: (measured: 51.2-51.7 dB on the four test images).
@@ -125,3 +125,11 @@ def test_corrupted_cache_file_is_detected_and_rebuilt(graph):
     assert find_int8_graphs([graph]) is None
     cached_int8_graphs([graph], "frames", inputs)
     assert len(made) == 3
+
+
+def test_only_the_newest_quantisations_are_kept(graph):
+    made = [cached_int8_graphs([graph], f"clip-{index}", lambda: {graph: calibration()})[0].parent
+            for index in range(KEEP_QUANTISATIONS + 1)]
+    kept = sorted(path for path in graph.parent.glob("int8-*"))
+    assert sorted(made[1:]) == kept and not made[0].exists()  # the oldest went
+    assert find_int8_graphs([graph])[0].parent == made[-1]  # the newest is what auto would take

@@ -10,7 +10,7 @@ int8 model is compiled with an fp32 inference precision, never bf16).
 
 Quantised graphs are cached beside the exported ones, in ``int8-<key>/`` where the key hashes the
 graphs, the calibration inputs' source (a digest the caller gives) and the versions of NNCF and
-OpenVINO. A ``manifest.json`` written last holds the SHA-256 of every file: a folder whose files
+OpenVINO; the :data:`KEEP_QUANTISATIONS` newest are kept. A ``manifest.json`` written last holds the SHA-256 of every file: a folder whose files
 do not match it (a crash half-way, a disk error, an edit) is rebuilt, never used.
 
 Works on any list of graph files: the engine glue below (:func:`int8_graphs`) records each graph's
@@ -48,6 +48,9 @@ __all__ = ["MANIFEST", "QUANTIZATION_FORMAT", "cached_int8_graphs", "find_int8_g
 #: the cache key.
 QUANTIZATION_FORMAT = 1
 MANIFEST = "manifest.json"
+#: Quantisations kept beside one export (one per calibration clip; vox-256's take ~60 MB each):
+#: writing a new one removes the oldest beyond this.
+KEEP_QUANTISATIONS = 3
 #: Operations whose inputs are never quantised: statistics, normalisations and sampling, where
 #: int8's 256 levels would move keypoints and grids (last round found bf16 already too coarse for
 #: them).
@@ -194,15 +197,28 @@ def cached_int8_graphs(graphs: Sequence[Path], calibration_digest: str,
         os.replace(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    _prune(folder.parent, keep=folder)
     return _outputs(folder, graphs)
+
+
+def _quantisation_folders(parent: Path) -> list[Path]:
+    """The finished int8 folders in ``parent``, newest first."""
+    return sorted((path for path in parent.glob("int8-*") if path.is_dir() and ".tmp-" not in path.name),
+                  key=lambda path: path.stat().st_mtime, reverse=True)
+
+
+def _prune(parent: Path, keep: Path) -> None:
+    """Remove all but the :data:`KEEP_QUANTISATIONS` newest int8 folders of ``parent`` (``keep``,
+    just written, is among them)."""
+    for old in [path for path in _quantisation_folders(parent) if path != keep][KEEP_QUANTISATIONS - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def find_int8_graphs(graphs: Sequence[Path]) -> Optional[list[Path]]:
     """A valid cached int8 quantisation of ``graphs`` (the newest), whatever it was calibrated on,
     or None. ``auto`` uses it only after checking its frames against fp32 on the user's own."""
-    folders = sorted((path for path in graphs[0].parent.glob("int8-*") if path.is_dir() and ".tmp-" not in path.name),
-                     key=lambda path: path.stat().st_mtime, reverse=True)
-    return next((_outputs(folder, graphs) for folder in folders if _valid(folder, graphs)), None)
+    return next((_outputs(folder, graphs) for folder in _quantisation_folders(graphs[0].parent)
+                 if _valid(folder, graphs)), None)
 
 
 def frames_digest(tensors: Iterable[Tensor]) -> str:
