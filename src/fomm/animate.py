@@ -166,6 +166,13 @@ class Animator:
                                                             source[:1], sample, compile=self.compile)
         return self._engine
 
+    def choose_engine(self, source: Tensor, driving: Tensor) -> Engine:
+        """The engine, chosen once on ``source`` ((3, H, W) or (1, 3, H, W)) and the first
+        ``driving`` frames ((T, 3, H, W)): ``auto`` checks its choice on them and ``int8``
+        calibrates on them, so call this before :meth:`prepare_source` when the driving frames
+        are known (``prepare_source`` alone chooses on the source as its own driving frame)."""
+        return self._engine_for(source[None] if source.dim() == 3 else source, driving)
+
     @torch.inference_mode()
     def prepare_source(self, source: Tensor) -> PreparedSource:
         """Keypoints and encoder features of a ``(3, H, W)`` or ``(1, 3, H, W)`` source."""

@@ -134,9 +134,14 @@ def find_reference_frame(animator: Animator, source: Tensor, driving: Path, prep
                          ) -> int:
     """The driving frame whose pose best matches the source's (a first pass over the video that
     keeps only keypoints)."""
-    kp_source = animator.prepare_source(source).keypoints.value[0]
-    poses = [animator.detect(inputs).value.cpu() for _, inputs in prepared_batches(driving, preparation,
-                                                                                   animator.batch_size)]
+    poses, kp_source = [], None
+    for _, inputs in prepared_batches(driving, preparation, animator.batch_size):
+        if kp_source is None:  # the engine chosen on the first driving frames, not the source alone
+            animator.choose_engine(source, inputs)
+            kp_source = animator.prepare_source(source).keypoints.value[0]
+        poses.append(animator.detect(inputs).value.cpu())
+    if kp_source is None:
+        raise UserError(f"driving video {driving}: has no frames")
     return best_matching_frame(kp_source, torch.cat(poses))
 
 
@@ -153,6 +158,7 @@ def animate_video(animator: Animator, source: Tensor, driving: Path, preparation
     prepared = None
     for _, inputs in prepared_batches(driving, preparation, animator.batch_size):
         if prepared is None:
+            animator.choose_engine(source, inputs)  # auto's check and int8's calibration: real driving frames
             prepared = animator.prepare_source(source)
             kp_initial = animator.detect(reference)
         step = animator.step(prepared, inputs, kp_initial)
