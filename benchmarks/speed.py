@@ -18,6 +18,14 @@ original implementation's speed (issue 17). Columns:
 * max diff, PSNR: the row's frames against the baseline's (fp32) frames;
 * RSS MiB: growth of the process's resident memory while the row ran (engine included).
 
+int8 (OpenVINO, quantised with NNCF) is calibrated on the bundled source and the last 8 frames of
+the bundled driving video, which the timed frames (its first ``--frames``) do not include.
+
+Time to the first frame (``--no-first-frame`` skips it): for fp32, ``auto`` and int8, seconds from
+``Animator(...)`` to its first animated frame, for the first Animator of a freshly loaded model in
+this process and for a second one of the same model; for ``auto`` also with an empty
+``$FOMM_CACHE`` (the choice made now, as on a user's first run).
+
 The full run also times ``fomm animate`` as a user runs it, on a 410x412 (height x width),
 169-frame clip, against the model-only rate. Set ``FOMM_CACHE`` to keep its exports elsewhere
 (default ``~/.cache/fomm``); the first run exports vox-256 for the exported runtimes (~30 s).
@@ -47,7 +55,9 @@ import fomm
 from fomm.animate import Animator
 from fomm.data.frames import fit_frames
 from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
-from fomm.backends import Engine, candidates, choose_engine, cpu_info, create_engine, device_summary, psnr
+from fomm.backends import (Engine, candidates, choose_engine, cpu_info, create_engine, device_summary, psnr,
+                            reduced_precisions)
+from fomm.backends.selection import forget_choices
 from fomm.backends.torch_engine import TorchEngine
 from fomm.data.media import read_driving_video, read_source_image
 from fomm.data.video import write_video
@@ -115,10 +125,15 @@ class PeakMemory:
 
 
 def matmul_peaks(device: torch.device) -> dict[str, float]:
-    """GFLOP/s of a 2048^3 matrix product per precision: best of a few runs."""
+    """GFLOP/s of a 2048^3 matrix product per precision this device computes natively (fp32,
+    and the reduced ones its flags offer: emulated ones take minutes and say nothing): best of a
+    few runs."""
     peaks = {}
     size = 2048
+    offered = ("fp32", *reduced_precisions(device))
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        if name not in offered:
+            continue
         a = torch.randn(size, size, device=device, dtype=dtype)
         b = torch.randn(size, size, device=device, dtype=dtype)
         best = math.inf
@@ -165,6 +180,14 @@ def run_row(model: fomm.FommModel, make_engine: Callable[[], Engine], source: to
     return count / statistics.median(walls), count / statistics.median(cpus), frames, memory.growth_mib
 
 
+def calibration_frames(height: int, width: int, count: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 calibration: the bundled source (1, 3, H, W) and the last ``count`` bundled driving
+    frames (the timed rows use the first ones)."""
+    source = prepare_frames(read_source_image(BUNDLED_SOURCE), height, width)
+    frames, _ = read_driving_video(BUNDLED_DRIVING)
+    return source, prepare_frames(frames[-count:], height, width)
+
+
 def bench_model(name: str, model: fomm.FommModel, source: torch.Tensor, driving: torch.Tensor, batch: int,
                 repeats: int, peaks: dict[str, float], quick: bool, device: torch.device) -> list[Row]:
     flops = flops_per_frame(model, source, driving[:batch])
@@ -173,8 +196,9 @@ def bench_model(name: str, model: fomm.FommModel, source: torch.Tensor, driving:
         found = [c for c in found if c.backend == "torch" or c.precision != "fp32"]
     plans: list[tuple[str, str, Callable[[], Engine]]] = [
         (BASELINE, "fp32", lambda: TorchEngine(model, "fp32", optimize=False))]
+    calibration = calibration_frames(*source.shape[-2:])
     plans += [(f"{c.backend} (fused, channels-last)" if c.backend == "torch" else c.backend, c.precision,
-               lambda c=c: create_engine(model, c.backend, c.precision)) for c in found]
+               lambda c=c: create_engine(model, c.backend, c.precision, calibration=calibration)) for c in found]
     chosen: dict[str, Engine] = {}
 
     def auto_engine() -> Engine:
@@ -231,6 +255,71 @@ def make_clip(folder: Path, height: int, width: int, count: int) -> tuple[Path, 
 
 
 @dataclass
+class FirstFrame:
+    request: str
+    engine: str
+    new_cache_seconds: float  # nan: not measured
+    new_cache_engine: str
+    first_seconds: float
+    second_seconds: float
+
+
+def seconds_to_first_frame(model: fomm.FommModel, source: torch.Tensor, driving: torch.Tensor, precision: str,
+                           backend: str) -> tuple[float, str]:
+    """Seconds from ``Animator(...)`` to its first animated frame (engine choice and set-up
+    included), and the engine's name."""
+    start = time.perf_counter()
+    animator = Animator(model, precision=precision, backend=backend, batch_size=1)
+    next(animator.steps(source, driving[:1].split(1)))
+    return time.perf_counter() - start, animator.engine.name
+
+
+def first_frame_rows(checkpoint: Path, source: torch.Tensor, driving: torch.Tensor, device: torch.device,
+                     folder: Path) -> list[FirstFrame]:
+    """Time to the first frame per request, on freshly loaded copies of the model (nothing built
+    in this process for them yet): the first Animator and a second of the same model."""
+    requests = [("fp32", "torch"), ("auto", "auto")]
+    if any(c.precision == "int8" for c in candidates(device, "openvino", "int8")):
+        requests.append(("int8", "openvino"))
+    rows = []
+    for precision, backend in requests:
+        new_cache, new_cache_engine = math.nan, ""
+        if precision == "auto":  # as on a user's first run: nothing exported, nothing chosen
+            kept = os.environ.get("FOMM_CACHE")
+            os.environ["FOMM_CACHE"] = str(folder / "empty-cache")
+            forget_choices()
+            try:
+                new_cache, new_cache_engine = seconds_to_first_frame(fomm.load_checkpoint(checkpoint, device=device), source, driving,
+                                                      precision, backend)
+            finally:
+                if kept is None:
+                    del os.environ["FOMM_CACHE"]
+                else:
+                    os.environ["FOMM_CACHE"] = kept
+                forget_choices()
+        model = fomm.load_checkpoint(checkpoint, device=device)
+        first, engine = seconds_to_first_frame(model, source, driving, precision, backend)
+        second, _ = seconds_to_first_frame(model, source, driving, precision, backend)
+        rows.append(FirstFrame(f"precision={precision}, backend={backend}", engine, new_cache, new_cache_engine, first,
+                               second))
+        print(f"  first frame: {precision} {backend}: {first:.2f} s, second {second:.2f} s", file=sys.stderr,
+              flush=True)
+    return rows
+
+
+def first_frame_table(rows: list[FirstFrame]) -> str:
+    lines = ["Time to the first frame (vox-256, batch 1; seconds from `Animator(...)` to its first frame):", "",
+             "| request | engine | first Animator, empty $FOMM_CACHE | first Animator of the model | "
+             "second Animator, same model |", "|---|---|---|---|---|"]
+    for row in rows:
+        new_cache = "" if math.isnan(row.new_cache_seconds) else \
+            f"{row.new_cache_seconds:.2f} ({row.new_cache_engine})"
+        lines.append(f"| {row.request} | {row.engine} | {new_cache} | {row.first_seconds:.2f} | "
+                     f"{row.second_seconds:.2f} |")
+    return "\n".join(lines)
+
+
+@dataclass
 class CommandRun:
     frames: int
     wall_seconds: float
@@ -282,10 +371,20 @@ def end_to_end_report(runs: list[CommandRun], rows: list[Row], threads: int) -> 
     return "\n".join(lines)
 
 
+#: The variables that hold each runtime below the CPU's instruction set (benchmarks/isa_emulation.py).
+EMULATION_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "OV_CPU_MAX_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+
+
 def machine_header(device: torch.device, threads: int, peaks: dict[str, float], load_before: tuple) -> str:
     info = cpu_info()
     has = lambda flag: "yes" if flag in info.flags else "no"  # noqa: E731
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout if device.type == "cpu" else ""
+    flags = next((line.split(":", 1)[1].split() for line in lscpu.splitlines() if line.startswith("Flags")), [])
+    wanted = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
+    emulation = " ".join(f"{name}={os.environ[name]}" for name in EMULATION_VARIABLES if os.environ.get(name))
     lines = [f"Machine: {device_summary(device)}",
+             "lscpu flags (of interest): " + " ".join(flag for flag in wanted if flag in flags),
+             f"Emulation: {emulation or 'none (native)'}; the flags below are those the runtimes may use",
              f"CPU: {info.model}; AMX (amx_bf16): {has('amx_bf16')}, AVX512-BF16: {has('avx512_bf16')}, "
              f"AMX-FP16: {has('amx_fp16')}, AVX-512F: {has('avx512f')}, AVX2: {has('avx2')}",
              f"torch {torch.__version__}, {threads} threads, device {device}; load average before "
@@ -321,6 +420,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="timed runs per row, median reported (default 3; 1 with --quick)")
     parser.add_argument("--models", nargs="+", default=["vox-256", "bundled"], choices=["vox-256", "bundled"])
     parser.add_argument("--no-end-to-end", action="store_true", help="skip timing fomm animate on a real-size clip")
+    parser.add_argument("--no-first-frame", action="store_true", help="skip the time-to-first-frame rows")
     args = parser.parse_args()
     batch = args.batch or (4 if args.quick else 8)
     count = args.frames or (8 if args.quick else 16)
@@ -332,6 +432,7 @@ def main() -> None:
     peaks = matmul_peaks(device)
     rows: list[Row] = []
     e2e: list[CommandRun] = []
+    first_frames: list[FirstFrame] = []
     with tempfile.TemporaryDirectory(prefix="fomm-speed-") as temporary:
         folder = Path(temporary)
         if "vox-256" in args.models:
@@ -339,8 +440,10 @@ def main() -> None:
             vox = fomm.build_model(fomm.load_config("vox-256"), device=device).eval()
             source, driving = real_frames(256, 256, count)
             rows += bench_model("vox-256", vox, source, driving, batch, repeats, peaks, args.quick, device)
+            checkpoint = fomm.save_checkpoint(folder / "vox-random.pt", vox)
+            if not args.no_first_frame:
+                first_frames = first_frame_rows(checkpoint, source, driving, device, folder)
             if not args.quick and not args.no_end_to_end:
-                checkpoint = fomm.save_checkpoint(folder / "vox-random.pt", vox)
                 e2e = end_to_end(checkpoint, folder, args.threads, args.device)
             del vox
         if "bundled" in args.models:
@@ -353,6 +456,9 @@ def main() -> None:
     print(machine_header(device, args.threads, peaks, load_before))
     print()
     print(table(rows))
+    if first_frames:
+        print()
+        print(first_frame_table(first_frames))
     if e2e:
         print()
         print(end_to_end_report(e2e, rows, args.threads))

@@ -16,6 +16,8 @@ Variants (``--variants``):
 * ``bf16``: bf16 autocast on contiguous tensors (for comparison: slower than fp32 on oneDNN).
 * ``bf16-cl``: bf16 autocast, channels-last, fused Adam (``mixed_precision: bf16``; what ``auto``
   picks on an AMX CPU).
+* ``default``: the packaged config as it is, no precision flag (``mixed_precision: auto``): what
+  ``fomm train --config vox-256`` does on this machine; the table names the arithmetic chosen.
 
 Batches are random tensors (no decoding): this measures the networks, losses and optimiser steps.
 The variants of a setup are timed round-robin, one step each per round, after one warm-up step
@@ -51,6 +53,8 @@ VARIANTS = {
     "fp32-cl": ("no", True, True),
     "bf16": ("bf16", False, True),
     "bf16-cl": ("bf16", True, True),
+    # The published config as it is (mixed_precision: auto, the default): what the probe picks here.
+    "default": (None, None, True),
 }
 BATCH_SIZES = {"vox-256": 2}
 
@@ -95,7 +99,8 @@ def make_run(setup: str, variant: str, log_dir: str, device: str, vgg: Vgg19Feat
     params, dataset_params = config.train_params, config.dataset_params
     assert params is not None and dataset_params is not None
     params.batch_size = BATCH_SIZES.get(setup, params.batch_size)
-    params.mixed_precision = mode
+    if mode is not None:
+        params.mixed_precision = mode
     size = dataset_params.frame_shape[0]
     trainer = Trainer(config, log_dir, device=device, dataset=RandomPairs(size, params.batch_size),
                       vgg=vgg if params.perceptual_backbone == "vgg19" else None, progress=False,
@@ -148,6 +153,9 @@ def main() -> None:
         speedup = f"{statistics.median(baseline.times) / median:.2f}x" if baseline is not None else "-"
         print(f"| {run.setup} | {run.trainer.schedule.batch_size} | {run.variant} | "
               f"{run.trainer.precision.describe().split(' (')[0]} | {median:.3f} | {min(run.times):.3f} | {speedup} |")
+    for run in results:
+        if run.variant == "default":
+            print(f"\n{run.setup} default: {run.trainer.precision.describe()}")
 
 
 def _load(values: tuple[float, float, float]) -> str:

@@ -168,16 +168,22 @@ def test_keypoint_statistics_stay_fp32_under_autocast(bundled, clip):
     assert motion.deformation.dtype == motion.mask.dtype == motion.occlusion_map.dtype == torch.float32
 
 
-def test_auto_picks_a_measured_candidate_and_caches_it(bundled, clip, plain_frames, cache):
+def test_auto_checks_only_what_flags_and_probe_allow_and_caches_it(bundled, clip, plain_frames, cache):
     source, driving = clip
     animator = Animator(bundled, precision="auto", backend="torch")
     frames = animator.animate(source, driving)
-    offered = candidates(bundled.device, "torch", "auto")
+    offered = {(c.backend, c.precision) for c in candidates(bundled.device, "torch", "auto")}
     chosen = animator.engine
-    assert (chosen.backend, chosen.precision) in {(c.backend, c.precision) for c in offered}
-    if len(offered) > 1:  # a CPU with bf16 hardware: the choice was measured, then stored
-        assert {(m.backend, m.precision) for m in animator.measurements} == {(c.backend, c.precision) for c in offered}
-        assert all(m.frames_per_second > 0 for m in animator.measurements)
+    assert (chosen.backend, chosen.precision) in offered
+    # No whole-model timing of every candidate: only reduced precisions the flags offer are run,
+    # once each on the first frame, to check their PSNR; the first that holds is the choice.
+    assert all(m.precision != "fp32" and (m.backend, m.precision) in offered for m in animator.measurements)
+    holding = [m for m in animator.measurements if m.psnr_db >= MIN_PSNR_DB]
+    if holding:
+        assert (chosen.backend, chosen.precision) == (holding[0].backend, holding[0].precision)
+    else:
+        assert chosen.precision == "fp32"
+    if len(offered) > 1:  # more than one candidate: the choice was made, then stored
         stored = json.loads((cache / "choices.json").read_text())
         assert [(r["backend"], r["precision"]) for r in stored.values()] == [(chosen.backend, chosen.precision)]
         again = Animator(bundled, precision="auto", backend="torch")
@@ -196,7 +202,7 @@ def test_explicit_fp32_with_auto_backend_stays_exact(bundled, clip, plain_frames
 
 def test_unknown_precision_or_backend_is_a_user_error(bundled):
     with pytest.raises(UserError, match="precision"):
-        Animator(bundled, precision="int8")
+        Animator(bundled, precision="int4")
     with pytest.raises(UserError, match="backend"):
         Animator(bundled, backend="tensorrt")
     with pytest.raises(UserError, match="torch backend"):

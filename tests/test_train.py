@@ -483,7 +483,7 @@ def test_resolve_precision_auto_picks_a_valid_setting():
     from fomm.training.precision import AUTO_MIN_SPEEDUP, measure_bf16_speedup, resolve_precision
 
     cpu = torch.device("cpu")
-    fast_bf16 = cpu_info().has_fast_bf16
+    fast_bf16 = "amx_bf16" in cpu_info().flags  # training's auto takes bf16 only with AMX
     picked = resolve_precision("auto", cpu)
     assert picked.autocast_dtype in (None, torch.bfloat16) and picked.channels_last
     if not fast_bf16:
@@ -517,3 +517,30 @@ def test_mixed_precision_is_validated_and_settable_from_the_command_line(tmp_pat
         assert train_command.run(args) == 0
     assert "arithmetic: bf16, channels-last" in caplog.text
     assert read_checkpoint(tmp_path / "log" / CHECKPOINT_NAME).config.train_params.mixed_precision == "bf16"
+
+
+def test_training_arithmetic_defaults_to_auto_and_says_why(tmp_path, monkeypatch, caplog):
+    import copy
+    import logging
+
+    from fomm.config import load_config, packaged_config_names
+
+    # Every packaged config trains with auto unless it says otherwise (none says no).
+    assert {load_config(name).train_params.mixed_precision for name in packaged_config_names()} == {"auto"}
+    data = copy.deepcopy(TINY_CONFIG)
+    del data["train_params"]["mixed_precision"]  # as a published config: the default applies
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    monkeypatch.setattr(Trainer, "_build_dataset", lambda self: MovingBlobs(4))
+    parser = argparse.ArgumentParser()
+    train_command.add_arguments(parser)
+    for flag, expected in (([], "(auto: "), (["--mixed-precision", "no"], "fp32, channels-last tensors "
+                                                                          "(train_params.mixed_precision: no)")):
+        caplog.clear()
+        args = parser.parse_args(["--config", str(config_path), "--log-dir", str(tmp_path / f"log{len(flag)}"),
+                                  "--device", "cpu", "--max-steps", "1", "--no-progress", *flag])
+        with caplog.at_level(logging.INFO, logger="fomm.training"):
+            assert train_command.run(args) == 0
+        lines = [record.getMessage() for record in caplog.records if record.name.startswith("fomm.training")]
+        arithmetic = next(index for index, line in enumerate(lines) if line.startswith("arithmetic: "))
+        assert arithmetic <= 2 and expected in lines[arithmetic]  # among the first lines, with the reason

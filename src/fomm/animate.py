@@ -29,6 +29,8 @@ __all__ = ["BACKENDS", "MOTION_MODES", "PRECISIONS", "AnimatedBatch", "Animator"
 
 #: Driving frames the ``auto`` choice is measured on (with the source).
 CALIBRATION_FRAMES = 2
+#: Driving frames (of the first batch) that calibrate ``int8``, with the source.
+INT8_CALIBRATION_FRAMES = 8
 
 
 @dataclass
@@ -58,9 +60,10 @@ class Animator:
     ``precision`` (one of :data:`PRECISIONS`) and ``backend`` (one of :data:`BACKENDS`) say what
     runs the networks. ``fp32`` is exact (within 1e-4 of the plain networks); ``bf16``/``fp16``
     run the convolutions in reduced precision and keep keypoint statistics and sampling grids in
-    fp32; ``auto`` measures the candidates this machine offers on the first source and driving
-    frames and keeps the fastest whose frames stay within 40 dB PSNR of fp32 (the choice is
-    cached, see :func:`fomm.backends.choose_engine`). ``torch`` runs on the model's device;
+    fp32; ``int8`` (OpenVINO, NNCF) quantises the exported graphs once, calibrated on the source
+    and the first driving frames, keeping those parts float; ``auto`` picks from the CPU flags
+    and a sub-second probe, and keeps a reduced arithmetic only if its first frame stays within
+    40 dB PSNR of fp32 (the choice is cached, see :func:`fomm.backends.choose_engine`). ``torch`` runs on the model's device;
     ``onnxruntime`` and ``openvino`` run exported graphs on the CPU (exported once per checkpoint
     into ``$FOMM_CACHE``). ``compile`` (torch backend) uses ``torch.compile``: a cold start of
     tens of seconds, opt-in. The defaults (fp32, torch) are exact and have no side effects;
@@ -119,10 +122,17 @@ class Animator:
     def _engine_for(self, source: Tensor, driving: Tensor) -> Engine:
         """The engine, chosen on first use with ``source`` (1, C, H, W) and ``driving`` frames."""
         if self._engine is None:
-            sample = driving[:CALIBRATION_FRAMES]
+            sample = driving[:INT8_CALIBRATION_FRAMES if self.precision == "int8" else CALIBRATION_FRAMES]
             self._engine, self.measurements = choose_engine(self.model, self.backend, self.precision,
                                                             source[:1], sample, compile=self.compile)
         return self._engine
+
+    def choose_engine(self, source: Tensor, driving: Tensor) -> Engine:
+        """The engine, chosen once on ``source`` ((3, H, W) or (1, 3, H, W)) and the first
+        ``driving`` frames ((T, 3, H, W)): ``auto`` checks its choice on them and ``int8``
+        calibrates on them, so call this before :meth:`prepare_source` when the driving frames
+        are known (``prepare_source`` alone chooses on the source as its own driving frame)."""
+        return self._engine_for(source[None] if source.dim() == 3 else source, driving)
 
     @torch.inference_mode()
     def prepare_source(self, source: Tensor, sample: Optional[Tensor] = None) -> PreparedSource:

@@ -260,9 +260,11 @@ class TrainParams(_Section):
     grad_clip: Optional[float] = Field(None, gt=0)
     seed: int = 0
     num_workers: int = Field(0, ge=0)
-    # no: float32; bf16/fp16: autocast with float32 weights and losses; auto: chosen per device by
-    # measurement (fomm.training.precision).
-    mixed_precision: MixedPrecision = "no"
+    # no: float32 (the original's arithmetic, exact); bf16/fp16: autocast with float32 weights and
+    # losses; auto (default, published configs included): bf16 where the device has it and a probe
+    # measures it faster, else float32 (fomm.training.precision; docs/benchmarks.md shows bf16's
+    # loss curves following float32's).
+    mixed_precision: MixedPrecision = "auto"
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,8 +21,9 @@ from ..models import Rendered
 
 __all__ = ["BACKENDS", "PRECISIONS", "Engine", "PreparedSource"]
 
-#: Arithmetic the networks can run in; ``auto`` picks by measurement (see :mod:`.selection`).
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Arithmetic the networks can run in; ``auto`` picks from the CPU flags and a probe (see
+#: :mod:`.selection`). ``int8`` runs quantised graphs on OpenVINO (:mod:`.quantization`).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 #: Runtimes that can run the networks; ``auto`` picks by measurement.
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 

@@ -4,6 +4,7 @@ under bf16/fp16 autocast, on any device torch runs on."""
 from __future__ import annotations
 
 import logging
+import weakref
 from contextlib import nullcontext
 from typing import Callable, ContextManager
 
@@ -18,9 +19,37 @@ from .fused import cast_convolutions, fused_copy
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TorchEngine"]
+__all__ = ["TorchEngine", "shared_networks"]
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+# The fused networks built in this process, per model object and settings, with the model's
+# weight version when they were built: (precision, channels_last, device) -> (version, networks).
+# Weak on the model, so they go when it goes.
+_shared: "weakref.WeakKeyDictionary[MotionModel, dict[tuple, tuple[int, MotionModel]]]" = weakref.WeakKeyDictionary()
+
+
+def _weights_version(model: MotionModel) -> int:
+    """Sum of the in-place version counters of the model's tensors: training and
+    ``load_state_dict`` bump them, so a changed model is never served stale networks."""
+    return sum(tensor._version for tensor in model.state_dict(keep_vars=True).values())
+
+
+def shared_networks(model: MotionModel, precision: str, channels_last: bool) -> MotionModel:
+    """The fused copy of ``model`` for ``precision`` (convolution weights cast for bf16/fp16),
+    built once per model object, settings and weights in this process: a second engine (a second
+    :class:`~fomm.Animator`) for the same model starts without rebuilding it (seconds for vox-256).
+    The copy is read-only at inference, so engines may share it."""
+    key = (precision, channels_last, str(model.device))
+    version = _weights_version(model)
+    built = _shared.setdefault(model, {}).get(key)
+    if built is not None and built[0] == version:
+        return built[1]
+    networks = fused_copy(model, channels_last=channels_last)
+    if precision in _AUTOCAST_DTYPES:
+        cast_convolutions(networks, _AUTOCAST_DTYPES[precision])
+    _shared[model][key] = (version, networks)
+    return networks
 
 
 class TorchEngine(Engine):
@@ -31,7 +60,8 @@ class TorchEngine(Engine):
     the CPU and CUDA: in fp32 within ~1e-6 of the model itself, and the layout oneDNN needs for
     AMX bf16. ``bf16``/``fp16`` run the convolutions under autocast; keypoint statistics and
     sampling grids stay fp32 inside the networks. ``compile`` wraps the networks in
-    ``torch.compile`` (a cold start of tens of seconds per input shape: opt-in).
+    ``torch.compile`` (a cold start of tens of seconds per input shape: opt-in). The fused copy
+    is built once per model and settings in a process (:func:`shared_networks`).
     """
 
     backend = "torch"
@@ -39,13 +69,12 @@ class TorchEngine(Engine):
     def __init__(self, model: MotionModel, precision: str = "fp32", optimize: bool = True, compile: bool = False) -> None:
         device = model.device
         if precision not in ("fp32", *_AUTOCAST_DTYPES):
-            raise UserError(f"the torch backend runs fp32, bf16 or fp16, not {precision!r}")
+            raise UserError(f"the torch backend runs fp32, bf16 or fp16, not {precision!r}"
+                            + (" (int8 runs on --backend openvino)" if precision == "int8" else ""))
         super().__init__(precision, device)
         model.eval()
         self.channels_last = optimize and device.type in ("cpu", "cuda")
-        self.networks = fused_copy(model, channels_last=self.channels_last) if optimize else model
-        if optimize and precision in _AUTOCAST_DTYPES:
-            cast_convolutions(self.networks, _AUTOCAST_DTYPES[precision])
+        self.networks = shared_networks(model, precision, self.channels_last) if optimize else model
         self._describe: Callable = self.networks.describe
         self._encode: Callable = self.networks.encode_source
         self._render: Callable = self.networks.render

@@ -48,8 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser, stage: str = "motion") -> Non
                         help="CPU threads for torch per process (default: torch's choice; 1 helps on a busy CPU)")
     parser.add_argument("--seed", type=int, default=None, help="overrides train_params.seed")
     parser.add_argument("--mixed-precision", choices=MIXED_PRECISION_MODES, default=None,
-                        help="overrides train_params.mixed_precision: no (float32), auto (bf16 where the CPU has "
-                             "AMX/AVX512-BF16 and measures faster, bf16/fp16 on CUDA), bf16 or fp16 (CUDA)")
+                        help="overrides train_params.mixed_precision (default auto, unless the config says "
+                             "otherwise): no (float32, exact), auto (bf16 where the CPU has AMX/AVX512-BF16 and a "
+                             "probe measures it faster, bf16/fp16 on CUDA), bf16 or fp16 (CUDA)")
     parser.add_argument("--max-steps", type=positive_int, default=None,
                         help="stop after this many steps of this run and checkpoint (tests, benchmarks)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -197,7 +197,7 @@ class MraaTrainParams(_Section):
     perceptual_backbone: Literal["vgg19", "pixel"] = "vgg19"
     vgg19_weights: Optional[str] = None
     seed: int = 0
-    mixed_precision: MixedPrecision = "no"
+    mixed_precision: MixedPrecision = "auto"
 
     @model_validator(mode="after")
     def _equivariance_needs_a_transform(self) -> "MraaTrainParams":

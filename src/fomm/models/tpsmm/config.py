@@ -169,7 +169,7 @@ class TrainParams(_Section):
     perceptual_backbone: Literal["vgg19", "pixel"] = "vgg19"
     vgg19_weights: Optional[str] = None
     seed: int = 0
-    mixed_precision: MixedPrecision = "no"
+    mixed_precision: MixedPrecision = "auto"
 
     @model_validator(mode="after")
     def _equivariance_has_a_warp(self) -> "TrainParams":

@@ -1,0 +1,131 @@
+"""Seconds to the first frame: the CPU flags (held to ONEDNN_MAX_CPU_ISA) rule candidates out
+before anything runs, the reduced-precision probe is small and remembered, and a second Animator
+for the same model reuses the first one's fused networks."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+import fomm
+from fomm.animate import Animator, prepare_frames
+from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
+from fomm.backends import candidates, choose_engine
+from fomm.backends.hardware import capped_flags, cpu_info
+from fomm.backends.probe import reduced_speedup
+from fomm.backends.selection import forget_choices
+from fomm.data.media import read_driving_video, read_source_image
+
+#: The flags of the machine these figures come from (an AMX Xeon), for the pure cap tests.
+XEON = frozenset("sse4_2 avx avx2 fma avx512f avx512bw avx512dq avx512vl avx512cd avx512_vnni avx512_bf16 "
+                 "avx512_fp16 avx_vnni amx_tile amx_int8 amx_bf16".split())
+
+
+@pytest.fixture()
+def capped(monkeypatch):
+    """Set ONEDNN_MAX_CPU_ISA for one test; fomm reads the flags afresh, and again after.
+
+    oneDNN reads the variable once, at its first kernel: one runs here first, so that the cap
+    set for fomm never reaches oneDNN in this process (it would hold every later test to it)."""
+    image = torch.rand(1, 8, 16, 16).contiguous(memory_format=torch.channels_last)
+    torch.nn.functional.conv2d(image, torch.rand(8, 8, 3, 3).contiguous(memory_format=torch.channels_last))
+
+    def cap(level: str) -> None:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", level)
+        cpu_info.cache_clear()
+
+    yield cap
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    cpu_info.cache_clear()
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
+    forget_choices()
+    yield tmp_path / "cache"
+    forget_choices()
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return fomm.load_checkpoint(BUNDLED_CHECKPOINT)
+
+
+@pytest.fixture(scope="module")
+def clip(bundled):
+    height, width, _ = bundled.frame_shape
+    source = prepare_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
+    return source, prepare_frames(read_driving_video(BUNDLED_DRIVING)[0][:6], height, width)
+
+
+def test_isa_cap_holds_back_what_onednn_will_not_use():
+    zen4 = capped_flags(XEON, "AVX512_CORE_BF16")
+    assert {"avx512_bf16", "avx512_vnni", "avx512f"} <= zen4 and not {"amx_bf16", "amx_int8", "avx512_fp16"} & zen4
+    laptop = capped_flags(XEON, "AVX2_VNNI")
+    assert {"avx2", "fma", "avx_vnni"} <= laptop and not any(flag.startswith(("avx512", "amx")) for flag in laptop)
+    assert capped_flags(XEON, "AVX2") & {"avx_vnni", "avx512_vnni", "amx_int8"} == set()
+    assert "sse4_2" in capped_flags(XEON, "AVX2")  # flags no level governs pass through
+    assert capped_flags(XEON, None) == XEON
+
+
+def test_cpu_info_reads_the_cap(capped):
+    native = cpu_info().flags
+    capped("avx2")  # any case, as oneDNN accepts it
+    info = cpu_info()
+    assert info.cap == "AVX2" and "ONEDNN_MAX_CPU_ISA=AVX2" in info.isa_summary()
+    assert info.flags <= native and not info.has_fast_bf16
+    capped("NOT_A_LEVEL")  # oneDNN ignores an unknown level, and so does fomm
+    assert cpu_info().cap is None and cpu_info().flags == native
+
+
+def test_auto_runs_nothing_the_flags_rule_out(bundled, clip, capped, cache):
+    source, driving = clip
+    capped("AVX2")
+    assert [str(c) for c in candidates(bundled.device, "torch", "auto")] == ["torch fp32"]
+    engine, measurements = choose_engine(bundled, "torch", "auto", source[None], driving[:2])
+    assert engine.name == "torch fp32" and measurements == []
+    assert not (cache / "choices.json").exists()  # nothing was chosen between: nothing to remember
+
+
+def test_probe_is_small_and_remembered():
+    cpu = torch.device("cpu")
+    start = time.perf_counter()
+    first = reduced_speedup("bf16", cpu, repeats=2)
+    assert first > 0 and time.perf_counter() - start < 10  # ~0.4 s on two busy cores
+    start = time.perf_counter()
+    assert reduced_speedup("bf16", cpu, repeats=2) == first and time.perf_counter() - start < 0.01
+    with pytest.raises(ValueError):
+        reduced_speedup("int8", cpu)
+
+
+def test_second_animator_reuses_the_fused_networks(bundled, clip):
+    source, driving = clip
+    first = Animator(bundled, precision="fp32", backend="torch")
+    frames = first.animate(source, driving)
+    second = Animator(bundled, precision="fp32", backend="torch")
+    assert torch.equal(second.animate(source, driving), frames)
+    assert second.engine is not first.engine and second.engine.networks is first.engine.networks
+    other = Animator(bundled, precision="bf16", backend="torch")
+    other.animate(source, driving[:1])
+    assert other.engine.networks is not first.engine.networks  # another arithmetic, its own copy
+    parameter = next(bundled.generator.parameters())
+    with torch.no_grad():
+        parameter.mul_(1.0)  # an in-place change (as training makes) bumps the weights' version
+    changed = Animator(bundled, precision="fp32", backend="torch")
+    changed.animate(source, driving[:1])
+    assert changed.engine.networks is not first.engine.networks
+
+
+def test_training_auto_takes_bf16_only_with_amx(capped):
+    from fomm.training.precision import resolve_precision
+
+    cpu, fast = torch.device("cpu"), lambda device: 10.0  # a probe that would say bf16 pays
+    capped("AVX512_CORE_BF16")  # AVX512-BF16 without AMX: its bf16 training is not shown to follow fp32
+    without_amx = resolve_precision("auto", cpu, probe=fast)
+    assert without_amx.autocast_dtype is None and "without AMX" in without_amx.reason
+    assert resolve_precision("bf16", cpu).autocast_dtype == torch.bfloat16  # asked for: the user's call
+    capped("AVX2")
+    assert resolve_precision("auto", cpu, probe=fast).autocast_dtype is None
