@@ -27,12 +27,12 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 import fomm
-from fomm.animate import Animator, prepare_frames
+from fomm.animate import Animator
+from fomm.data.frames import fit_frames
 from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
 from fomm.backends import MIN_PSNR_DB, create_engine, device_summary, psnr
 from fomm.data.media import read_driving_video, read_source_image
@@ -45,7 +45,7 @@ def astronaut_face(size: int) -> torch.Tensor:
     from skimage import data
 
     image = data.astronaut()[10:250, 130:370]  # the face and hair, square
-    return prepare_frames(image, size, size)[0]
+    return fit_frames(image, size, size)[0]
 
 
 def moving_face(face: torch.Tensor, count: int) -> torch.Tensor:
@@ -63,8 +63,8 @@ def moving_face(face: torch.Tensor, count: int) -> torch.Tensor:
 
 
 def bundled_clip(size: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    source = prepare_frames(read_source_image(BUNDLED_SOURCE), size, size)[0]
-    return source, prepare_frames(read_driving_video(BUNDLED_DRIVING)[0][:count], size, size)
+    source = fit_frames(read_source_image(BUNDLED_SOURCE), size, size)[0]
+    return source, fit_frames(read_driving_video(BUNDLED_DRIVING)[0][:count], size, size)
 
 
 def animate_both(model: fomm.FommModel, source: torch.Tensor, driving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,8 +140,8 @@ def main() -> None:
     for model_name, model in (("vox-256 (random weights)", vox), ("bundled sprites (trained, 64x64)", bundled)):
         size = model.frame_shape[0]
         for clip_name, (source, driving) in clips.items():
-            source_at = prepare_frames(source, size, size)[0]
-            driving_at = prepare_frames(driving, size, size)
+            source_at = fit_frames(source, size, size)[0]
+            driving_at = fit_frames(driving, size, size)
             fp32, int8 = animate_both(model, source_at, driving_at)
             held_fp32, held_int8 = fp32[CALIBRATION_FRAMES:], int8[CALIBRATION_FRAMES:]
             whole = psnr(held_int8, held_fp32)

@@ -52,6 +52,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import fomm
+from fomm.models import MotionSettings
 from fomm.animate import Animator
 from fomm.data.frames import fit_frames
 from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
@@ -147,18 +148,18 @@ def matmul_peaks(device: torch.device) -> dict[str, float]:
     return peaks
 
 
-def flops_per_frame(model: fomm.FommModel, source: torch.Tensor, driving: torch.Tensor) -> float:
-    """Multiply-adds x2 of keypoint detection + generation per driving frame (source encoded once)."""
+def flops_per_frame(model: fomm.MotionModel, source: torch.Tensor, driving: torch.Tensor) -> float:
+    """Multiply-adds x2 of describing + rendering per driving frame (source encoded once)."""
     engine = TorchEngine(model, "fp32", optimize=False)
     with torch.inference_mode():
         prepared = engine.prepare_source(source[None])
         with FlopCounterMode(display=False) as counter:
-            kp = engine.detect(driving)
-            engine.generate(prepared, prepared.keypoints.expand(len(driving)), kp)
+            motion = engine.describe(driving)
+            engine.render(prepared, model.transfer(prepared.motion, motion, motion[:1], MotionSettings("absolute")))
     return counter.get_total_flops() / len(driving)
 
 
-def run_row(model: fomm.FommModel, make_engine: Callable[[], Engine], source: torch.Tensor, driving: torch.Tensor,
+def run_row(model: fomm.MotionModel, make_engine: Callable[[], Engine], source: torch.Tensor, driving: torch.Tensor,
             batch: int, repeats: int, device: torch.device) -> tuple[float, float, torch.Tensor, float]:
     """Frames per second and per CPU-second of this process (medians), the frames, RSS growth.
 
@@ -183,12 +184,12 @@ def run_row(model: fomm.FommModel, make_engine: Callable[[], Engine], source: to
 def calibration_frames(height: int, width: int, count: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """int8 calibration: the bundled source (1, 3, H, W) and the last ``count`` bundled driving
     frames (the timed rows use the first ones)."""
-    source = prepare_frames(read_source_image(BUNDLED_SOURCE), height, width)
+    source = fit_frames(read_source_image(BUNDLED_SOURCE), height, width)
     frames, _ = read_driving_video(BUNDLED_DRIVING)
-    return source, prepare_frames(frames[-count:], height, width)
+    return source, fit_frames(frames[-count:], height, width)
 
 
-def bench_model(name: str, model: fomm.FommModel, source: torch.Tensor, driving: torch.Tensor, batch: int,
+def bench_model(name: str, model: fomm.MotionModel, source: torch.Tensor, driving: torch.Tensor, batch: int,
                 repeats: int, peaks: dict[str, float], quick: bool, device: torch.device) -> list[Row]:
     flops = flops_per_frame(model, source, driving[:batch])
     found = candidates(device)
@@ -264,7 +265,7 @@ class FirstFrame:
     second_seconds: float
 
 
-def seconds_to_first_frame(model: fomm.FommModel, source: torch.Tensor, driving: torch.Tensor, precision: str,
+def seconds_to_first_frame(model: fomm.MotionModel, source: torch.Tensor, driving: torch.Tensor, precision: str,
                            backend: str) -> tuple[float, str]:
     """Seconds from ``Animator(...)`` to its first animated frame (engine choice and set-up
     included), and the engine's name."""
@@ -418,7 +419,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, help="driving frames per batch (default 8; 4 with --quick)")
     parser.add_argument("--frames", type=int, help="driving frames per timed run (default 16; 8 with --quick)")
     parser.add_argument("--repeats", type=int, help="timed runs per row, median reported (default 3; 1 with --quick)")
-    parser.add_argument("--models", nargs="+", default=["vox-256", "bundled"], choices=["vox-256", "bundled"])
+    parser.add_argument("--models", nargs="+", default=["vox-256", "bundled"],
+                        choices=["vox-256", "tpsmm-vox-256", "mraa-vox256", "bundled"],
+                        help="vox-256 and the other families' vox architectures (random weights), the bundled model")
     parser.add_argument("--no-end-to-end", action="store_true", help="skip timing fomm animate on a real-size clip")
     parser.add_argument("--no-first-frame", action="store_true", help="skip the time-to-first-frame rows")
     args = parser.parse_args()
@@ -446,6 +449,12 @@ def main() -> None:
             if not args.quick and not args.no_end_to_end:
                 e2e = end_to_end(checkpoint, folder, args.threads, args.device)
             del vox
+        for name in [name for name in args.models if name in ("tpsmm-vox-256", "mraa-vox256")]:
+            torch.manual_seed(0)
+            other = fomm.build_model(fomm.load_config(name), device=device).eval()
+            source, driving = real_frames(256, 256, count)
+            rows += bench_model(name, other, source, driving, batch, repeats, peaks, args.quick, device)
+            del other
         if "bundled" in args.models:
             bundled = fomm.load_checkpoint(BUNDLED_CHECKPOINT, device=device)
             height, width, _ = bundled.frame_shape

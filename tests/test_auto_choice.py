@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import fomm
-from fomm.animate import Animator, prepare_frames
+from fomm.animate import Animator
+from fomm.data.frames import fit_frames
 from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
 from fomm.backends import candidates, choose_engine
 from fomm.backends.hardware import capped_flags, cpu_info
@@ -57,8 +58,8 @@ def bundled():
 @pytest.fixture(scope="module")
 def clip(bundled):
     height, width, _ = bundled.frame_shape
-    source = prepare_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
-    return source, prepare_frames(read_driving_video(BUNDLED_DRIVING)[0][:6], height, width)
+    source = fit_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
+    return source, fit_frames(read_driving_video(BUNDLED_DRIVING)[0][:6], height, width)
 
 
 def test_isa_cap_holds_back_what_onednn_will_not_use():

@@ -116,13 +116,13 @@ def test_int8_animates_close_to_fp32_and_reuses_its_quantisation(model, files, c
     animator = Animator(model, backend="auto", precision="int8", batch_size=4)
     result = animator.animate(source, driving)
     assert animator.engine.name == "openvino int8"
-    quantised = sorted(files.generator.parent.glob("int8-*/generator.xml"))
+    quantised = sorted(files.render.parent.glob("int8-*/render.xml"))
     assert len(quantised) == 1  # calibrated on this clip's source and first 8 frames, beside the export
     # The small reference model (trained briefly, 64x64) in int8: measured 62.4 dB against fp32.
     assert psnr(result, plain(model, source, driving)) >= 50.0
     again = Animator(model, backend="openvino", precision="int8", batch_size=4)
     assert (again.animate(source, driving) - result).abs().max() == 0  # the same int8 graphs
-    assert sorted(files.generator.parent.glob("int8-*/generator.xml")) == quantised
+    assert sorted(files.render.parent.glob("int8-*/render.xml")) == quantised
 
 
 def test_int8_on_another_backend_is_a_user_error(model):

@@ -523,7 +523,7 @@ def test_training_arithmetic_defaults_to_auto_and_says_why(tmp_path, monkeypatch
     import copy
     import logging
 
-    from fomm.config import load_config, packaged_config_names
+    from fomm.models.registry import load_config, packaged_configs as packaged_config_names
 
     # Every packaged config trains with auto unless it says otherwise (none says no).
     assert {load_config(name).train_params.mixed_precision for name in packaged_config_names()} == {"auto"}

@@ -202,14 +202,11 @@ def _prune(parent: Path, keep: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def find_int8_graphs(files: OnnxFiles) -> Optional[OnnxFiles]:
-    """A valid cached int8 quantisation of the exported ``files`` (the newest), whatever it was
-    calibrated on, or None. ``auto`` uses it only after checking its frames against fp32 on the
-    user's own."""
-    graphs = list(files.graphs())
-    found = next((_outputs(folder, graphs) for folder in _quantisation_folders(graphs[0].parent)
-                  if _valid(folder, graphs)), None)
-    return None if found is None else OnnxFiles(*found, files.layouts)
+def find_int8_graphs(graphs: Sequence[Path]) -> Optional[list[Path]]:
+    """A valid cached int8 quantisation of ``graphs`` (the newest), whatever it was calibrated on,
+    or None. ``auto`` uses it only after checking its frames against fp32 on the user's own."""
+    return next((_outputs(folder, graphs) for folder in _quantisation_folders(graphs[0].parent)
+                 if _valid(folder, graphs)), None)
 
 
 def frames_digest(tensors: Iterable[Tensor]) -> str:

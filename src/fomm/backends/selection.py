@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
+from ..export import OnnxFiles
 from ..models import MotionModel, MotionSettings
 from .base import BACKENDS, PRECISIONS, Engine
 from .cache import cache_dir, cached_export, exported_files, model_fingerprint, read_choice, write_choice
@@ -165,9 +166,9 @@ def _int8_engine(model: MotionModel, calibration: Optional[tuple[Tensor, Tensor]
     files = exported_files(model)
     blob_cache = cache_dir() / "openvino"
     if calibration is None:
-        cached = find_int8_graphs(files)
+        cached = find_int8_graphs(list(files.graphs()))
         if cached is not None:
-            return OpenVinoEngine(model, cached, "int8", blob_cache=blob_cache)
+            return OpenVinoEngine(model, OnnxFiles(*cached, files.layouts), "int8", blob_cache=blob_cache)
         calibration = _bundled_sample(model)
     source, driving = (tensor.detach().to("cpu", torch.float32) for tensor in calibration)
     quantized = int8_graphs(model, files, source[:1], driving, blob_cache=blob_cache)
@@ -312,7 +313,7 @@ def _choice_key(model: MotionModel, backend: str, precision: str, source: Tensor
 
 def _int8_cached(model: MotionModel) -> bool:
     export = cached_export(model)
-    return export.exist() and find_int8_graphs(export) is not None
+    return export.exist() and find_int8_graphs(list(export.graphs())) is not None
 
 
 def _installed_version(module: str) -> str:
