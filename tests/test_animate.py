@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -12,6 +10,7 @@ import pytest
 import torch
 
 import fomm
+from tests.cli_runner import Finished, run_fomm
 from fomm.animate import Animator
 from fomm.data.frames import fit_frames
 from fomm.cli import main
@@ -130,8 +129,8 @@ def test_original_checkpoint_with_config(reference_dir, media, tmp_path):
     assert video_info(out).num_frames == 6
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fomm.cli", *args], capture_output=True, text=True, timeout=120)
+def run_cli(*args: str) -> Finished:
+    return run_fomm(*args)
 
 
 @pytest.mark.parametrize("case", ["missing-source", "missing-driving", "empty-driving", "not-an-image",

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 import fomm
+from tests.cli_runner import Finished, run_fomm
 from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
 from fomm.config import PACKAGED_CONFIGS
 from fomm.data.synthetic import make_dataset
@@ -25,13 +26,11 @@ from fomm.data.video import read_video, video_info
 EXACT = ("--precision", "fp32", "--backend", "torch")
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    environment = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "fomm.cli", *args], capture_output=True, text=True,
-                          timeout=180, cwd=cwd, env=environment)
+def run_cli(*args: str, cwd: Path | None = None) -> Finished:
+    return run_fomm(*args, cwd=cwd)
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, command: str, expected: str) -> None:
+def assert_one_line_error(result: Finished, command: str, expected: str) -> None:
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"fomm {command}".strip() + ": error:"), result.stderr
