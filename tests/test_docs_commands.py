@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import run_fomm
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SHELL_BLOCK = re.compile(r"^```(?:bash|sh|shell|console)\s*$(.*?)^```", re.M | re.S)
@@ -41,6 +43,12 @@ NOT_RUN: dict[str, str] = {
     "fomm animate --checkpoint vox-cpk.pth.tar --config vox-256 --source face.jpg --driving talking.mp4 "
     "--out result.mp4 --adapt-scale --find-best-frame --audio --side-by-side panels.mp4 --gif result.gif": _PUBLISHED,
     "fomm make-dataset sprites --out data/sprites-64 --videos 200 --frames 32 --size 64": _MADE,
+    "fomm animate --checkpoint vox-cpk.pth.tar --config vox-256 --source face.jpg --driving talking.mp4 "
+    "--out fomm.mp4": _PUBLISHED,
+    "fomm animate --checkpoint vox.pth.tar --source face.jpg --driving talking.mp4 --out tpsmm.mp4 --motion avd":
+        _PUBLISHED,
+    "fomm animate --checkpoint vox256.pth --config mraa-vox256 --source face.jpg --driving talking.mp4 "
+    "--out mraa.mp4": _PUBLISHED,
     "fomm train --config configs/sprites-64.yaml --log-dir runs/sprites": _HOURS,
     "torchrun --nproc_per_node 4 -m fomm.cli train --config configs/vox-256.yaml --log-dir runs/vox": _TORCHRUN,
     "fomm benchmark quality --dataset sprites --budget 400":
@@ -193,8 +201,12 @@ def _write_portrait_media(root: Path) -> None:
     write_video(root / "dance.mp4", frames, fps=12)
 
 
-def _run(folder: Path, *argv: str) -> subprocess.CompletedProcess:
-    environment = dict(os.environ, OMP_NUM_THREADS="1", FOMM_OFFLINE="1")
+def _run(folder: Path, *argv: str, own_process: bool = False):
+    """``fomm ARGV`` in ``folder``: in this process (tests/cli_runner.py), or with ``own_process``
+    as a user's shell starts it."""
+    if not own_process:
+        return run_fomm(*argv, cwd=folder)
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "fomm.cli", *argv], cwd=folder, capture_output=True, text=True,
                           timeout=300, env=environment)
 
@@ -211,5 +223,7 @@ RUNNABLE = [command for command in COMMANDS if command.text not in NOT_RUN]
 
 @pytest.mark.parametrize("command", RUNNABLE, ids=str)
 def test_documented_command_runs(command: DocCommand, workspace: Path):
-    result = _run(workspace, *command.argv)
+    # The README's first command (the demo) runs as its own process, as a user's shell starts it;
+    # every other one in this process (the same code, without a new interpreter each).
+    result = _run(workspace, *command.argv, own_process=command.argv[:1] == ("demo",))
     assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
