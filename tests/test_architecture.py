@@ -116,3 +116,55 @@ def test_every_command_module_has_the_command_interface():
     for name in COMMANDS:
         add, run = _load_command(name)
         assert callable(add) and callable(run), name
+
+
+# --------------------------------------------------------------------------------------------
+# the dependency table of docs/architecture.md
+
+ARCHITECTURE = PACKAGE.parents[1] / "docs" / "architecture.md"
+
+
+def documented_dependencies() -> dict[str, set[str]]:
+    """The table between ``<!-- dependencies`` and ``<!-- /dependencies -->``: unit -> units it may
+    import (a row may name several units, comma-separated)."""
+    text = ARCHITECTURE.read_text()
+    table = text[text.index("<!-- dependencies"):text.index("<!-- /dependencies -->")]
+    allowed: dict[str, set[str]] = {}
+    for row in table.splitlines():
+        if not row.startswith("|"):
+            continue
+        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        if len(cells) != 2 or cells[0] in ("unit", "---"):
+            continue
+        targets = {name.strip() for name in cells[1].split(",") if name.strip()}
+        for unit in cells[0].split(","):
+            allowed[unit.strip()] = targets
+    return allowed
+
+
+def unit_of(module: str) -> str:
+    """``fomm.models.fomm.generator`` -> ``models``; ``fomm`` -> ``fomm``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "fomm"
+
+
+def test_the_documented_table_names_every_unit():
+    units = {unit_of(module) for module in MODULES}
+    assert set(documented_dependencies()) == units
+
+
+def forbidden_imports(graph: dict[str, set[str]], allowed: dict[str, set[str]]) -> list[str]:
+    """``module -> imported module`` for every import between units that ``allowed`` does not allow."""
+    return sorted(f"{module} -> {target}" for module, targets in graph.items() for target in targets
+                  if unit_of(target) != unit_of(module) and unit_of(target) not in allowed.get(unit_of(module), set()))
+
+
+def test_every_import_between_units_is_one_the_documented_table_allows():
+    graph = {module: imported_modules(module) for module in MODULES}
+    forbidden = forbidden_imports(graph, documented_dependencies())
+    assert forbidden == [], "imports docs/architecture.md does not allow (change the code, or the table with a reason)"
+
+
+def test_the_table_checker_finds_a_forbidden_import():
+    graph = {"fomm.models.fomm.generator": {"fomm.config", "fomm.models.blocks"}, "fomm.config": {"fomm.cli.train"}}
+    assert forbidden_imports(graph, {"models": {"config"}, "config": set()}) == ["fomm.config -> fomm.cli.train"]
