@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
+import threading
 
 import numpy as np
 import pytest
@@ -357,45 +359,52 @@ def test_cli_config_by_packaged_name_and_output_checks(tmp_path, monkeypatch, ca
     assert "must be at least 1" in capsys.readouterr().err
 
 
-def test_a_second_run_on_the_same_log_dir_refuses_and_names_the_first(tmp_path):
+class HeldBlobs(MovingBlobs):
+    """:class:`MovingBlobs` whose first item waits until ``release`` is set: a run reading it is
+    provably still running (and holding its log folder) while the test does something else."""
+
+    def __init__(self, release: threading.Event, num_items: int = 8) -> None:
+        super().__init__(num_items)
+        self.release = release
+        self.reading = threading.Event()
+
+    def __getitem__(self, index: int) -> dict:
+        self.reading.set()
+        assert self.release.wait(120), "the test never released the first run"
+        return super().__getitem__(index)
+
+
+def test_a_second_run_on_the_same_log_dir_refuses_and_names_the_first(tmp_path, sprites_64):
     """Two `fomm train` on one --log-dir would overwrite each other's checkpoint: while the first
-    runs, the second stops at once with one line naming it, and the first finishes undisturbed."""
-    import copy
+    runs (held mid-step, so it provably holds the folder), a second process stops at once with one
+    line naming it, and the first, released, finishes undisturbed."""
     import subprocess
     import sys
-    import time
 
-    import yaml
-
-    from fomm.data.synthetic.writer import make_dataset
-
-    from .train_helpers import TINY_CONFIG
-
-    make_dataset("sprites", tmp_path / "sprites", videos=4, frames=4, size=32, seed=0, workers=1)
-    config = copy.deepcopy(TINY_CONFIG)
-    config["dataset_params"] = {"root_dir": str(tmp_path / "sprites"), "frame_shape": [32, 32, 3]}
-    config["train_params"].update(num_epochs=100, epoch_milestones=[50])  # long enough to overlap
-    config_path = tmp_path / "tiny.yaml"
-    config_path.write_text(yaml.safe_dump(config))
     log_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "fomm.cli", "train", "--config", str(config_path), "--log-dir", str(log_dir),
-               "--threads", "1", "--no-progress"]
-    first = subprocess.Popen(command + ["--max-steps", "40"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    release = threading.Event()
+    dataset = HeldBlobs(release)
+    first = Trainer(tiny_config(num_epochs=100), log_dir, device="cpu", dataset=dataset, max_steps=3, progress=False)
+    outcome: list = []
+    thread = threading.Thread(target=lambda: outcome.append(first.train()), daemon=True)
+    thread.start()
     try:
-        lock = log_dir / ".fomm.lock"
-        deadline = time.monotonic() + 120
-        while not (lock.is_file() and lock.read_text().startswith("pid")) and first.poll() is None:
-            assert time.monotonic() < deadline, "the first run never took its log folder"
-            time.sleep(0.05)
-        assert first.poll() is None, "the first run ended before the second could start"
-        second = subprocess.run(command + ["--max-steps", "1"], capture_output=True, text=True, timeout=120)
+        assert dataset.reading.wait(60), "the first run never started reading"
+        config_path = tmp_path / "tiny.yaml"
+        config = tiny_config().to_dict()
+        config["dataset_params"] = {"root_dir": str(sprites_64), "frame_shape": [32, 32, 3]}
+        config_path.write_text(yaml.safe_dump(config))
+        second = subprocess.run([sys.executable, "-m", "fomm.cli", "train", "--config", str(config_path),
+                                 "--log-dir", str(log_dir), "--threads", "1", "--no-progress", "--max-steps", "1"],
+                                capture_output=True, text=True, timeout=120)
     finally:
-        out, err = first.communicate(timeout=300)
+        release.set()
+        thread.join(120)
     assert second.returncode == 2, second.stderr
     lines = second.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"pid {first.pid}" in lines[0] and "fomm train" in lines[0]
-    assert first.returncode == 0, err[-2000:]
-    assert read_checkpoint(log_dir / CHECKPOINT_NAME).training_state["global_step"] == 40
+    assert len(lines) == 1 and f"pid {os.getpid()}" in lines[0] and "fomm train" in lines[0]
+    assert outcome and outcome[0].global_step == 3
+    assert read_checkpoint(log_dir / CHECKPOINT_NAME).training_state["global_step"] == 3
 
 
 # -- arithmetic: bf16 autocast, channels-last, the auto choice ------------------------------------
