@@ -51,6 +51,10 @@ NOT_RUN: dict[str, str] = {
     "--out mraa.mp4": _PUBLISHED,
     "fomm train --config configs/sprites-64.yaml --log-dir runs/sprites": _HOURS,
     "torchrun --nproc_per_node 4 -m fomm.cli train --config configs/vox-256.yaml --log-dir runs/vox": _TORCHRUN,
+    "fomm train --config tpsmm-vox-256 --log-dir runs/tpsmm": _HOURS + " (tests/test_family_training.py trains TPSMM "
+                                                                       "and MRAA with --max-steps)",
+    "fomm train-avd --checkpoint runs/tpsmm/checkpoint.pth.tar":
+        "needs the TPSMM run above; tests/test_family_training.py runs `fomm train-avd` on a small trained model",
     "fomm benchmark quality --dataset sprites --budget 400":
         "trains six model variants (an hour); tests/test_benchmark.py runs it with a tiny budget",
     "fomm make-dataset sprites --out data/sprites-64 --videos 200 --frames 32 --size 64 --seed 0": _MADE,
