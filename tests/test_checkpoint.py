@@ -177,3 +177,15 @@ def test_loads_onto_cuda_and_runs(original, reference_io):
     kp = model.kp_detector(reference_io["source"].cuda())
     assert kp.value.device.type == "cuda"
     assert (kp.value.cpu() - reference_io["kp_source.value"]).abs().max() < 1e-4
+
+
+def test_a_device_this_machine_lacks_is_one_user_error_from_the_api():
+    """The docs' `device="cuda"` on a CPU machine: a DeviceError naming it, not torch's assert."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from fomm.assets import BUNDLED_CHECKPOINT
+
+    with pytest.raises(fomm.DeviceError, match="device 'cuda' asked for, but CUDA is not available"):
+        fomm.load_checkpoint(BUNDLED_CHECKPOINT, device="cuda")
+    with pytest.raises(fomm.DeviceError, match="cuda:3"):
+        fomm.build_model(fomm.load_config("sprites-64"), device="cuda:3")

@@ -30,6 +30,7 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import Tensor, nn
 
+from .device import resolve_device
 from .errors import CheckpointError, ConfigError
 from .files import atomic_torch_save
 from .models import MotionModel
@@ -116,6 +117,7 @@ def load_checkpoint(path: str | Path, config: Any = None,
     model is returned in eval mode on ``device`` (CPU by default), whatever device the checkpoint
     was saved from; its ``epoch`` attribute is the checkpoint's.
     """
+    target = resolve_device(device) if device is not None else None  # a missing device: one line, not an assert
     data = read_checkpoint(path, config)
     if data.config_origin.startswith("recognised"):
         logger.warning("%s: no config given: %s (from the weights' names and shapes)", path, data.config_origin)
@@ -123,7 +125,7 @@ def load_checkpoint(path: str | Path, config: Any = None,
     load_state_dicts(model, data)
     model.epoch = data.epoch
     model.eval()
-    return model.to(device) if device is not None else model
+    return model.to(target) if target is not None else model
 
 
 def load_state_dicts(model: MotionModel, data: CheckpointData) -> None:

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ..config import FommConfig, PACKAGED_CONFIGS, read_config_file
+from ..device import resolve_device
 from ..errors import ConfigError
 from .family import MotionModel, TrainingPlan
 from .fomm import FommModel
@@ -143,7 +144,7 @@ def load_config(path: Any) -> Any:
 def build_model(config: Any, device: Optional[torch.device | str] = None) -> MotionModel:
     """Freshly initialised networks for ``config`` (on ``device``, CPU by default)."""
     model = family_of(config).build(config)
-    return model.to(device) if device is not None else model
+    return model.to(resolve_device(device)) if device is not None else model
 
 
 def family_of_checkpoint(state: Mapping[str, Any]) -> Optional[Family]:
