@@ -356,7 +356,7 @@ def test_flat_dataset_is_split_like_the_frames_dataset(sprites, tmp_path):
 def test_evaluate_without_ground_truth_or_detectors_marks_metrics_na(checkpoint, sprites, tmp_path, capsys):
     plain = tmp_path / "plain"
     shutil.copytree(sprites, plain, ignore=shutil.ignore_patterns("*.npz"))
-    csv_path, json_path = tmp_path / "m.csv", tmp_path / "sub" / "m.json"
+    csv_path, json_path = tmp_path / "m.csv", tmp_path / "m.json"
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(plain), "--num-videos", "1",
                  "--embedding", "none", "--csv", str(csv_path), "--json", str(json_path), "--device", "cpu"]) == 0
     data = json.loads(json_path.read_text())

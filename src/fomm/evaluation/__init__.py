@@ -7,6 +7,9 @@
   ``from fomm.evaluation.fid import fid``).
 * :mod:`~fomm.evaluation.protocol`: the reconstruction protocol on a dataset's test split
   (:func:`evaluate_dataset`).
+* :mod:`~fomm.evaluation.cross_identity`: the task itself, one figure animated with another's
+  motion, against the exact ground truth of the synthetic cross pairs
+  (:func:`evaluate_cross_identity`).
 * :mod:`~fomm.evaluation.results`: the results table, its CSV/JSON files, the reconstruction videos.
 * :mod:`~fomm.evaluation.landmarks`: a small landmark detector trained on synthetic ground truth.
 * :mod:`~fomm.evaluation.ablation`: the variant quality benchmark, an experiment (import it by
@@ -19,6 +22,7 @@
 
 # The function fid stays in its module (fomm.evaluation.fid.fid): exported here, its name would
 # hide the module.
+from .cross_identity import Animation, ModelAnimation, PairMetrics, evaluate_cross_identity
 from .fid import FeatureNetwork, FeatureStatistics, frechet_distance, load_feature_network
 from .landmarks import (
     MAX_DETECTOR_TEST_ERROR,
@@ -71,6 +75,7 @@ from .results import RECONSTRUCTION_FORMATS, EvaluationResult, Metric, Reconstru
 __all__ = [
     "MAX_DETECTOR_TEST_ERROR",
     "RECONSTRUCTION_FORMATS",
+    "Animation",
     "ColorHistogramEmbedding",
     "DatasetSplit",
     "Detections",
@@ -86,7 +91,9 @@ __all__ = [
     "LandmarkNet",
     "LandmarkTrainingResult",
     "Metric",
+    "ModelAnimation",
     "OnVideo",
+    "PairMetrics",
     "Reconstruction",
     "ReconstructionWriter",
     "TrainedLandmarkDetector",
@@ -98,6 +105,7 @@ __all__ = [
     "detect_keypoints",
     "detector_test_error",
     "embedding_distances",
+    "evaluate_cross_identity",
     "evaluate_dataset",
     "fit_keypoint_regression",
     "fit_regression_on_train_split",

@@ -359,6 +359,7 @@ def evaluate_dataset(
     root = Path(dataset)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
+    read_meta(root)  # a meta.json that is not an object of dataset facts is refused, not ignored
     frame_shape = model.frame_shape
     height, width = frame_shape[0], frame_shape[1]
     test = dataset_split(root, frame_shape, "test", model.config.dataset_params)

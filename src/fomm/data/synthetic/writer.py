@@ -227,15 +227,17 @@ def save_cross_truth(truth: cross.CrossTruth, path: Path) -> None:
 
 
 def read_meta(root: str | os.PathLike) -> dict:
-    """The ``meta.json`` of a dataset folder as a dict; empty when absent or unreadable (a dataset
-    of the user's own videos has none)."""
+    """The ``meta.json`` of a dataset folder as a dict; empty when absent (a dataset of the user's
+    own videos has none). Raises DataError for one that is not a JSON object: a dataset whose
+    facts are garbage is refused rather than read as having none."""
     path = Path(root) / "meta.json"
     if not path.is_file():
         return {}
     try:
         meta = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: not a readable JSON file of dataset facts ({' '.join(str(error).split())[:120]})"
+                        ) from None
     if not isinstance(meta, dict):
         raise DataError(f"{path}: expected a JSON object of dataset facts, found a {type(meta).__name__}")
     return meta
