@@ -43,8 +43,8 @@ NOT_RUN: dict[str, str] = {
     "fomm make-dataset sprites --out data/sprites-64 --videos 200 --frames 32 --size 64": _MADE,
     "fomm train --config configs/sprites-64.yaml --log-dir runs/sprites": _HOURS,
     "torchrun --nproc_per_node 4 -m fomm.cli train --config configs/vox-256.yaml --log-dir runs/vox": _TORCHRUN,
-    "fomm benchmark quality --dataset sprites --budget 400":
-        "trains six model variants (an hour); tests/test_benchmark.py runs it with a tiny budget",
+    "fomm experiment variants --dataset sprites --budget 400":
+        "trains the model variants (an hour); tests/test_experiments.py runs it with a tiny budget",
     "fomm make-dataset sprites --out data/sprites-64 --videos 200 --frames 32 --size 64 --seed 0": _MADE,
     "fomm train --config configs/sprites-64.yaml --log-dir runs/sprites-64 --device cpu --threads 1": _HOURS,
     "fomm train --config sprites-64-stage2.yaml --checkpoint stage1.pth.tar --log-dir runs/sprites-64-ft "
@@ -61,10 +61,10 @@ NOT_RUN: dict[str, str] = {
         "resumes the user's own run above",
     "fomm train --config vox-256 --checkpoint vox-cpk.pth.tar --log-dir runs/ft": _PUBLISHED,
     "fomm benchmark curve --dataset sprites --budget 2000 --every 250 --out runs/bq --mixed-precision auto":
-        "trains 2,000 iterations (8 minutes); tests/test_ablation.py runs `benchmark curve` with a tiny budget",
+        "trains 2,000 iterations (8 minutes); tests/test_experiments.py runs `benchmark curve` with a tiny budget",
     "fomm benchmark quality --dataset sprites --budget 1500 --seeds 5 --variants a,b,c,d,e,g --out runs/bq "
     "--mixed-precision bf16":
-        "trains 30 runs (about 3 hours on 2 cores); tests/test_ablation.py runs it with a tiny budget and 2 seeds",
+        "trains 30 runs (about 3 hours on 2 cores); tests/test_experiments.py runs it with a tiny budget and 2 seeds",
     "fomm make-dataset sprites --out data/unseen-4242 --videos 100 --frames 32 --size 64 --seed 4242 --format mp4":
         "100 videos take half a minute; `fomm make-dataset` runs on the workspace's dataset",
     "fomm train --config configs/sprites-64-blend.yaml --checkpoint stage3.pth.tar --log-dir runs/sprites-64-stage4 "

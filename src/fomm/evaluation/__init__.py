@@ -12,8 +12,6 @@
   (:func:`evaluate_cross_identity`).
 * :mod:`~fomm.evaluation.results`: the results table, its CSV/JSON files, the reconstruction videos.
 * :mod:`~fomm.evaluation.landmarks`: a small landmark detector trained on synthetic ground truth.
-* :mod:`~fomm.evaluation.ablation`: the variant quality benchmark, an experiment (import it by
-  its module name; it pulls in training).
 
     from fomm.evaluation import ColorHistogramEmbedding, evaluate_dataset
     result = evaluate_dataset(model, "data/sprites-64", embedding=ColorHistogramEmbedding())
@@ -67,7 +65,6 @@ from .protocol import (
     detect_keypoints,
     evaluate_dataset,
     fit_regression_on_train_split,
-    reconstruct_dataset,
     reconstruct_video,
 )
 from .results import RECONSTRUCTION_FORMATS, EvaluationResult, Metric, ReconstructionWriter, VideoMetrics
@@ -119,7 +116,6 @@ __all__ = [
     "load_landmark_data",
     "load_landmark_detector",
     "point_distances",
-    "reconstruct_dataset",
     "reconstruct_video",
     "resize_flow",
     "save_landmark_detector",

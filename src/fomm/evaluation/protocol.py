@@ -84,7 +84,6 @@ __all__ = [
     "detect_keypoints",
     "evaluate_dataset",
     "fit_regression_on_train_split",
-    "reconstruct_dataset",
     "reconstruct_video",
 ]
 
@@ -474,13 +473,3 @@ def _metric_rows(totals: _Totals, size: str, landmark_note: str, embedding_name:
         Metric("flow_epe", totals.flow_epe.value if has_flow else None, f"px @{size}",
                "end-point error of the dense deformation vs ground-truth backward flow (frames 1..T-1)", flow_note),
     ]
-
-
-def reconstruct_dataset(model: FommModel, dataset: str | Path, out: str | Path, suffix: Optional[str] = None,
-                        **options) -> tuple[EvaluationResult, list[Path]]:
-    """:func:`evaluate_dataset` that also writes each reconstruction to ``out/<name><suffix>``
-    (default suffix: the config's ``reconstruction_params.format``). ``options`` are
-    :func:`evaluate_dataset`'s. Returns the metrics and the video paths written."""
-    writer = ReconstructionWriter(out, suffix or model.config.reconstruction_params.format)
-    result = evaluate_dataset(model, dataset, writer=writer, **options)
-    return result, writer.written

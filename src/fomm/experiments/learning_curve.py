@@ -1,18 +1,18 @@
-"""An experiment, not library core: the learning curve of one benchmark variant
-(``fomm benchmark curve --dataset sprites --budget 3000 --every 250``), to choose the budget of
-``fomm benchmark quality``.
+"""An experiment, not library core: the learning curve of one variant of the variants experiment
+(``fomm experiment curve --dataset sprites --budget 3000 --every 250``), to choose the budget of
+``fomm experiment variants``.
 
-The variant (full FOMM, ``c``, by default) is trained once, exactly as the quality benchmark
-trains it (:func:`fomm.evaluation.ablation.variant_config`: constant learning rate, cached frames),
-in segments of ``every`` iterations. After each segment the trainer's checkpoint is kept as
-``checkpoints/step-NNNNNN.pth.tar`` and the model is evaluated on the test split like a benchmark
-run (:func:`fomm.evaluation.ablation.evaluate_variant`); the untrained model is evaluated too
+The variant (full FOMM, ``c``, by default) is trained once, exactly as the variants experiment
+trains it (:func:`fomm.experiments.variants.variant_config`: constant learning rate, cached
+frames), in segments of ``every`` iterations. After each segment the trainer's checkpoint is kept
+as ``checkpoints/step-NNNNNN.pth.tar`` and the model is evaluated like a run of the experiment
+(:func:`fomm.experiments.variants.evaluate_variant`); the untrained model is evaluated too
 (step 0). Each segment resumes from the previous checkpoint, which on the CPU reproduces the
-uninterrupted run (:mod:`fomm.training.trainer`), so the point at step ``s`` is the quality
-benchmark's run of the same variant and seed at ``--budget s``.
+uninterrupted run (:mod:`fomm.training.trainer`), so the point at step ``s`` is the experiment's
+run of the same variant and seed at ``--budget s``.
 
-Outputs in ``out`` (which may be a quality benchmark's folder: the dataset and landmark detector
-are shared): ``curve.csv``, ``curve.md``, ``curve.json``, ``curve.png`` and the run in
+Outputs in ``out`` (which may be the variants experiment's folder: the dataset and landmark
+detector are shared): ``curve.csv``, ``curve.md``, ``curve.json``, ``curve.png`` and the run in
 ``runs/curve-<variant>/seed-<s>/`` (checkpoints, logs, ``curve-state.json``). A rerun with the same
 settings continues after the last evaluated step.
 """
@@ -39,13 +39,13 @@ from ..models import build_model
 from ..training import CHECKPOINT_NAME, Trainer
 from ..training.rng import seed_everything
 from ..visualize import save_figure
-from .ablation import (
+from .variants import (
     VARIANTS,
-    BenchmarkSetup,
+    ExperimentSetup,
     check_variants,
     evaluate_variant,
     format_value,
-    prepare_benchmark,
+    prepare_experiment,
     run_settings_key,
     variant_config,
 )
@@ -173,7 +173,7 @@ def run_learning_curve(
 ) -> LearningCurve:
     """Train ``variant`` for ``budget`` iterations with seed ``seed``, evaluating it at step 0 and
     every ``every`` iterations (and at ``budget``). The other arguments are those of
-    :func:`fomm.evaluation.ablation.run_quality_benchmark`. Writes the outputs listed in the module
+    :func:`fomm.experiments.variants.run_variants_experiment`. Writes the outputs listed in the module
     docstring and returns the curve."""
     if budget < 1:
         raise UserError(f"budget must be at least 1 iteration, got {budget}")
@@ -184,7 +184,7 @@ def run_learning_curve(
         set_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    setup = prepare_benchmark(dataset, out, videos=videos, frames=frames, size=size, seed=seed,
+    setup = prepare_experiment(dataset, out, videos=videos, frames=frames, size=size, seed=seed,
                               landmarks=landmarks, landmark_epochs=landmark_epochs, eval_videos=eval_videos,
                               max_train_videos=max_train_videos, batch_size=batch_size,
                               mixed_precision=mixed_precision, log=log)
@@ -262,7 +262,7 @@ def _checkpoint_at(run_dir: Path, config: FommConfig, step: int) -> Optional[Pat
     return path if int(data.training_state.get("global_step", -1)) == step else None
 
 
-def _settings(setup: BenchmarkSetup, config: FommConfig) -> dict:
+def _settings(setup: ExperimentSetup, config: FommConfig) -> dict:
     assert config.train_params is not None
     return {"batch_size": config.train_params.batch_size, "mixed_precision": config.train_params.mixed_precision,
             "threads": torch.get_num_threads(),

@@ -1,4 +1,5 @@
-"""The multi-seed quality benchmark, its paired statistics, and the learning curve (issue #16)."""
+"""The variants experiment (`fomm experiment variants`, alias `fomm benchmark quality`), its paired
+statistics, and the learning curve (`fomm experiment curve`) (issues #6, #16, #21)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 from fomm.cli import main
 from fomm.config import load_config
-from fomm.evaluation.ablation import VARIANTS, run_quality_benchmark, variant_config
+from fomm.experiments.variants import VARIANTS, run_variants_experiment, variant_config
 from fomm.evaluation.statistics import mean_std, paired_difference, t_quantile
 
 from .conftest import CONFIGS
@@ -78,6 +79,24 @@ def test_mean_std_is_the_sample_standard_deviation():
 # --- the benchmark over seeds ---------------------------------------------------------------------
 
 
+def test_variant_configs_differ_only_where_stated():
+    base = load_config(CONFIGS / "sprites-64.yaml")
+    configs = {key: variant_config(base, variant, budget=7, seed=3) for key, variant in VARIANTS.items()}
+    assert configs["a"].model_params.common_params.estimate_jacobian is False
+    assert configs["a"].train_params.loss_weights.equivariance_jacobian == 0
+    assert configs["b"].model_params.generator_params.estimate_occlusion_map is False
+    assert configs["c"].model_params == base.model_params
+    assert configs["d"].model_params.graph_params is not None and configs["c"].model_params.graph_params is None
+    for key in "ef":
+        assert configs[key].train_params.loss_weights.flow_consistency > 0
+        assert configs[key].dataset_params.nearby_pair_ratio > 0
+    assert configs["f"].model_params.graph_params is not None
+    for config in configs.values():
+        assert config.train_params.seed == 3 and config.train_params.epoch_milestones == []
+        assert config.train_params.num_epochs > 7  # the budget, not the epochs, ends training
+    assert base.train_params.seed == 0  # the base config is not modified
+
+
 def test_the_seed_graph_variant_uses_the_seed_style():
     base = load_config(CONFIGS / "sprites-64.yaml")
     config = variant_config(base, VARIANTS["g"], budget=5, seed=2)
@@ -95,7 +114,7 @@ def benchmark(tmp_path_factory):
     threads = torch.get_num_threads()
     messages: list[str] = []
     try:
-        result = run_quality_benchmark("sprites", 2, out, seeds=2, variants=["c", "g"], log=messages.append, **TINY)
+        result = run_variants_experiment("sprites", 2, out, seeds=2, variants=["c", "g"], log=messages.append, **TINY)
     finally:
         torch.set_num_threads(threads)
     return out, result, messages
@@ -168,7 +187,7 @@ def test_a_rerun_reuses_the_runs_and_more_seeds_train_only_the_new_ones(benchmar
     threads = torch.get_num_threads()
     messages: list[str] = []
     try:
-        again = run_quality_benchmark("sprites", 2, out, seeds=3, variants=["c"], log=messages.append, **TINY)
+        again = run_variants_experiment("sprites", 2, out, seeds=3, variants=["c"], log=messages.append, **TINY)
     finally:
         torch.set_num_threads(threads)
     assert saved.stat().st_mtime_ns == written
@@ -185,7 +204,7 @@ def test_learning_curve_evaluates_every_n_iterations_and_resumes(benchmark, caps
     out, result, _ = benchmark  # the benchmark's folder: same dataset and landmark detector
     threads = torch.get_num_threads()
     try:
-        code = main(["benchmark", "curve", "--dataset", "sprites", "--budget", "3", "--every", "2",
+        code = main(["experiment", "curve", "--dataset", "sprites", "--budget", "3", "--every", "2",
                      "--out", str(out)] + TINY_ARGS)
         assert code == 0
         first = capsys.readouterr()
@@ -213,13 +232,20 @@ def test_learning_curve_evaluates_every_n_iterations_and_resumes(benchmark, caps
 
 def test_cli_rejects_bad_counts(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["benchmark", "quality", "--dataset", "sprites", "--budget", "1", "--out", str(tmp_path), "--seeds", "0"])
+        main(["experiment", "variants", "--dataset", "sprites", "--budget", "1", "--out", str(tmp_path), "--seeds", "0"])
     assert exit_info.value.code == 2 and "--seeds: must be at least 1" in capsys.readouterr().err
-    code = main(["benchmark", "curve", "--dataset", "sprites", "--budget", "4", "--every", "0",
+    code = main(["experiment", "curve", "--dataset", "sprites", "--budget", "4", "--every", "0",
                  "--out", str(tmp_path)])
     assert code == 2 and "--every must be at least 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["benchmark", "curve", "--dataset", "sprites", "--budget", "4", "--every", "2", "--variant", "z",
+        main(["experiment", "curve", "--dataset", "sprites", "--budget", "4", "--every", "2", "--variant", "z",
               "--out", str(tmp_path)])
     assert "invalid choice: 'z'" in capsys.readouterr().err
     assert not (tmp_path / "dataset").exists()  # nothing was generated for a rejected command
+
+
+def test_the_experiment_rejects_unknown_variants(tmp_path, capsys):
+    code = main(["experiment", "variants", "--dataset", "sprites", "--budget", "1", "--out", str(tmp_path),
+                 "--variants", "c,z"])
+    assert code == 2
+    assert "unknown variant(s) z" in capsys.readouterr().err

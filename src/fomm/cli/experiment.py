@@ -1,6 +1,7 @@
-"""``fomm benchmark quality``: train the model variants on equal terms, over several seeds, and
-compare their metrics (:mod:`fomm.evaluation.ablation`); ``fomm benchmark curve``: the learning
-curve of one variant, to choose the budget (:mod:`fomm.evaluation.learning_curve`)."""
+"""``fomm experiment variants``: train the model variants on equal terms, over several seeds, and
+compare their metrics (:mod:`fomm.experiments.variants`); ``fomm experiment curve``: the learning
+curve of one variant, to choose the budget (:mod:`fomm.experiments.learning_curve`).
+``fomm benchmark quality`` and ``fomm benchmark curve`` are the old spellings (aliases)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import OutputPathError, UserError
-from ..evaluation.ablation import KINDS, VARIANTS, run_quality_benchmark
+from ..experiments.variants import KINDS, VARIANTS, run_variants_experiment
 from .arguments import MIXED_PRECISION_MODES, positive_int
 from .outputs import check_output_folder
 
@@ -17,9 +18,10 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
-    quality = benchmarks.add_parser("quality", help="train the model variants on equal terms and compare their "
-                                    "metrics", description="Train the model variants for the same number of "
+    experiments = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT")
+    quality = experiments.add_parser("variants", aliases=["quality"],
+                                     help="train the model variants on equal terms and compare their metrics "
+                                     "(alias: quality)", description="Train the model variants for the same number of "
                                     "iterations with the same seeds and data, evaluate each, and tabulate the "
                                     "mean ± std over seeds and the paired comparisons.")
     _add_common(quality, "training iterations per variant and seed")
@@ -31,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     quality.add_argument("--variants", default=",".join(VARIANTS),
                          help="comma-separated keys: " + ", ".join(f"{v.key} {v.name}" for v in VARIANTS.values()))
 
-    curve = benchmarks.add_parser("curve", help="the learning curve of one variant, to choose the budget",
+    curve = experiments.add_parser("curve", help="the learning curve of one variant, to choose the budget",
                                   description="Train one variant once, evaluating it every N iterations, and "
                                   "write the metrics against the iteration (curve.csv, curve.png).")
     _add_common(curve, "training iterations in all")
@@ -46,7 +48,7 @@ def _add_common(parser: argparse.ArgumentParser, budget_help: str) -> None:
     parser.add_argument("--dataset", required=True,
                         help=f"{' or '.join(KINDS)} (generated into OUT/dataset), or a dataset folder")
     parser.add_argument("--budget", type=int, required=True, help=budget_help)
-    parser.add_argument("--out", type=Path, help="output folder (default: log/benchmark-<benchmark>-<dataset>)")
+    parser.add_argument("--out", type=Path, help="output folder (default: log/experiment-<experiment>-<dataset>)")
     parser.add_argument("--videos", type=int, default=40, help="videos of a generated dataset (default 40)")
     parser.add_argument("--frames", type=int, default=32, help="frames per video of a generated dataset (default 32)")
     parser.add_argument("--size", type=int, default=64, help="frame size of a generated dataset (default 64)")
@@ -65,10 +67,10 @@ def _add_common(parser: argparse.ArgumentParser, budget_help: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    benchmark = getattr(args, "benchmark", None)
-    if benchmark not in ("quality", "curve"):
-        raise UserError("choose a benchmark: fomm benchmark quality --dataset ... --budget ... [--seeds N], or "
-                        "fomm benchmark curve --dataset ... --budget ... --every N")
+    experiment = {"quality": "variants"}.get(getattr(args, "experiment", None), getattr(args, "experiment", None))
+    if experiment not in ("variants", "curve"):
+        raise UserError("choose an experiment: fomm experiment variants --dataset ... --budget ... [--seeds N], or "
+                        "fomm experiment curve --dataset ... --budget ... --every N")
     for option, value in (("--budget", args.budget), ("--videos", args.videos), ("--frames", args.frames),
                           ("--size", args.size), ("--landmark-epochs", args.landmark_epochs),
                           ("--eval-videos", args.eval_videos), ("--max-train-videos", args.max_train_videos),
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise UserError(f"{option} must be at least 1, got {value}")
     name = args.dataset if args.dataset in KINDS else Path(args.dataset).name
-    out = _output_folder(args.out if args.out is not None else Path("log") / f"benchmark-{benchmark}-{name}")
+    out = _output_folder(args.out if args.out is not None else Path("log") / f"experiment-{experiment}-{name}")
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -86,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
                   max_train_videos=args.max_train_videos, batch_size=args.batch_size,
                   mixed_precision=args.mixed_precision, threads=args.threads,
                   progress=args.progress, log=log)
-    if benchmark == "curve":
-        from ..evaluation.learning_curve import run_learning_curve  # only this command needs it
+    if experiment == "curve":
+        from ..experiments.learning_curve import run_learning_curve  # only this command needs it
 
         curve = run_learning_curve(args.dataset, args.budget, args.every, out, variant=args.variant, **common)
         print(curve.markdown())
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     variants = [key.strip() for key in args.variants.split(",") if key.strip()]
-    result = run_quality_benchmark(args.dataset, args.budget, out, seeds=args.seeds, variants=variants, **common)
+    result = run_variants_experiment(args.dataset, args.budget, out, seeds=args.seeds, variants=variants, **common)
     print(result.markdown())
     print(f"wrote {out}/table.md, table.csv, runs.csv, results.json, loss_curves.png, metrics.png",
           file=sys.stderr)
