@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import OutputPathError, UserError
-from ..experiments.variants import KINDS, VARIANTS, run_variants_experiment
+from ..experiments.variants import DEFAULT_VARIANTS, KINDS, SPLITS, VARIANTS, run_variants_experiment
 from .arguments import MIXED_PRECISION_MODES, positive_int
 from .outputs import check_output_folder
 
@@ -22,31 +22,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     quality = experiments.add_parser("variants", aliases=["quality"],
                                      help="train the model variants on equal terms and compare their metrics "
                                      "(alias: quality)", description="Train the model variants for the same number of "
-                                    "iterations with the same seeds and data, evaluate each, and tabulate the "
-                                    "mean ± std over seeds and the paired comparisons.")
-    _add_common(quality, "training iterations per variant and seed")
+                                     "iterations with the same seeds and data, evaluate each (self-reconstruction and "
+                                     "cross-identity), and tabulate the mean ± std over seeds, the pre-registered "
+                                     "comparisons (t and permutation tests, Holm-adjusted) and the exploratory ones.")
+    _add_common(quality, "training iterations per variant and seed", default_split="test")
     quality.add_argument("--seed", type=int, default=0,
                          help="dataset and landmark-detector seed, and the first training seed (default 0)")
     quality.add_argument("--seeds", type=positive_int, default=1,
-                         help="training seeds per variant: --seed, --seed + 1, ... (default 1; 3 or more for "
-                         "the paired comparisons)")
-    quality.add_argument("--variants", default=",".join(VARIANTS),
-                         help="comma-separated keys: " + ", ".join(f"{v.key} {v.name}" for v in VARIANTS.values()))
+                         help="training seeds per variant: --seed, --seed + 1, ... (default 1; at least 8 for a "
+                         "verdict on the pre-registered comparisons)")
+    quality.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                         help=f"comma-separated keys (default {','.join(DEFAULT_VARIANTS)}): "
+                         + ", ".join(f"{v.key} {v.name}" for v in VARIANTS.values()))
 
     curve = experiments.add_parser("curve", help="the learning curve of one variant, to choose the budget",
                                   description="Train one variant once, evaluating it every N iterations, and "
                                   "write the metrics against the iteration (curve.csv, curve.png).")
-    _add_common(curve, "training iterations in all")
+    _add_common(curve, "training iterations in all", default_split="validation")
     curve.add_argument("--every", type=int, required=True, help="evaluate (and keep a checkpoint) every N iterations")
     curve.add_argument("--seed", type=int, default=0, help="dataset, landmark-detector and training seed (default 0)")
-    curve.add_argument("--variant", default="c", choices=list(VARIANTS),
+    curve.add_argument("--variant", default="c", choices=[k for k, v in VARIANTS.items() if v.evaluates is None],
                        help="the variant (default c, full FOMM): " + ", ".join(f"{v.key} {v.name}"
                                                                                for v in VARIANTS.values()))
 
 
-def _add_common(parser: argparse.ArgumentParser, budget_help: str) -> None:
+def _add_common(parser: argparse.ArgumentParser, budget_help: str, default_split: str) -> None:
     parser.add_argument("--dataset", required=True,
                         help=f"{' or '.join(KINDS)} (generated into OUT/dataset), or a dataset folder")
+    parser.add_argument("--split", choices=SPLITS, default=default_split,
+                        help=f"what the runs are evaluated on (default {default_split}): test, the training dataset's "
+                             "test videos and cross pairs, for reporting; validation, those of a second dataset "
+                             "(data seed + 1000, never trained on), for choices such as the budget")
     parser.add_argument("--budget", type=int, required=True, help=budget_help)
     parser.add_argument("--out", type=Path, help="output folder (default: log/experiment-<experiment>-<dataset>)")
     parser.add_argument("--videos", type=int, default=40, help="videos of a generated dataset (default 40)")
@@ -86,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     common = dict(videos=args.videos, frames=args.frames, size=args.size, seed=args.seed, landmarks=args.landmarks,
                   landmark_epochs=args.landmark_epochs, eval_videos=args.eval_videos,
                   max_train_videos=args.max_train_videos, batch_size=args.batch_size,
-                  mixed_precision=args.mixed_precision, threads=args.threads,
+                  mixed_precision=args.mixed_precision, split=args.split, threads=args.threads,
                   progress=args.progress, log=log)
     if experiment == "curve":
         from ..experiments.learning_curve import run_learning_curve  # only this command needs it

@@ -54,6 +54,7 @@ from .metrics import (
     landmark_error,
     point_distances,
     resize_flow,
+    smooth_tracks,
     temporal_jitter,
     velocity_errors,
 )
@@ -119,6 +120,7 @@ __all__ = [
     "reconstruct_video",
     "resize_flow",
     "save_landmark_detector",
+    "smooth_tracks",
     "temporal_jitter",
     "train_landmark_detector",
     "velocity_errors",

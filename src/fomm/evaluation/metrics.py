@@ -12,7 +12,8 @@ Frames are ``(T, 3, H, W)`` float in [0, 1].
 * :func:`fit_keypoint_regression` -> :class:`KeypointRegression`: learned keypoints -> ground truth.
 * :func:`landmark_error` / :func:`keypoint_error`, :func:`temporal_jitter`: % of image width.
 * :func:`keypoint_acceleration` (terms: :func:`acceleration_norms`): the shake of keypoint tracks
-  without ground truth, % of image width.
+  without ground truth, % of image width; :func:`smooth_tracks`, the plain temporal filter that
+  is the baseline of any stability claim.
 * :func:`flow_end_point_error`: pixels; :func:`resize_flow` resamples ground-truth flow.
 """
 
@@ -47,6 +48,7 @@ __all__ = [
     "landmark_error",
     "point_distances",
     "resize_flow",
+    "smooth_tracks",
     "temporal_jitter",
     "velocity_errors",
 ]
@@ -315,6 +317,21 @@ def temporal_jitter(tracks: ArrayLike, truth: ArrayLike, visible: ArrayLike, wid
 
 # --------------------------------------------------------------------------------------------
 # keypoint tracks without ground truth
+
+
+def smooth_tracks(tracks: ArrayLike) -> np.ndarray:
+    """Keypoint ``tracks`` ``(T, K, 2)`` through a plain temporal filter: each frame replaced by
+    ``(p[t-1] + 2 p[t] + p[t+1]) / 4`` (the first and last frames repeat themselves as neighbours).
+
+    The jitter baseline: any claim that a model makes keypoints steadier must beat what this
+    three-tap binomial filter does to the plain model's tracks (it halves white noise's
+    acceleration, and delays nothing).
+    """
+    tracks = _numpy(tracks).astype(np.float64)
+    if tracks.ndim != 3 or tracks.shape[-1] != 2:
+        raise ValueError(f"keypoint tracks must be (T, K, 2), got {tracks.shape}")
+    padded = np.concatenate([tracks[:1], tracks, tracks[-1:]])
+    return (padded[:-2] + 2 * padded[1:-1] + padded[2:]) / 4
 
 
 def acceleration_norms(tracks: ArrayLike, width: int, height: Optional[int] = None) -> np.ndarray:

@@ -133,6 +133,16 @@ def detect_keypoints(model: FommModel, frames: Tensor, batch_size: int = 8, prec
     return animator.detect(frames).value.float().cpu()
 
 
+#: A filter of keypoint tracks ``(T, K, 2)`` -> ``(T, K, 2)`` (e.g. :func:`~fomm.evaluation.metrics.smooth_tracks`).
+TrackFilter = Callable[[np.ndarray], np.ndarray]
+
+
+def _filtered(tracks: Tensor, keypoint_filter: Optional[TrackFilter]) -> Tensor:
+    if keypoint_filter is None:
+        return tracks
+    return torch.as_tensor(np.asarray(keypoint_filter(tracks.numpy()), dtype=np.float32))
+
+
 # --------------------------------------------------------------------------------------------
 # the dataset
 
@@ -185,10 +195,12 @@ def _load_ground_truth(path: Path, frames: int) -> GroundTruth:
 
 
 def fit_regression_on_train_split(model: FommModel, root: Path, batch_size: int = 8,
-                                  max_train_videos: Optional[int] = 100, precision: str = "fp32"
+                                  max_train_videos: Optional[int] = 100, precision: str = "fp32",
+                                  keypoint_filter: Optional[TrackFilter] = None
                                   ) -> tuple[Optional[KeypointRegression], str]:
     """Fit the learned -> ground-truth keypoint regression on up to ``max_train_videos`` (None:
-    all) train videos of ``root`` that have ground truth; ``(None, reason)`` when there are none.
+    all) train videos of ``root`` that have ground truth (each video's tracks through
+    ``keypoint_filter`` first, when given); ``(None, reason)`` when there are none.
 
     Raises DataError when ground truth and video disagree on the frame count or the train videos
     have different numbers of ground-truth keypoints.
@@ -204,7 +216,7 @@ def fit_regression_on_train_split(model: FommModel, root: Path, batch_size: int 
     for path in paths:
         frames = _read_frames(path, model.frame_shape)
         truth = _load_ground_truth(path, len(frames))
-        learned.append(detect_keypoints(model, frames, batch_size, precision).numpy())
+        learned.append(_filtered(detect_keypoints(model, frames, batch_size, precision), keypoint_filter).numpy())
         points.append(np.asarray(truth.keypoints, dtype=np.float64))
         visible.append(np.asarray(truth.visibility, dtype=bool))
     if len({p.shape[1] for p in points}) != 1:
@@ -331,6 +343,7 @@ def evaluate_dataset(
     progress: bool = False,
     feature_network: Optional[FeatureNetwork] = None,
     allow_weak_landmarks: bool = False,
+    keypoint_filter: Optional[TrackFilter] = None,
 ) -> EvaluationResult:
     """Reconstruct the test videos of ``dataset`` and compute every metric that it allows.
 
@@ -344,7 +357,10 @@ def evaluate_dataset(
     ``max_train_videos`` train videos (None: all) and the keypoint error, jitter and (with
     ground-truth flow) flow EPE are computed on the test videos. ``num_videos`` limits the test
     videos (the first ones, by name). ``writer`` writes each reconstruction out; ``on_video`` is
-    called after each video (see :data:`OnVideo`).
+    called after each video (see :data:`OnVideo`). ``keypoint_filter`` passes the model's keypoint
+    tracks of every video (train videos of the regression included) through a temporal filter
+    before the keypoint metrics (keypoint error, jitter, kp_acceleration): the baseline of a
+    stability claim; the frames are not animated again with them.
 
     Raises DataError for a missing dataset or one without test videos, UserError for counts
     below 1, CheckpointError for a feature network whose output does not fit.
@@ -380,7 +396,7 @@ def evaluate_dataset(
     regression_note = truth_note
     if has_truth:
         regression, regression_note = fit_regression_on_train_split(model, root, batch_size, max_train_videos,
-                                                                    precision)
+                                                                    precision, keypoint_filter)
 
     totals = _Totals()
     rows: list[VideoMetrics] = []
@@ -389,6 +405,7 @@ def evaluate_dataset(
         truth = _load_ground_truth(path, len(frames)) if has_truth else None
         result = reconstruct_video(model, frames, batch_size, precision=precision,
                                    keep_deformation=truth is not None and truth.flow is not None)
+        result.kp_driving = _filtered(result.kp_driving, keypoint_filter)
         row = VideoMetrics(name=path.name, frames=len(frames), l1=l1_error(result.prediction, frames))
         totals.l1.add((result.prediction.double() - frames.double()).abs().mean(dim=(1, 2, 3)).numpy())
         # The trivial baseline: the source (frame 0) repeated, no motion at all.
@@ -424,7 +441,8 @@ def evaluate_dataset(
                 "regression_train_frames": regression.train_frames if regression is not None else None,
                 "embedding": embedding_name, "precision": precision,
                 "landmark_detector_test_error": detector_error,
-                "feature_network": feature_network.name if feature_network is not None else None}
+                "feature_network": feature_network.name if feature_network is not None else None,
+                "keypoint_filter": getattr(keypoint_filter, "__name__", None) if keypoint_filter else None}
     return EvaluationResult(metrics, rows, settings)
 
 

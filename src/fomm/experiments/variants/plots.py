@@ -39,6 +39,8 @@ def plot_loss_curves(result: VariantsResult, path: Path) -> None:
     window = max(1, result.budget // 20)
     for key in result.variant_keys():
         runs = result.runs_of(key)
+        if not all(run.losses for run in runs):
+            continue  # a variant that trains nothing (it evaluates another's models)
         perceptual = _mean_over_runs([[step.get("perceptual", float("nan")) for step in run.losses] for run in runs])
         total = _mean_over_runs([[sum(v for k, v in step.items() if k != "disc_gan") for step in run.losses]
                                  for run in runs])
