@@ -288,6 +288,15 @@ def test_a_rerun_reuses_the_runs_and_more_seeds_train_only_the_new_ones(experime
     assert sum("training 2 iterations" in m for m in messages) == 1 and "seed 2" in "".join(messages)
     assert [run.seed for run in again.runs] == [0, 1, 2]
     assert again.runs_of("c")[0].metrics == result.runs_of("c")[0].metrics
+    # Another process can take later seeds of the same experiment: same data seed, same dataset.
+    messages.clear()
+    try:
+        later = run_variants_experiment("sprites", 2, out, seed=1, seeds=2, data_seed=0, variants=["c"],
+                                        log=messages.append, **TINY)
+    finally:
+        torch.set_num_threads(threads)
+    assert [run.seed for run in later.runs] == [1, 2] and later.data_seed == 0
+    assert not any("training" in m for m in messages)
 
 
 # --- the learning curve ---------------------------------------------------------------------------

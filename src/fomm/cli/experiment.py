@@ -27,7 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                      "comparisons (t and permutation tests, Holm-adjusted) and the exploratory ones.")
     _add_common(quality, "training iterations per variant and seed", default_split="test")
     quality.add_argument("--seed", type=int, default=0,
-                         help="dataset and landmark-detector seed, and the first training seed (default 0)")
+                         help="the first training seed, and the dataset and landmark-detector seed unless --data-seed "
+                              "is given (default 0)")
+    quality.add_argument("--data-seed", type=int,
+                         help="dataset and landmark-detector seed (default --seed): with it, processes that share "
+                              "--out can train disjoint seeds of one experiment")
     quality.add_argument("--seeds", type=positive_int, default=1,
                          help="training seeds per variant: --seed, --seed + 1, ... (default 1; at least 8 for a "
                          "verdict on the pre-registered comparisons)")
@@ -103,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     variants = [key.strip() for key in args.variants.split(",") if key.strip()]
-    result = run_variants_experiment(args.dataset, args.budget, out, seeds=args.seeds, variants=variants, **common)
+    result = run_variants_experiment(args.dataset, args.budget, out, seeds=args.seeds, variants=variants,
+                                     data_seed=args.data_seed, **common)
     print(result.markdown())
     print(f"wrote {out}/table.md, table.csv, runs.csv, results.json, loss_curves.png, metrics.png",
           file=sys.stderr)

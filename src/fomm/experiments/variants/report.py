@@ -114,10 +114,15 @@ class VariantsResult:
     settings: dict = field(default_factory=dict)
     confidence: float = CONFIDENCE
     split: str = "test"
+    data_seed: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.data_seed is None:
+            self.data_seed = self.seeds[0]
 
     @property
     def seed(self) -> int:
-        """The first seed (``--seed``), which also made the datasets and the landmark detector."""
+        """The first training seed (``--seed``)."""
         return self.seeds[0]
 
     def variant_keys(self) -> list[str]:
@@ -272,7 +277,8 @@ class VariantsResult:
                          for metric, _ in COLUMNS} for key in self.variant_keys()}
         registered, exploratory = self.comparisons()
         return {"dataset": self.dataset, "kind": self.kind, "split": self.split, "budget": self.budget,
-                "seed": self.seed, "seeds": self.seeds, "confidence": self.confidence, "alpha": ALPHA,
+                "seed": self.seed, "data_seed": self.data_seed, "seeds": self.seeds, "confidence": self.confidence,
+                "alpha": ALPHA,
                 "settings": self.settings, "no_motion": {metric: self.no_motion(metric) for metric, _ in COLUMNS},
                 "summary": summary, "preregistered": [r.to_dict() for r in registered],
                 "exploratory": [r.to_dict() for r in exploratory], "runs": [run.to_dict() for run in self.runs]}

@@ -376,6 +376,7 @@ def run_variants_experiment(
     batch_size: Optional[int] = None,
     mixed_precision: Optional[str] = None,
     split: str = "test",
+    data_seed: Optional[int] = None,
     threads: Optional[int] = 1,
     progress: bool = False,
     log: Callable[[str], object] = logger.info,
@@ -384,8 +385,11 @@ def run_variants_experiment(
     once per training seed ``seed, seed + 1, ..., seed + seeds - 1``.
 
     ``dataset``: a kind of :mod:`fomm.data.synthetic` (generated into ``out/dataset`` from
-    ``videos``, ``frames``, ``size`` and ``seed``, with as many cross pairs as test videos, or
-    reused when it matches) or a dataset folder. ``split``: ``test`` (report) or ``validation``
+    ``videos``, ``frames``, ``size`` and ``data_seed``, default ``seed``, with as many cross pairs
+    as test videos, or reused when it matches) or a dataset folder. A separate ``data_seed`` lets
+    two processes share one dataset and folder while training disjoint seeds (``seed=0,
+    seeds=4`` and ``seed=4, seeds=4, data_seed=0``); a last call over all seeds then only reads
+    their runs and writes the whole table. ``split``: ``test`` (report) or ``validation``
     (choose; see the module docstring). ``landmarks``: a detector from ``fomm train-landmarks``; by
     default one is trained for ``landmark_epochs`` on a sprites dataset (``out/landmarks.pt``,
     reused when present). ``eval_videos`` limits the evaluated videos and cross pairs,
@@ -407,7 +411,8 @@ def run_variants_experiment(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    setup = prepare_experiment(dataset, out, videos=videos, frames=frames, size=size, seed=seed,
+    data_seed = seed if data_seed is None else data_seed
+    setup = prepare_experiment(dataset, out, videos=videos, frames=frames, size=size, seed=data_seed,
                                landmarks=landmarks, landmark_epochs=landmark_epochs, eval_videos=eval_videos,
                                max_train_videos=max_train_videos, batch_size=batch_size,
                                mixed_precision=mixed_precision, split=split, log=log)
@@ -425,11 +430,12 @@ def run_variants_experiment(
                 "mixed_precision": base.train_params.mixed_precision,
                 "threads": torch.get_num_threads(), "torch": torch.__version__,
                 "flow_consistency_weight": FLOW_CONSISTENCY_WEIGHT, "nearby_pair_ratio": NEARBY_PAIR_RATIO,
-                "data_seed": seed, "landmarks": setup.landmark_info, **setup.eval_settings,
+                "data_seed": data_seed, "landmarks": setup.landmark_info, **setup.eval_settings,
                 "parameters": _parameter_counts(setup, variants), "no_motion_columns": NO_MOTION,
                 "total_seconds": time.perf_counter() - started}
     ordered = [results[key, s] for key in variants for s in training_seeds]
-    result = VariantsResult(str(setup.root), setup.kind, budget, training_seeds, ordered, settings, split=split)
+    result = VariantsResult(str(setup.root), setup.kind, budget, training_seeds, ordered, settings, split=split,
+                            data_seed=data_seed)
     _write_outputs(result, out)
     return result
 
@@ -442,7 +448,7 @@ def _write_outputs(result: VariantsResult, out: Path) -> None:
     seeds = ", ".join(str(s) for s in result.seeds)
     spread = "mean ± std over seeds" if len(result.seeds) > 1 else "one seed"
     title = (f"Variants experiment: {result.kind or result.dataset}, {result.budget} iterations per variant, "
-             f"training seeds {seeds} ({spread}; data seed {result.seed}), {result.split} split\n\n")
+             f"training seeds {seeds} ({spread}; data seed {result.data_seed}), {result.split} split\n\n")
     write_text_atomic(out / "table.md", title + result.markdown() + "\n")
     write_text_atomic(out / "table.csv", result.csv())
     write_text_atomic(out / "runs.csv", result.runs_csv())
