@@ -143,3 +143,38 @@ def test_evaluate_refuses_a_file_in_a_missing_folder_as_every_command_does(datas
     err = capsys.readouterr().err
     assert code == 2 and "does not exist" in err
     assert not (tmp_path / "missing").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# the bundled model, judged on the task (docs/bundled-model.md)
+
+#: Issue 23's bar on moving pixels: at most this share of the error of repeating the source, and at
+#: most this multiple of the model's own self-reconstruction error on the same pixels (the oracle).
+BAR_VS_REPEAT, BAR_VS_ORACLE = 0.45, 1.10
+#: What the shipped model measures on fresh splits (0.54-0.56 and 1.06-1.16, docs/bundled-model.md),
+#: with a margin: a change that makes it animate other figures worse fails here.
+SHIPPED_VS_REPEAT, SHIPPED_VS_ORACLE = 0.62, 1.25
+
+
+@pytest.fixture(scope="module")
+def bundled_on_a_fresh_split(tmp_path_factory):
+    """The bundled model on 4 cross pairs of a sprites seed used for no choice (5005)."""
+    root = tmp_path_factory.mktemp("fresh") / "sprites-5005"
+    make_dataset("sprites", root, videos=6, frames=32, size=64, seed=5005, test_fraction=0.5, workers=1,
+                 cross_pairs=4)
+    return evaluate_cross_identity(ModelAnimation(fomm.load_checkpoint(BUNDLED_CHECKPOINT)), root, SHAPE)
+
+
+def test_the_bundled_model_animates_other_figures_as_documented(bundled_on_a_fresh_split):
+    result = bundled_on_a_fresh_split
+    assert result.value("moving_vs_repeat_source") <= SHIPPED_VS_REPEAT
+    assert result.value("moving_vs_oracle") <= SHIPPED_VS_ORACLE
+
+
+@pytest.mark.xfail(strict=True, reason="issue 23's bar is not met by the shipped model (0.55 x repeating the source "
+                   "on moving pixels, bar 0.45; docs/bundled-model.md): when a model meets it, this passes and "
+                   "strict xfail fails, so remove the mark")
+def test_the_bundled_model_meets_the_cross_identity_bar(bundled_on_a_fresh_split):
+    result = bundled_on_a_fresh_split
+    assert result.value("moving_vs_repeat_source") <= BAR_VS_REPEAT
+    assert result.value("moving_vs_oracle") <= BAR_VS_ORACLE

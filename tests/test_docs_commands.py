@@ -37,6 +37,8 @@ _HOURS = "trains for hours; tests/test_train.py runs `fomm train` end to end wit
 _TORCHRUN = "needs several GPUs; the slow test in tests/test_train.py runs torchrun on two CPU processes"
 _MADE = ("the workspace's dataset is made by this command with --videos 8 (200 videos take a minute); "
          "the training and evaluation commands after it run on that")
+_CROSS_SPLIT = ("a 24-video split with 12 cross pairs takes half a minute; docs/evaluation.md's `make-dataset "
+                "--cross-pairs` runs on a smaller one")
 NOT_RUN: dict[str, str] = {
     "fomm animate --checkpoint vox-cpk.pth.tar --config vox-256 --source face.jpg --driving talking.mp4 "
     "--out result.mp4 --adapt-scale --find-best-frame --audio --side-by-side panels.mp4 --gif result.gif": _PUBLISHED,
@@ -76,6 +78,20 @@ NOT_RUN: dict[str, str] = {
         "unseen split",
     "fomm evaluate --dataset data/unseen-4242 --embedding none --out eval-unseen/":
         "two minutes on the 100-video split above; `fomm evaluate` runs on the workspace's dataset",
+    "fomm make-dataset sprites --out data/val-1001 --videos 24 --frames 32 --size 64 --seed 1001 --test-fraction 0.5 "
+    "--cross-pairs 12": _CROSS_SPLIT,
+    "fomm make-dataset sprites --out data/test-2002 --videos 24 --frames 32 --size 64 --seed 2002 --test-fraction 0.5 "
+    "--cross-pairs 12": _CROSS_SPLIT,
+    "fomm make-dataset sprites --out data/test-3003 --videos 24 --frames 32 --size 64 --seed 3003 --test-fraction 0.5 "
+    "--cross-pairs 12": _CROSS_SPLIT,
+    "fomm evaluate --cross-identity --dataset data/test-2002 --landmarks landmarks.pt --out eval-cross-2002/":
+        "needs the split above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller one",
+    "fomm train --config decoded.yaml --checkpoint bundled-weights.pth.tar --log-dir runs/decoded --device cpu "
+    "--threads 1": _HOURS + " (and the files of the lines before it)",
+    "fomm evaluate --cross-identity --checkpoint runs/decoded/checkpoint.pth.tar --dataset data/val-1001 --out eval-5a/":
+        "needs the training run above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller split",
+    "fomm evaluate --dataset data/test-2002 --embedding none --out eval-self-2002/":
+        "needs the split above; `fomm evaluate` runs on the workspace's dataset",
 }
 
 
