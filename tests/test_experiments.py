@@ -345,7 +345,8 @@ def test_learning_curve_evaluates_every_n_iterations_and_resumes(experiment, cap
 
 def test_cli_rejects_bad_counts(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["experiment", "variants", "--dataset", "sprites", "--budget", "1", "--out", str(tmp_path), "--seeds", "0"])
+        main(["experiment", "variants", "--dataset", "sprites", "--budget", "1", "--out", str(tmp_path),
+              "--seeds", "0"])
     assert exit_info.value.code == 2 and "--seeds: must be at least 1" in capsys.readouterr().err
     code = main(["experiment", "curve", "--dataset", "sprites", "--budget", "4", "--every", "0",
                  "--out", str(tmp_path)])

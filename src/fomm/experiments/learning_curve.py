@@ -141,7 +141,8 @@ class LearningCurve:
 
     def to_dict(self) -> dict:
         return {"dataset": self.dataset, "kind": self.kind, "split": self.split, "variant": self.variant,
-                "seed": self.seed, "budget": self.budget, "every": self.every, "notes": self.notes, "settings": self.settings,
+                "seed": self.seed, "budget": self.budget, "every": self.every, "notes": self.notes,
+                "settings": self.settings,
                 "near_best": {key: self.near_best_step(key) for key, _ in CURVE_METRICS},
                 "points": [point.to_dict() for point in self.points]}
 

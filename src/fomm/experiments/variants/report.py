@@ -221,7 +221,8 @@ class VariantsResult:
                      "hypotheses for another experiment)")
             head = ["comparison", "metric", "difference (mean ± sd)", f"{percent} t interval", "p (t)",
                     "p (permutation)", "seeds"]
-        lines = [title, "", "| " + " | ".join(head) + " |", "|" + "|".join(["---", "---"] + ["---:"] * (len(head) - 2)) + "|"]
+        rule = "|" + "|".join(["---", "---"] + ["---:"] * (len(head) - 2)) + "|"
+        lines = [title, "", "| " + " | ".join(head) + " |", rule]
         for result in results:
             c, difference = result.comparison, result.difference
             names = f"{VARIANTS[c.variant].label} vs {VARIANTS[c.reference].label}"
