@@ -39,6 +39,8 @@ _HOURS = "trains for hours; tests/test_train.py runs `fomm train` end to end wit
 _TORCHRUN = "needs several GPUs; the slow test in tests/test_train.py runs torchrun on two CPU processes"
 _MADE = ("the workspace's dataset is made by this command with --videos 8 (200 videos take a minute); "
          "the training and evaluation commands after it run on that")
+_CROSS_SPLIT = ("a 24-video split with 12 cross pairs takes half a minute; docs/evaluation.md's `make-dataset "
+                "--cross-pairs` runs on a smaller one")
 NOT_RUN: dict[str, str] = {
     "fomm animate --checkpoint vox-cpk.pth.tar --config vox-256 --source face.jpg --driving talking.mp4 "
     "--out result.mp4 --adapt-scale --find-best-frame --audio --side-by-side panels.mp4 --gif result.gif": _PUBLISHED,
@@ -55,8 +57,8 @@ NOT_RUN: dict[str, str] = {
                                                                        "and MRAA with --max-steps)",
     "fomm train-avd --checkpoint runs/tpsmm/checkpoint.pth.tar":
         "needs the TPSMM run above; tests/test_family_training.py runs `fomm train-avd` on a small trained model",
-    "fomm benchmark quality --dataset sprites --budget 400":
-        "trains six model variants (an hour); tests/test_benchmark.py runs it with a tiny budget",
+    "fomm experiment variants --dataset sprites --budget 400":
+        "trains the model variants (an hour); tests/test_experiments.py runs it with a tiny budget",
     "fomm make-dataset sprites --out data/sprites-64 --videos 200 --frames 32 --size 64 --seed 0": _MADE,
     "fomm train --config configs/sprites-64.yaml --log-dir runs/sprites-64 --device cpu --threads 1": _HOURS,
     "fomm train --config sprites-64-stage2.yaml --checkpoint stage1.pth.tar --log-dir runs/sprites-64-ft "
@@ -73,10 +75,10 @@ NOT_RUN: dict[str, str] = {
         "resumes the user's own run above",
     "fomm train --config vox-256 --checkpoint vox-cpk.pth.tar --log-dir runs/ft": _PUBLISHED,
     "fomm benchmark curve --dataset sprites --budget 2000 --every 250 --out runs/bq --mixed-precision auto":
-        "trains 2,000 iterations (8 minutes); tests/test_ablation.py runs `benchmark curve` with a tiny budget",
+        "trains 2,000 iterations (8 minutes); tests/test_experiments.py runs `benchmark curve` with a tiny budget",
     "fomm benchmark quality --dataset sprites --budget 1500 --seeds 5 --variants a,b,c,d,e,g --out runs/bq "
     "--mixed-precision bf16":
-        "trains 30 runs (about 3 hours on 2 cores); tests/test_ablation.py runs it with a tiny budget and 2 seeds",
+        "trains 30 runs (about 3 hours on 2 cores); tests/test_experiments.py runs it with a tiny budget and 2 seeds",
     "fomm make-dataset sprites --out data/unseen-4242 --videos 100 --frames 32 --size 64 --seed 4242 --format mp4":
         "100 videos take half a minute; `fomm make-dataset` runs on the workspace's dataset",
     "fomm train --config configs/sprites-64-blend.yaml --checkpoint stage3.pth.tar --log-dir runs/sprites-64-stage4 "
@@ -88,6 +90,20 @@ NOT_RUN: dict[str, str] = {
         "unseen split",
     "fomm evaluate --dataset data/unseen-4242 --embedding none --out eval-unseen/":
         "two minutes on the 100-video split above; `fomm evaluate` runs on the workspace's dataset",
+    "fomm make-dataset sprites --out data/val-1001 --videos 24 --frames 32 --size 64 --seed 1001 --test-fraction 0.5 "
+    "--cross-pairs 12": _CROSS_SPLIT,
+    "fomm make-dataset sprites --out data/test-2002 --videos 24 --frames 32 --size 64 --seed 2002 --test-fraction 0.5 "
+    "--cross-pairs 12": _CROSS_SPLIT,
+    "fomm make-dataset sprites --out data/test-3003 --videos 24 --frames 32 --size 64 --seed 3003 --test-fraction 0.5 "
+    "--cross-pairs 12": _CROSS_SPLIT,
+    "fomm evaluate --cross-identity --dataset data/test-2002 --landmarks landmarks.pt --out eval-cross-2002/":
+        "needs the split above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller one",
+    "fomm train --config decoded.yaml --checkpoint bundled-weights.pth.tar --log-dir runs/decoded --device cpu "
+    "--threads 1": _HOURS + " (and the files of the lines before it)",
+    "fomm evaluate --cross-identity --checkpoint runs/decoded/checkpoint.pth.tar --dataset data/val-1001 --out eval-5a/":
+        "needs the training run above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller split",
+    "fomm evaluate --dataset data/test-2002 --embedding none --out eval-self-2002/":
+        "needs the split above; `fomm evaluate` runs on the workspace's dataset",
 }
 
 

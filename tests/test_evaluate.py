@@ -160,11 +160,11 @@ def test_flow_end_point_error_is_zero_for_the_true_flow_and_in_pixels():
 
 
 def test_flow_end_point_error_upsamples_the_deformation_as_the_model_does():
-    from fomm.geometry import coordinate_grid
+    from fomm.geometry import coordinate_grid, resize_displacement
 
     still = coordinate_grid(16, 16).expand(2, 16, 16, 2).clone()  # no motion, at the dense-motion size
     flow = coordinate_grid(32, 32).expand(2, 32, 32, 2).numpy()
-    exact = flow_end_point_error(still, flow, skip_first=False, upsampling="displacement")
+    exact = flow_end_point_error(still, flow, skip_first=False, resize=resize_displacement)
     assert exact == pytest.approx([0.0, 0.0], abs=1e-5)
     # the original's resize moves the still grid off the pixel centres
     assert (flow_end_point_error(still, flow, skip_first=False) > 0.05).all()
@@ -356,7 +356,7 @@ def test_flat_dataset_is_split_like_the_frames_dataset(sprites, tmp_path):
 def test_evaluate_without_ground_truth_or_detectors_marks_metrics_na(checkpoint, sprites, tmp_path, capsys):
     plain = tmp_path / "plain"
     shutil.copytree(sprites, plain, ignore=shutil.ignore_patterns("*.npz"))
-    csv_path, json_path = tmp_path / "m.csv", tmp_path / "sub" / "m.json"
+    csv_path, json_path = tmp_path / "m.csv", tmp_path / "m.json"
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(plain), "--num-videos", "1",
                  "--embedding", "none", "--csv", str(csv_path), "--json", str(json_path), "--device", "cpu"]) == 0
     data = json.loads(json_path.read_text())

@@ -1,11 +1,14 @@
 """Every command with a model of each family, as a user runs it: an original TPSMM and MRAA
 checkpoint (the reference fixtures' small architectures, in their original layout) through
 ``fomm animate`` (a face crop and the best reference frame, every output, a dataset's pairs),
-``fomm visualize``, ``fomm live`` and the web app's request. (Training, the AVD stage and export
+``fomm visualize``, ``fomm live``, the web app's request and ``fomm evaluate`` (self-reconstruction
+with the flow metric, and cross-identity animation against the truth). (Training, the AVD stage and export
 have their own tests: tests/test_family_training.py, tests/test_families.py.)"""
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 
 import numpy as np
@@ -16,6 +19,7 @@ import fomm
 from fomm.app.job import AnimationOptions, run_animation
 from fomm.assets import BUNDLED_DRIVING, BUNDLED_SOURCE
 from fomm.cli import main
+from fomm.data.synthetic import make_dataset
 from fomm.data.video import read_video, video_info
 
 from .reference_fixtures import fixture, original_checkpoint
@@ -81,3 +85,43 @@ def test_the_web_apps_request(family_model, tmp_path):
     assert outputs.num_frames == video_info(BUNDLED_DRIVING).num_frames and outputs.note is None
     frames = read_video(outputs.result)
     assert frames.shape[1:] == (64, 64, 3) and np.ptp(frames) > 0
+
+
+@pytest.fixture(scope="module")
+def cross_pairs(tmp_path_factory):
+    """A small sprites dataset with two cross-identity pairs and their ground truth."""
+    root = tmp_path_factory.mktemp("cross") / "sprites"
+    make_dataset("sprites", root, videos=4, frames=6, size=64, seed=77, test_fraction=0.5, workers=1,
+                 cross_pairs=2, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def warped_photos(tmp_path_factory):
+    """A small warped-photos dataset: its ground truth has dense flow."""
+    root = tmp_path_factory.mktemp("warped") / "photos"
+    make_dataset("warped-photos", root, videos=4, frames=4, size=64, seed=78, test_fraction=0.5, workers=1,
+                 progress=False)
+    return root
+
+
+def _metrics(folder):
+    data = json.loads((folder / "metrics.json").read_text())
+    return data, {name: row["value"] for name, row in data["metrics"].items()}
+
+
+def test_evaluate_reconstruction_and_cross_identity(family_model, warped_photos, cross_pairs, tmp_path):
+    family, checkpoint, config = family_model
+    model = ["--checkpoint", str(checkpoint), "--config", str(config), "--device", "cpu", "--embedding", "none"]
+    out = tmp_path / "reconstruction"
+    assert main(["evaluate", *model, "--dataset", str(warped_photos), "--num-videos", "2", "--max-train-videos", "2",
+                 "--out", str(out)]) == 0
+    _, metrics = _metrics(out)
+    # the family's own points feed the keypoint regression; its dense motion, the flow metric
+    for name in ("L1", "keypoint_error", "jitter", "kp_acceleration", "flow_epe"):
+        assert metrics[name] is not None and math.isfinite(metrics[name]) and metrics[name] >= 0, name
+    out = tmp_path / "cross"
+    assert main(["evaluate", "--cross-identity", *model, "--dataset", str(cross_pairs), "--out", str(out)]) == 0
+    data, metrics = _metrics(out)
+    assert data["settings"]["protocol"] == "cross-identity" and len(data["pairs"]) == 2
+    assert metrics["L1_moving"] > 0 and metrics["L1_moving_repeat_source"] > 0

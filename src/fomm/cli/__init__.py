@@ -34,8 +34,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-landmarks": ("train_landmarks", "train a small landmark detector on a synthetic dataset (for AKD/MKR)"),
     "serve": ("serve", "the web app: animate uploads in a browser, and its API (needs fomm[app])"),
     "live": ("live", "real-time animation from a camera, a video or a stream (window, file, virtual camera)"),
-    "benchmark": ("benchmark", "`fomm benchmark quality` (the model variants on equal terms, over seeds) and "
-                  "`fomm benchmark curve` (a learning curve)"),
+    "experiment": ("experiment", "`fomm experiment variants` (the model variants on equal terms, over seeds) and "
+                   "`fomm experiment curve` (a learning curve)"),
+    "benchmark": ("experiment", "`fomm experiment` by its old name (`benchmark quality` is `experiment variants`)"),
 }
 
 

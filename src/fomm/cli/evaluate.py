@@ -1,7 +1,9 @@
 """``fomm evaluate``: the reconstruction protocol on a dataset's test split, and every metric the
 dataset and the given detectors allow (:mod:`fomm.evaluation`), printed as a table and written as
-CSV and JSON. ``fomm reconstruct`` (:mod:`fomm.cli.reconstruct`) is the same command that also
-writes the reconstructed videos.
+CSV and JSON. With ``--cross-identity``, the cross-identity protocol instead: each cross pair of
+the dataset (one test video's first frame animated with another test video) against its ground
+truth (:mod:`fomm.evaluation.cross_identity`). ``fomm reconstruct`` (:mod:`fomm.cli.reconstruct`)
+is the same command that also writes the animated videos.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
+from ..data.synthetic.writer import list_cross_pairs, read_meta
 from ..errors import CheckpointError, DataError, UserError
 from ..evaluation import (
     MAX_DETECTOR_TEST_ERROR,
@@ -20,7 +23,8 @@ from ..evaluation import (
     load_feature_network,
     load_landmark_detector,
 )
-from .arguments import add_model_arguments, load_model
+from ..evaluation.cross_identity import ModelAnimation, evaluate_cross_identity
+from .arguments import add_model_arguments, load_model, motion_settings
 from .outputs import check_output_file, check_output_folder
 
 __all__ = ["add_arguments", "add_evaluation_arguments", "run", "run_evaluation"]
@@ -39,8 +43,12 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, *, reconstruct: bo
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", type=Path, required=True,
                       help="dataset folder (train/ and test/, or a flat folder split by the config's seed)")
+    data.add_argument("--cross-identity", action="store_true",
+                      help="animate the dataset's cross pairs (made by `fomm make-dataset --cross-pairs N`: one "
+                           "test video's figure driven by another test video, relative motion) and measure them "
+                           "against their ground truth, with the repeat-the-source baseline and the oracle")
     data.add_argument("--num-videos", type=int,
-                      help="evaluate only the first N test videos (default: the config's "
+                      help="evaluate only the first N test videos, or N cross pairs (default: the config's "
                            "reconstruction_params.num_videos, else all)")
     data.add_argument("--max-train-videos", type=int, default=100,
                       help="train videos used to fit the keypoint regression (ground-truth datasets; default 100)")
@@ -67,8 +75,8 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, *, reconstruct: bo
         outputs.add_argument("--videos", type=Path,
                              help="also write the reconstructed videos into this folder (in the config's "
                                   "reconstruction_params.format)")
-    outputs.add_argument("--csv", type=Path, help="also write the metrics table as CSV here")
-    outputs.add_argument("--json", type=Path, help="also write all results as JSON here")
+    outputs.add_argument("--csv", type=Path, help="also write the metrics table as CSV here (an existing folder)")
+    outputs.add_argument("--json", type=Path, help="also write all results as JSON here (an existing folder)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,11 +105,21 @@ def run_evaluation(args: argparse.Namespace, videos: Optional[Path]
     writer = ReconstructionWriter(videos, model.config.reconstruction_params.format) if videos is not None else None
     # The config's reconstruction_params.num_videos is the original's default limit.
     num_videos = args.num_videos if args.num_videos is not None else model.config.reconstruction_params.num_videos
-    result = evaluate_dataset(model, args.dataset, landmark_detector=detector, embedding=embedding,
-                              num_videos=num_videos, batch_size=args.batch_size,
-                              max_train_videos=args.max_train_videos, writer=writer, precision=args.precision,
-                              progress=True, feature_network=features,
-                              allow_weak_landmarks=args.allow_weak_landmarks)
+    if args.cross_identity:
+        animation = ModelAnimation(model, adapt_scale=motion_settings(args, model).adapt_scale,
+                                   batch_size=args.batch_size, precision=args.precision)
+        result = evaluate_cross_identity(
+            animation, args.dataset, model.frame_shape, landmark_detector=detector, embedding=embedding,
+            feature_network=features, num_pairs=args.num_videos, batch_size=args.batch_size,
+            on_pair=(lambda pair, frames: writer.write(pair.truth, frames)) if writer is not None else None,
+            progress=True, settings={"checkpoint": str(args.checkpoint), "precision": args.precision,
+                                     "adapt_scale": animation.adapt_scale})
+    else:
+        result = evaluate_dataset(model, args.dataset, landmark_detector=detector, embedding=embedding,
+                                  num_videos=num_videos, batch_size=args.batch_size,
+                                  max_train_videos=args.max_train_videos, writer=writer, precision=args.precision,
+                                  progress=True, feature_network=features,
+                                  allow_weak_landmarks=args.allow_weak_landmarks)
     files = result.write(args.out, args.csv, args.json)
     return result, (writer.written if writer is not None else []), files
 
@@ -115,11 +133,15 @@ def _check_options(args: argparse.Namespace) -> None:
             raise UserError(f"{option} must be at least 1, got {value}")
     if not args.dataset.is_dir():
         raise DataError(f"--dataset {args.dataset}: dataset folder not found")
+    read_meta(args.dataset)  # a meta.json that is not an object of dataset facts is refused here
+    if args.cross_identity:
+        list_cross_pairs(args.dataset)  # a dataset without pairs fails before the model loads
     if args.fid_network is not None and not args.fid_network.is_file():
         raise CheckpointError(f"--fid-network {args.fid_network}: feature network not found")
     if args.out is not None:
         check_output_folder(args.out, "--out")
+    # Like every other command's output files: the folder must exist (a typo is not a new folder).
     if args.csv is not None:
-        check_output_file(args.csv, (".csv",), "--csv", create_folder=True)
+        check_output_file(args.csv, (".csv",), "--csv")
     if args.json is not None:
-        check_output_file(args.json, (".json",), "--json", create_folder=True)
+        check_output_file(args.json, (".json",), "--json")

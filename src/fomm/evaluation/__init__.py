@@ -7,10 +7,11 @@
   ``from fomm.evaluation.fid import fid``).
 * :mod:`~fomm.evaluation.protocol`: the reconstruction protocol on a dataset's test split
   (:func:`evaluate_dataset`).
+* :mod:`~fomm.evaluation.cross_identity`: the task itself, one figure animated with another's
+  motion, against the exact ground truth of the synthetic cross pairs
+  (:func:`evaluate_cross_identity`).
 * :mod:`~fomm.evaluation.results`: the results table, its CSV/JSON files, the reconstruction videos.
 * :mod:`~fomm.evaluation.landmarks`: a small landmark detector trained on synthetic ground truth.
-* :mod:`~fomm.evaluation.ablation`: the variant quality benchmark, an experiment (import it by
-  its module name; it pulls in training).
 
     from fomm.evaluation import ColorHistogramEmbedding, evaluate_dataset
     result = evaluate_dataset(model, "data/sprites-64", embedding=ColorHistogramEmbedding())
@@ -19,6 +20,7 @@
 
 # The function fid stays in its module (fomm.evaluation.fid.fid): exported here, its name would
 # hide the module.
+from .cross_identity import Animation, ModelAnimation, PairMetrics, evaluate_cross_identity
 from .fid import FeatureNetwork, FeatureStatistics, frechet_distance, load_feature_network
 from .landmarks import (
     MAX_DETECTOR_TEST_ERROR,
@@ -52,6 +54,7 @@ from .metrics import (
     landmark_error,
     point_distances,
     resize_flow,
+    smooth_tracks,
     temporal_jitter,
     velocity_errors,
 )
@@ -63,7 +66,6 @@ from .protocol import (
     detect_keypoints,
     evaluate_dataset,
     fit_regression_on_train_split,
-    reconstruct_dataset,
     reconstruct_video,
 )
 from .results import RECONSTRUCTION_FORMATS, EvaluationResult, Metric, ReconstructionWriter, VideoMetrics
@@ -71,6 +73,7 @@ from .results import RECONSTRUCTION_FORMATS, EvaluationResult, Metric, Reconstru
 __all__ = [
     "MAX_DETECTOR_TEST_ERROR",
     "RECONSTRUCTION_FORMATS",
+    "Animation",
     "ColorHistogramEmbedding",
     "DatasetSplit",
     "Detections",
@@ -86,7 +89,9 @@ __all__ = [
     "LandmarkNet",
     "LandmarkTrainingResult",
     "Metric",
+    "ModelAnimation",
     "OnVideo",
+    "PairMetrics",
     "Reconstruction",
     "ReconstructionWriter",
     "TrainedLandmarkDetector",
@@ -98,6 +103,7 @@ __all__ = [
     "detect_keypoints",
     "detector_test_error",
     "embedding_distances",
+    "evaluate_cross_identity",
     "evaluate_dataset",
     "fit_keypoint_regression",
     "fit_regression_on_train_split",
@@ -111,10 +117,10 @@ __all__ = [
     "load_landmark_data",
     "load_landmark_detector",
     "point_distances",
-    "reconstruct_dataset",
     "reconstruct_video",
     "resize_flow",
     "save_landmark_detector",
+    "smooth_tracks",
     "temporal_jitter",
     "train_landmark_detector",
     "velocity_errors",

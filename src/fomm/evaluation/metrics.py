@@ -12,21 +12,22 @@ Frames are ``(T, 3, H, W)`` float in [0, 1].
 * :func:`fit_keypoint_regression` -> :class:`KeypointRegression`: learned keypoints -> ground truth.
 * :func:`landmark_error` / :func:`keypoint_error`, :func:`temporal_jitter`: % of image width.
 * :func:`keypoint_acceleration` (terms: :func:`acceleration_norms`): the shake of keypoint tracks
-  without ground truth, % of image width.
+  without ground truth, % of image width; :func:`smooth_tracks`, the plain temporal filter that
+  is the baseline of any stability claim.
 * :func:`flow_end_point_error`: pixels; :func:`resize_flow` resamples ground-truth flow.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional, Protocol, runtime_checkable
+from typing import Callable, NamedTuple, Optional, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..geometry import DEFORMATION_RESIZERS, pixel_scale
+from ..geometry import pixel_scale, resize_grid
 
 __all__ = [
     "ColorHistogramEmbedding",
@@ -47,6 +48,7 @@ __all__ = [
     "landmark_error",
     "point_distances",
     "resize_flow",
+    "smooth_tracks",
     "temporal_jitter",
     "velocity_errors",
 ]
@@ -317,6 +319,21 @@ def temporal_jitter(tracks: ArrayLike, truth: ArrayLike, visible: ArrayLike, wid
 # keypoint tracks without ground truth
 
 
+def smooth_tracks(tracks: ArrayLike) -> np.ndarray:
+    """Keypoint ``tracks`` ``(T, K, 2)`` through a plain temporal filter: each frame replaced by
+    ``(p[t-1] + 2 p[t] + p[t+1]) / 4`` (the first and last frames repeat themselves as neighbours).
+
+    The jitter baseline: any claim that a model makes keypoints steadier must beat what this
+    three-tap binomial filter does to the plain model's tracks (it halves white noise's
+    acceleration, and delays nothing).
+    """
+    tracks = _numpy(tracks).astype(np.float64)
+    if tracks.ndim != 3 or tracks.shape[-1] != 2:
+        raise ValueError(f"keypoint tracks must be (T, K, 2), got {tracks.shape}")
+    padded = np.concatenate([tracks[:1], tracks, tracks[-1:]])
+    return (padded[:-2] + 2 * padded[1:-1] + padded[2:]) / 4
+
+
 def acceleration_norms(tracks: ArrayLike, width: int, height: Optional[int] = None) -> np.ndarray:
     """Per (t, k) norms in pixels of the second difference of keypoint ``tracks`` ``(T, K, 2)``
     ((x, y) in [-1, 1]): ``||p[t+1,k] - 2 p[t,k] + p[t-1,k]||`` for t = 1..T-2, as a flat array of
@@ -356,14 +373,19 @@ def keypoint_acceleration(tracks: ArrayLike, width: int, height: Optional[int] =
 # dense motion against ground-truth flow
 
 
+#: Brings a deformation ``(T, h, w, 2)`` to ``(T, H, W, 2)``: a model's
+#: :meth:`~fomm.models.MotionModel.resize_deformation`.
+DeformationResize = Callable[[Tensor, int, int], Tensor]
+
+
 def flow_end_point_error(deformation: Tensor, flow: ArrayLike, skip_first: bool = True,
-                         upsampling: str = "coordinates") -> np.ndarray:
+                         resize: DeformationResize = resize_grid) -> np.ndarray:
     """Per-frame end-point error in pixels of a dense ``deformation`` against ground-truth ``flow``.
 
     ``deformation`` ``(T, h, w, 2)`` (the model's sampling grid: driving pixel -> source position,
-    (x, y) in [-1, 1]) is upsampled to the flow's ``(T, H, W, 2)`` as the generator does: by its
-    ``generator_params.deformation_upsampling``, ``upsampling`` here (``coordinates``, the original's
-    :func:`fomm.geometry.resize_grid`, or ``displacement``). Both map a pixel of frame t to a position in
+    (x, y) in [-1, 1]) is upsampled to the flow's ``(T, H, W, 2)`` by ``resize``, as the model's renderer does it
+    (pass the model's :meth:`~fomm.models.MotionModel.resize_deformation`; the default is the
+    original FOMM's :func:`fomm.geometry.resize_grid`). Both map a pixel of frame t to a position in
     frame 0, so the EPE is ``||d - g||`` with offsets in pixels of the ``H x W`` frame, averaged
     over the pixels whose ground-truth position lies inside frame 0 (elsewhere frame t shows
     content frame 0 does not have, which no model can recover). Returns ``(T - 1,)`` errors for
@@ -374,7 +396,7 @@ def flow_end_point_error(deformation: Tensor, flow: ArrayLike, skip_first: bool 
     if deformation.shape[0] != flow.shape[0]:
         raise ValueError(f"deformation has {deformation.shape[0]} frames, flow {flow.shape[0]}")
     height, width = flow.shape[1:3]
-    grid = DEFORMATION_RESIZERS[upsampling](deformation.float().cpu(), height, width)
+    grid = resize(deformation.float().cpu(), height, width)
     error = ((grid - flow) * torch.tensor(pixel_scale(width, height))).norm(dim=-1)
     valid = (flow.abs() <= 1).all(dim=-1)
     sums, counts = (error * valid).sum(dim=(1, 2)), valid.sum(dim=(1, 2))

@@ -58,6 +58,7 @@ from ..models import MotionModel
 from .fid import FeatureNetwork, FeatureStatistics
 from .landmarks import MAX_DETECTOR_TEST_ERROR, TrainedLandmarkDetector, detector_test_error
 from .metrics import (
+    DeformationResize,
     EmbeddingNetwork,
     KeypointRegression,
     LandmarkComparison,
@@ -84,7 +85,6 @@ __all__ = [
     "detect_keypoints",
     "evaluate_dataset",
     "fit_regression_on_train_split",
-    "reconstruct_dataset",
     "reconstruct_video",
 ]
 
@@ -131,6 +131,16 @@ def detect_keypoints(model: MotionModel, frames: Tensor, batch_size: int = 8, pr
     """The model's points ``(T, N, 2)`` of ``frames`` ``(T, 3, H, W)`` (FOMM's keypoints), on the CPU."""
     animator = Animator(model, batch_size=batch_size, precision=precision)
     return model.points(animator.describe(frames)).float().cpu()
+
+
+#: A filter of keypoint tracks ``(T, K, 2)`` -> ``(T, K, 2)`` (e.g. :func:`~fomm.evaluation.metrics.smooth_tracks`).
+TrackFilter = Callable[[np.ndarray], np.ndarray]
+
+
+def _filtered(tracks: Tensor, keypoint_filter: Optional[TrackFilter]) -> Tensor:
+    if keypoint_filter is None:
+        return tracks
+    return torch.as_tensor(np.asarray(keypoint_filter(tracks.numpy()), dtype=np.float32))
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,10 +195,12 @@ def _load_ground_truth(path: Path, frames: int) -> GroundTruth:
 
 
 def fit_regression_on_train_split(model: MotionModel, root: Path, batch_size: int = 8,
-                                  max_train_videos: Optional[int] = 100, precision: str = "fp32"
+                                  max_train_videos: Optional[int] = 100, precision: str = "fp32",
+                                  keypoint_filter: Optional[TrackFilter] = None
                                   ) -> tuple[Optional[KeypointRegression], str]:
     """Fit the learned -> ground-truth keypoint regression on up to ``max_train_videos`` (None:
-    all) train videos of ``root`` that have ground truth; ``(None, reason)`` when there are none.
+    all) train videos of ``root`` that have ground truth (each video's tracks through
+    ``keypoint_filter`` first, when given); ``(None, reason)`` when there are none.
 
     Raises DataError when ground truth and video disagree on the frame count or the train videos
     have different numbers of ground-truth keypoints.
@@ -204,7 +216,7 @@ def fit_regression_on_train_split(model: MotionModel, root: Path, batch_size: in
     for path in paths:
         frames = _read_frames(path, model.frame_shape)
         truth = _load_ground_truth(path, len(frames))
-        learned.append(detect_keypoints(model, frames, batch_size, precision).numpy())
+        learned.append(_filtered(detect_keypoints(model, frames, batch_size, precision), keypoint_filter).numpy())
         points.append(np.asarray(truth.keypoints, dtype=np.float64))
         visible.append(np.asarray(truth.visibility, dtype=bool))
     if len({p.shape[1] for p in points}) != 1:
@@ -296,10 +308,10 @@ class _Totals:
 
 def _ground_truth_metrics(row: VideoMetrics, totals: _Totals, result: Reconstruction, truth: GroundTruth,
                           regression: Optional[KeypointRegression], height: int, width: int,
-                          upsampling: str) -> None:
+                          resize: DeformationResize) -> None:
     """Keypoint error and jitter of the regressed tracks, and flow EPE, of one video (into ``row``
-    and ``totals``), in % of width and pixels; ``upsampling`` is the model's
-    ``generator_params.deformation_upsampling``."""
+    and ``totals``), in % of width and pixels; ``resize`` is the model's
+    :meth:`~fomm.models.MotionModel.resize_deformation`."""
     if regression is not None:
         tracks = regression.predict(result.kp_driving.numpy())
         visible = np.asarray(truth.visibility, dtype=bool)
@@ -308,7 +320,7 @@ def _ground_truth_metrics(row: VideoMetrics, totals: _Totals, result: Reconstruc
         row.jitter = totals.jitter.add(velocity_errors(tracks, points, visible, width, height) / width * 100)
     if truth.flow is not None and result.deformation is not None:
         errors = flow_end_point_error(result.deformation, resize_flow(truth.flow, height, width),
-                                      upsampling=upsampling)
+                                      resize=resize)
         row.flow_epe_px = totals.flow_epe.add(errors)
 
 
@@ -331,6 +343,7 @@ def evaluate_dataset(
     progress: bool = False,
     feature_network: Optional[FeatureNetwork] = None,
     allow_weak_landmarks: bool = False,
+    keypoint_filter: Optional[TrackFilter] = None,
 ) -> EvaluationResult:
     """Reconstruct the test videos of ``dataset`` and compute every metric that it allows.
 
@@ -344,7 +357,10 @@ def evaluate_dataset(
     ``max_train_videos`` train videos (None: all) and the keypoint error, jitter and (with
     ground-truth flow) flow EPE are computed on the test videos. ``num_videos`` limits the test
     videos (the first ones, by name). ``writer`` writes each reconstruction out; ``on_video`` is
-    called after each video (see :data:`OnVideo`).
+    called after each video (see :data:`OnVideo`). ``keypoint_filter`` passes the model's keypoint
+    tracks of every video (train videos of the regression included) through a temporal filter
+    before the keypoint metrics (keypoint error, jitter, kp_acceleration): the baseline of a
+    stability claim; the frames are not animated again with them.
 
     Raises DataError for a missing dataset or one without test videos, UserError for counts
     below 1, CheckpointError for a feature network whose output does not fit.
@@ -358,6 +374,7 @@ def evaluate_dataset(
     root = Path(dataset)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
+    read_meta(root)  # a meta.json that is not an object of dataset facts is refused, not ignored
     frame_shape = model.frame_shape
     height, width = frame_shape[0], frame_shape[1]
     test = dataset_split(root, frame_shape, "test", model.config.dataset_params)
@@ -379,15 +396,18 @@ def evaluate_dataset(
     regression_note = truth_note
     if has_truth:
         regression, regression_note = fit_regression_on_train_split(model, root, batch_size, max_train_videos,
-                                                                    precision)
+                                                                    precision, keypoint_filter)
 
     totals = _Totals()
     rows: list[VideoMetrics] = []
+    num_points = 0
     for path in tqdm(paths, desc="evaluating", unit="video", disable=not progress):
         frames = _read_frames(path, frame_shape)
         truth = _load_ground_truth(path, len(frames)) if has_truth else None
         result = reconstruct_video(model, frames, batch_size, precision=precision,
                                    keep_deformation=truth is not None and truth.flow is not None)
+        result.kp_driving = _filtered(result.kp_driving, keypoint_filter)
+        num_points = result.kp_driving.shape[1]
         row = VideoMetrics(name=path.name, frames=len(frames), l1=l1_error(result.prediction, frames))
         totals.l1.add((result.prediction.double() - frames.double()).abs().mean(dim=(1, 2, 3)).numpy())
         # The trivial baseline: the source (frame 0) repeated, no motion at all.
@@ -405,8 +425,7 @@ def evaluate_dataset(
         row.kp_acceleration = totals.kp_acceleration.add(
             acceleration_norms(result.kp_driving, width, height) / width * 100)
         if truth is not None:
-            _ground_truth_metrics(row, totals, result, truth, regression, height, width,
-                                  model.config.model_params.generator_params.deformation_upsampling)
+            _ground_truth_metrics(row, totals, result, truth, regression, height, width, model.resize_deformation)
         rows.append(row)
         if writer is not None:
             writer.write(path, result.prediction)
@@ -418,12 +437,13 @@ def evaluate_dataset(
                            _fid_row(totals, feature_network), regression is not None, regression_note, has_truth,
                            truth_note)
     settings = {"dataset": str(root), "test_videos": len(paths), "frames": int(sum(r.frames for r in rows)),
-                "frame_size": [height, width], "num_kp": int(model.config.model_params.common_params.num_kp),
+                "frame_size": [height, width], "num_kp": num_points,
                 "motion": "absolute (reconstruction protocol: source = frame 0)",
                 "regression_train_frames": regression.train_frames if regression is not None else None,
                 "embedding": embedding_name, "precision": precision,
                 "landmark_detector_test_error": detector_error,
-                "feature_network": feature_network.name if feature_network is not None else None}
+                "feature_network": feature_network.name if feature_network is not None else None,
+                "keypoint_filter": getattr(keypoint_filter, "__name__", None) if keypoint_filter else None}
     return EvaluationResult(metrics, rows, settings)
 
 
@@ -472,13 +492,3 @@ def _metric_rows(totals: _Totals, size: str, landmark_note: str, embedding_name:
         Metric("flow_epe", totals.flow_epe.value if has_flow else None, f"px @{size}",
                "end-point error of the dense deformation vs ground-truth backward flow (frames 1..T-1)", flow_note),
     ]
-
-
-def reconstruct_dataset(model: MotionModel, dataset: str | Path, out: str | Path, suffix: Optional[str] = None,
-                        **options) -> tuple[EvaluationResult, list[Path]]:
-    """:func:`evaluate_dataset` that also writes each reconstruction to ``out/<name><suffix>``
-    (default suffix: the config's ``reconstruction_params.format``). ``options`` are
-    :func:`evaluate_dataset`'s. Returns the metrics and the video paths written."""
-    writer = ReconstructionWriter(out, suffix or model.config.reconstruction_params.format)
-    result = evaluate_dataset(model, dataset, writer=writer, **options)
-    return result, writer.written

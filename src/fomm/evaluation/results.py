@@ -75,11 +75,15 @@ class Metric:
 
 @dataclass
 class EvaluationResult:
-    """Pooled metrics (``metrics``, one row each), per-video metrics and the run's settings."""
+    """Pooled metrics (``metrics``, one row each), per-video metrics (``videos``: one dataclass
+    per evaluated item, :class:`VideoMetrics` for reconstruction, a cross pair's figures for the
+    cross-identity protocol) and the run's settings. ``row_kind`` names an item (``video``,
+    ``pair``) in the per-item file's name."""
 
     metrics: list[Metric]
-    videos: list[VideoMetrics]
+    videos: list
     settings: dict = field(default_factory=dict)
+    row_kind: str = "video"
 
     def metric(self, name: str) -> Metric:
         for metric in self.metrics:
@@ -108,7 +112,8 @@ class EvaluationResult:
         return {
             "metrics": {m.name: {"value": clean(m.value), "unit": m.unit, "description": m.description,
                                  "note": m.note} for m in self.metrics},
-            "videos": [{key: clean(value) for key, value in asdict(video).items()} for video in self.videos],
+            f"{self.row_kind}s": [{key: clean(value) for key, value in asdict(video).items()}
+                                  for video in self.videos],
             "settings": self.settings,
         }
 
@@ -125,9 +130,9 @@ class EvaluationResult:
         return buffer.getvalue()
 
     def videos_csv(self) -> str:
-        """One row per video, the columns of :class:`VideoMetrics`; n/a values are empty."""
+        """One row per video (or pair), the fields of its row type; n/a values are empty."""
         buffer = io.StringIO()
-        names = [column.name for column in fields(VideoMetrics)]
+        names = [column.name for column in fields(self.videos[0] if self.videos else VideoMetrics)]
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(names)
         for video in self.videos:
@@ -136,14 +141,14 @@ class EvaluationResult:
 
     def write(self, out_dir: Optional[Path] = None, csv_path: Optional[Path] = None,
               json_path: Optional[Path] = None) -> list[Path]:
-        """Write ``metrics.csv``, ``per_video.csv`` and ``metrics.json`` into ``out_dir`` and/or the
-        metrics CSV to ``csv_path`` and the JSON to ``json_path``, each atomically. Returns the
+        """Write ``metrics.csv``, ``per_<row_kind>.csv`` and ``metrics.json`` into ``out_dir`` and/or
+        the metrics CSV to ``csv_path`` and the JSON to ``json_path``, each atomically. Returns the
         paths written."""
         written = []
         if out_dir is not None:
             out_dir = Path(out_dir)
             written += [write_text_atomic(out_dir / "metrics.csv", self.metrics_csv()),
-                        write_text_atomic(out_dir / "per_video.csv", self.videos_csv()),
+                        write_text_atomic(out_dir / f"per_{self.row_kind}.csv", self.videos_csv()),
                         write_text_atomic(out_dir / "metrics.json", self.to_json())]
         if csv_path is not None:
             written.append(write_text_atomic(csv_path, self.metrics_csv()))

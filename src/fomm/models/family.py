@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..bundle import TensorBundle
+from ..geometry import resize_grid
 
 __all__ = ["MOTION_MODES", "MotionModel", "MotionSettings", "OptimizerPlan", "PairObjective", "Rendered", "Schedule",
            "TrainingPlan", "TrainingStage"]
@@ -256,6 +257,12 @@ class MotionModel(nn.Module):
         """Learned links between points, ``(N, N)`` weights and the threshold above which
         pictures draw them (a keypoint graph), or None."""
         return None
+
+    def resize_deformation(self, deformation: Tensor, height: int, width: int) -> Tensor:
+        """:attr:`Rendered.deformation` ``(B, h, w, 2)`` brought to ``(B, height, width, 2)`` the
+        way the family's renderer brings it to the image (the original's coordinate resize by
+        default): a flow metric must compare what the renderer actually warps with."""
+        return resize_grid(deformation, height, width)
 
     def size_multiple(self) -> int:
         """Image heights and widths the networks accept are multiples of this."""

@@ -113,6 +113,31 @@ class SmoothTrajectory:
         return self.offset + (self.amp * np.sin(angle)).sum(-1)
 
 
+@dataclass
+class TransferredTrajectory:
+    """Another trajectory's motion, started from a given value: ``start + motion(t) - motion(0)``.
+
+    This is relative motion transfer in the space of the generating parameters: the amplitudes,
+    frequencies and phases of ``motion`` are kept, its rest value is shifted so that frame 0 is
+    ``start``. The value at ``t = 0`` is set to ``start`` exactly (not recomputed through sines),
+    so a video rendered from it begins with the very frame that ``start`` belongs to.
+
+    Attributes:
+        motion: the trajectory whose motion is taken.
+        start: ``(C,)`` the value at frame 0.
+    """
+
+    motion: SmoothTrajectory
+    start: np.ndarray
+
+    def __call__(self, t: np.ndarray | float) -> np.ndarray:
+        """Values at frame(s) ``t``: shape ``(C,)`` for scalar ``t`` or ``(N, C)`` for ``(N,)``."""
+        t_arr = np.asarray(t, dtype=np.float64)
+        values = self.start + (self.motion(t_arr) - self.motion(0.0))
+        values[t_arr == 0] = self.start
+        return values
+
+
 def random_colour(rng: np.random.Generator, sat: tuple[float, float] = (0.35, 1.0),
                   val: tuple[float, float] = (0.25, 1.0)) -> np.ndarray:
     """A random RGB colour ``(3,)`` in [0, 1], drawn in HSV so saturation/brightness are controlled."""

@@ -27,7 +27,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fomm.data.synthetic.common import SmoothTrajectory, SyntheticVideo, pixel_to_norm, video_rng
+from fomm.data.synthetic.common import (
+    SmoothTrajectory,
+    SyntheticVideo,
+    TransferredTrajectory,
+    pixel_to_norm,
+    video_rng,
+)
 from fomm.data.synthetic.textures import Background, PartTexture
 from fomm.geometry import pixel_scale
 
@@ -162,8 +168,20 @@ class SpriteMotion:
     positive) and the bend at the middle joint.
     """
 
-    global_: SmoothTrajectory
-    angles: SmoothTrajectory
+    global_: SmoothTrajectory | TransferredTrajectory
+    angles: SmoothTrajectory | TransferredTrajectory
+
+    def transferred_to(self, start: SpriteMotion) -> SpriteMotion:
+        """This motion performed from ``start``'s first pose: every channel (position, rotation,
+        log-scale, joint angles) moves as this one does, from where ``start`` is at frame 0.
+
+        It is relative motion transfer in the space the figures are generated in, the ground truth
+        of relative animation: ``value(t) = start(0) + self(t) - self(0)``.
+        """
+        return SpriteMotion(
+            global_=TransferredTrajectory(self.global_, start.global_(0.0)),
+            angles=TransferredTrajectory(self.angles, start.angles(0.0)),
+        )
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> SpriteMotion:
@@ -383,18 +401,72 @@ class SpriteRenderer:
 
     def render_labels(self, segments: np.ndarray, radii: np.ndarray) -> np.ndarray:
         """Part-label map ``(H, W)`` uint8 at output pixel centres (0 background, part + 1)."""
-        labels = np.zeros((self.size, self.size), dtype=np.uint8)
-        g = self.grid_out
+        return self.surface(segments, radii, 1.0)[0]
+
+    def surface(self, segments: np.ndarray, radii: np.ndarray, scale: float, grid: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """What each point of ``grid`` x ``grid`` shows (default: the output pixel centres): the
+        part-label map ``(N, N)`` uint8 (0 background, ``part + 1``) and the part coordinates
+        ``(N, N, 2)`` float64 of the point shown, in body units (the texture's coordinates: along
+        the part's axis from its start point, and across it; 0 on the background).
+
+        The part coordinates name a point of the figure's material, so the same coordinates in
+        another frame's pose give where that point was then (see :func:`sprite_backward_map`).
+        """
+        g = self.grid_out if grid is None else grid
+        labels = np.zeros((len(g), len(g)), dtype=np.uint8)
+        coords = np.zeros((len(g), len(g), 2))
         for part in self.figure.draw_order:
             p, r = segments[part], radii[part]
             box = self._box(p, r, g, 0.0)
             if box is None:
                 continue
             y0, y1, x0, x1 = box
-            sd, _, _ = capsule_signed_distance(g[None, x0:x1], g[y0:y1, None], p[0], p[1],
+            sd, u, v = capsule_signed_distance(g[None, x0:x1], g[y0:y1, None], p[0], p[1],
                                                r[0], r[1])
-            labels[y0:y1, x0:x1][sd < 0] = part + 1
-        return labels
+            inside = sd < 0
+            labels[y0:y1, x0:x1][inside] = part + 1
+            coords[y0:y1, x0:x1][inside] = np.stack([u, v], -1)[inside] / scale
+        return labels, coords
+
+
+def sample_sprite(seed: int, index: int) -> tuple[SpriteFigure, SpriteMotion]:
+    """The figure and the motion of sprite video ``index`` of the dataset with ``seed``."""
+    rng = video_rng(seed, "sprites", index)
+    figure = SpriteFigure.sample(rng)
+    return figure, SpriteMotion.sample(rng)
+
+
+def render_sprite_video(
+    figure: SpriteFigure,
+    motion: SpriteMotion,
+    frames: int,
+    size: int,
+    name: str,
+    supersample: int = 2,
+    return_labels: bool = False,
+) -> SyntheticVideo:
+    """Draw ``figure`` performing ``motion`` for ``frames`` frames of ``size`` x ``size``.
+
+    Returns:
+        :class:`SyntheticVideo` named ``name`` (see :func:`generate_sprite_video`).
+    """
+    pose = compute_pose(figure, motion, frames)
+    renderer = SpriteRenderer(figure, size, supersample)
+    out = np.empty((frames, size, size, 3), dtype=np.uint8)
+    labels = np.empty((frames, size, size), dtype=np.uint8) if return_labels else None
+    for t in range(frames):
+        out[t] = renderer.render_frame(pose.segments[t], pose.radii[t], float(pose.scale[t]))
+        if labels is not None:
+            labels[t] = renderer.render_labels(pose.segments[t], pose.radii[t])
+    return SyntheticVideo(
+        name=name,
+        frames=out,
+        keypoints=pose.joints.astype(np.float32),
+        visibility=joint_visibility(figure, pose),
+        flow=None,
+        labels=labels,
+    )
 
 
 def generate_sprite_video(
@@ -415,22 +487,37 @@ def generate_sprite_video(
         ``(T, 15, 2)`` float32, visibility ``(T, 15)`` bool, labels ``(T, size, size)`` uint8 if
         ``return_labels`` else None, flow None.
     """
-    rng = video_rng(seed, "sprites", index)
-    figure = SpriteFigure.sample(rng)
-    motion = SpriteMotion.sample(rng)
+    figure, motion = sample_sprite(seed, index)
+    return render_sprite_video(figure, motion, frames, size, f"sprite{index:05d}", supersample,
+                               return_labels)
+
+
+def sprite_backward_map(figure: SpriteFigure, motion: SpriteMotion, frames: int, size: int,
+                        supersample: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Where each point of each frame was at frame 0, and what it shows, on a grid of
+    ``size * supersample`` points a side (the renderer's sub-pixel samples; 1: the pixel centres).
+
+    Returns ``(backward, labels)``: ``backward`` ``(T, N, N, 2)`` float64, the ``(x, y)``
+    position in [-1, 1] at frame 0 of the point that sample ``(row, col)`` of frame ``t`` shows
+    (the figure's material point for a figure sample, the sample itself for the static
+    background), and ``labels`` ``(T, N, N)`` uint8, the part-label maps (0 background,
+    ``part + 1``). A sample moved between frame 0 and frame ``t`` when its backward position is
+    not the sample itself or the surface it shows changed (``labels[t] != labels[0]``).
+    """
     pose = compute_pose(figure, motion, frames)
     renderer = SpriteRenderer(figure, size, supersample)
-    out = np.empty((frames, size, size, 3), dtype=np.uint8)
-    labels = np.empty((frames, size, size), dtype=np.uint8) if return_labels else None
+    grid = renderer.grid_hi if supersample > 1 else renderer.grid_out
+    points = np.stack(np.meshgrid(grid, grid), -1)  # (N, N, 2), x then y
+    start, end = pose.segments[0, :, 0], pose.segments[0, :, 1]  # (P, 2) each, at frame 0
+    axis = end - start
+    axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)
+    across = np.stack([-axis[:, 1], axis[:, 0]], -1)  # v's direction in capsule_signed_distance
+    backward = np.broadcast_to(points, (frames,) + points.shape).copy()
+    labels = np.empty((frames, len(grid), len(grid)), dtype=np.uint8)
     for t in range(frames):
-        out[t] = renderer.render_frame(pose.segments[t], pose.radii[t], float(pose.scale[t]))
-        if labels is not None:
-            labels[t] = renderer.render_labels(pose.segments[t], pose.radii[t])
-    return SyntheticVideo(
-        name=f"sprite{index:05d}",
-        frames=out,
-        keypoints=pose.joints.astype(np.float32),
-        visibility=joint_visibility(figure, pose),
-        flow=None,
-        labels=labels,
-    )
+        labels[t], coords = renderer.surface(pose.segments[t], pose.radii[t], float(pose.scale[t]), grid)
+        figure_points = labels[t] > 0
+        part = labels[t][figure_points].astype(np.int64) - 1
+        body = coords[figure_points] * pose.scale[0]  # part coordinates in frame-0 image units
+        backward[t][figure_points] = start[part] + body[:, :1] * axis[part] + body[:, 1:] * across[part]
+    return backward, labels

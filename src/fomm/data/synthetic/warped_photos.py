@@ -258,14 +258,21 @@ def bilinear_sample(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarr
     return top + fy * (bottom - top)
 
 
-def generate_warped_video(seed: int, index: int, frames: int, size: int) -> SyntheticVideo:
-    """Generate warped-photo video ``index`` of the dataset with ``seed``.
+@dataclass
+class WarpedScene:
+    """Everything a warped-photo video is made from: its appearance (``crop``, the frame-0
+    ``points`` that are tracked) and its motion (``warp`` and its backward maps ``flow``
+    ``(T, size, size, 2)``, identity at frame 0)."""
 
-    Returns:
-        :class:`SyntheticVideo` with frames ``(T, size, size, 3)`` uint8, keypoints
-        ``(T, 16, 2)`` float32, visibility ``(T, 16)`` bool, flow ``(T, size, size, 2)``
-        float32 (backward map to frame 0, see the module docstring), labels None.
-    """
+    crop: PhotoCrop
+    points: np.ndarray
+    warp: WarpField
+    flow: np.ndarray
+
+
+def sample_warped_scene(seed: int, index: int, frames: int, size: int) -> WarpedScene:
+    """The crop, tracked points and warp of warped-photo video ``index`` of the dataset with
+    ``seed`` (the warp is weakened until it does not fold, see :func:`sample_warp`)."""
     rng = video_rng(seed, "warped-photos", index)
     crop = PhotoCrop.sample(rng)
     grid = np.linspace(-0.75, 0.75, 4)
@@ -283,7 +290,14 @@ def generate_warped_video(seed: int, index: int, frames: int, size: int) -> Synt
         if frames < 2 or _min_jacobian_det(flow) > 0.3:
             break
         strength *= 0.6
+    return WarpedScene(crop, points, warp, flow)
 
+
+def render_warped_frames(crop: PhotoCrop, flow: np.ndarray) -> np.ndarray:
+    """Frames ``(T, size, size, 3)`` uint8 of ``crop`` under the backward maps ``flow``
+    ``(T, size, size, 2)``: frame ``t`` samples, at ``flow[t]``, frame 0 with a margin of real
+    photo around it; frame 0 (identity map) is the crop itself, exactly."""
+    size = flow.shape[1]
     margin = int(np.ceil(0.6 * size)) + 2
     base = crop.base_image(size, margin)
     # Frame-0 pixel coordinates of Φ_t(p), shifted into the base image.
@@ -291,15 +305,24 @@ def generate_warped_video(seed: int, index: int, frames: int, size: int) -> Synt
     px, py = pixels_0[..., 0], pixels_0[..., 1]
     video = bilinear_sample(base, px, py)
     video[0] = base[margin:margin + size, margin:margin + size]  # exactly, not re-interpolated
-    out = (np.clip(video, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return (np.clip(video, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
-    keypoints = warp.track(points)
-    visibility = (np.abs(keypoints) <= 1.0).all(-1)
+
+def generate_warped_video(seed: int, index: int, frames: int, size: int) -> SyntheticVideo:
+    """Generate warped-photo video ``index`` of the dataset with ``seed``.
+
+    Returns:
+        :class:`SyntheticVideo` with frames ``(T, size, size, 3)`` uint8, keypoints
+        ``(T, 16, 2)`` float32, visibility ``(T, 16)`` bool, flow ``(T, size, size, 2)``
+        float32 (backward map to frame 0, see the module docstring), labels None.
+    """
+    scene = sample_warped_scene(seed, index, frames, size)
+    keypoints = scene.warp.track(scene.points)
     return SyntheticVideo(
         name=f"photo{index:05d}",
-        frames=out,
+        frames=render_warped_frames(scene.crop, scene.flow),
         keypoints=keypoints.astype(np.float32),
-        visibility=visibility,
-        flow=flow.astype(np.float32),
+        visibility=(np.abs(keypoints) <= 1.0).all(-1),
+        flow=scene.flow.astype(np.float32),
         labels=None,
     )

@@ -7,6 +7,12 @@ Layout written by :func:`make_dataset`::
     out/train/<name>.npz          its ground truth: keypoints (T, J, 2) float32, visibility (T, J)
                                   bool, and for warped photos flow (T, H, W, 2) float16
     out/test/...                  the same for the test split
+    out/cross/pairs.csv           with cross_pairs > 0: one row per cross-identity pair (source,
+                                  driving, truth: paths relative to out/; source and driving are
+                                  test videos)
+    out/cross/<A>-by-<B>.<ext>    the ground-truth video of A's figure moved by B's motion
+    out/cross/<A>-by-<B>.npz      its keypoints, visibility and the defined / moving pixel masks
+                                  (:mod:`fomm.data.synthetic.cross_pairs`)
 
 Video formats (the original FOMM readers accept all three):
 
@@ -26,6 +32,7 @@ the ``.npz`` and PNG files are also byte-identical between runs (fixed zip times
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -40,19 +47,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fomm.data.synthetic import sprites, warped_photos
+from fomm.data.synthetic import cross_pairs as cross, sprites, warped_photos
 from fomm.data.synthetic.common import SyntheticVideo
-from fomm.errors import DataError
+from fomm.errors import DataError, OutputPathError
 
 KINDS: tuple[str, ...] = ("sprites", "warped-photos")
 #: Bounds that keep a typo (--size 100000) from asking for hundreds of GiB.
 MAX_SIZE = 1024
 MAX_VIDEO_BYTES = 2 * 2**30
+#: Frame rates a video file may declare: a camera's slowest to a high-speed phone's fastest.
+MIN_FPS, MAX_FPS = 1, 240
 VIDEO_FORMATS: tuple[str, ...] = ("png-strip", "png-folder", "mp4")
 DEFAULT_FORMAT = "png-strip"
 #: Bump when generated content changes, so stale datasets can be recognised from meta.json.
 GENERATOR_VERSION = 1
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+#: Folder of the cross-identity pairs (beside train/ and test/) and the table that lists them.
+CROSS_FOLDER = "cross"
+CROSS_PAIRS_FILE = "pairs.csv"
 
 
 @dataclass
@@ -94,6 +106,7 @@ class DatasetSummary:
     test: list[str] = field(default_factory=list)
     seconds: float = 0.0
     total_bytes: int = 0
+    cross_pairs: int = 0
 
     @property
     def videos(self) -> int:
@@ -105,9 +118,11 @@ class DatasetSummary:
         return (
             f"{self.kind}: {self.videos} videos ({len(self.train)} train, {len(self.test)} test), "
             f"{self.frames} frames of {self.size}x{self.size}, format {self.video_format}, "
-            f"seed {self.seed}\n"
+            f"seed {self.seed}"
+            + (f", {self.cross_pairs} cross-identity pairs with ground truth" if self.cross_pairs else "") + "\n"
             f"wrote {self.total_bytes / 1e6:.1f} MB in {self.seconds:.1f} s to {self.out}\n"
-            f"  {self.out / 'train'}  {self.out / 'test'}  {self.out / 'meta.json'}"
+            f"  {self.out / 'train'}  {self.out / 'test'}  "
+            + (f"{self.out / CROSS_FOLDER}  " if self.cross_pairs else "") + f"{self.out / 'meta.json'}"
         )
 
 
@@ -189,24 +204,40 @@ def save_ground_truth(video: SyntheticVideo, path: Path) -> None:
               "visibility": video.visibility.astype(bool)}
     if video.flow is not None:
         arrays["flow"] = video.flow.astype(np.float16)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+    _write_arrays(arrays, path, zipfile.ZIP_STORED)
+
+
+def _write_arrays(arrays: dict[str, np.ndarray], path: Path, compression: int) -> None:
+    """An ``.npz`` of ``arrays`` with fixed entry timestamps (identical arrays, identical file)."""
+    with zipfile.ZipFile(path, "w", compression=compression) as archive:
         for key, value in arrays.items():
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, np.ascontiguousarray(value), allow_pickle=False)
-            archive.writestr(zipfile.ZipInfo(f"{key}.npy", date_time=_FIXED_ZIP_TIME),
-                             buffer.getvalue())
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=_FIXED_ZIP_TIME)
+            info.compress_type = compression
+            archive.writestr(info, buffer.getvalue())
+
+
+def save_cross_truth(truth: cross.CrossTruth, path: Path) -> None:
+    """Write the arrays of a cross pair's truth (keypoints, visibility and the two masks) to
+    ``path`` (``.npz``; deflated: the boolean masks shrink tenfold)."""
+    arrays = {"keypoints": truth.keypoints.astype(np.float32), "visibility": truth.visibility.astype(bool),
+              "defined": truth.defined.astype(bool), "moving": truth.moving.astype(bool)}
+    _write_arrays(arrays, path, zipfile.ZIP_DEFLATED)
 
 
 def read_meta(root: str | os.PathLike) -> dict:
-    """The ``meta.json`` of a dataset folder as a dict; empty when absent or unreadable (a dataset
-    of the user's own videos has none)."""
+    """The ``meta.json`` of a dataset folder as a dict; empty when absent (a dataset of the user's
+    own videos has none). Raises DataError for one that is not a JSON object: a dataset whose
+    facts are garbage is refused rather than read as having none."""
     path = Path(root) / "meta.json"
     if not path.is_file():
         return {}
     try:
         meta = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: not a readable JSON file of dataset facts ({' '.join(str(error).split())[:120]})"
+                        ) from None
     if not isinstance(meta, dict):
         raise DataError(f"{path}: expected a JSON object of dataset facts, found a {type(meta).__name__}")
     return meta
@@ -248,6 +279,87 @@ def load_ground_truth(video_path: str | os.PathLike) -> GroundTruth:
     return GroundTruth(keypoints=keypoints, visibility=visibility.astype(bool), flow=flow)
 
 
+@dataclass
+class CrossPairTruth:
+    """The arrays of a cross pair's truth (see :class:`fomm.data.synthetic.cross_pairs.CrossTruth`):
+    ``keypoints`` ``(T, J, 2)`` float32 in [-1, 1], ``visibility`` ``(T, J)``, and the ``defined``
+    and ``moving`` pixel masks ``(T, H, W)`` bool."""
+
+    keypoints: np.ndarray
+    visibility: np.ndarray
+    defined: np.ndarray
+    moving: np.ndarray
+
+
+@dataclass(frozen=True)
+class CrossPairFiles:
+    """One cross-identity pair on disk: the ``source`` and ``driving`` videos (test videos), the
+    ``truth`` video of the source's figure moved by the driving motion, and ``arrays``, its
+    :class:`CrossPairTruth` file."""
+
+    name: str
+    source: Path
+    driving: Path
+    truth: Path
+
+    @property
+    def arrays(self) -> Path:
+        return ground_truth_path(self.truth)
+
+
+def load_cross_truth(path: str | os.PathLike) -> CrossPairTruth:
+    """Read a cross pair's arrays (written by :func:`save_cross_truth`), checking their shapes."""
+    path = Path(path)
+    names = ("keypoints", "visibility", "defined", "moving")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [name for name in names if name not in data.files]
+            if missing:
+                raise DataError(f"{path}: cross-pair truth without {', '.join(missing)}")
+            keypoints, visibility, defined, moving = (data[name] for name in names)
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(f"{path}: not a readable cross-pair truth file "
+                        f"({' '.join(str(error).split())[:160]})") from None
+    if keypoints.ndim != 3 or keypoints.shape[-1] != 2 or visibility.shape != keypoints.shape[:2]:
+        raise DataError(f"{path}: keypoints {keypoints.shape} and visibility {visibility.shape} do not fit")
+    if defined.ndim != 3 or moving.shape != defined.shape or len(defined) != len(keypoints):
+        raise DataError(f"{path}: masks {defined.shape} and {moving.shape} do not fit {len(keypoints)} frames")
+    return CrossPairTruth(keypoints, visibility.astype(bool), defined.astype(bool), moving.astype(bool))
+
+
+def list_cross_pairs(root: str | os.PathLike) -> list[CrossPairFiles]:
+    """The cross-identity pairs of the dataset in ``root``, in the order of ``cross/pairs.csv``.
+
+    Raises DataError when the dataset has none (made without ``--cross-pairs``) or a listed file
+    is missing.
+    """
+    root = Path(root)
+    table = root / CROSS_FOLDER / CROSS_PAIRS_FILE
+    if not table.is_file():
+        raise DataError(f"{root} has no cross-identity pairs ({CROSS_FOLDER}/{CROSS_PAIRS_FILE}); make the "
+                        "dataset with `fomm make-dataset ... --cross-pairs N`")
+    try:
+        with open(table, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{table}: not a readable pairs table ({error})") from None
+    pairs = []
+    for number, row in enumerate(rows, start=2):
+        if not {"source", "driving", "truth"} <= set(row) or None in row.values():
+            raise DataError(f"{table}, line {number}: expected the columns source, driving, truth")
+        truth = root / row["truth"]
+        files = CrossPairFiles(ground_truth_path(truth).stem, root / row["source"], root / row["driving"], truth)
+        for path in (files.source, files.driving, files.truth, files.arrays):
+            if not path.exists():
+                raise DataError(f"{table}, line {number}: {path} not found")
+        pairs.append(files)
+    if not pairs:
+        raise DataError(f"{table} lists no pairs")
+    return pairs
+
+
 @dataclass(frozen=True)
 class _Job:
     """One video to generate and write (picklable, for worker processes)."""
@@ -275,6 +387,37 @@ def _run_job(job: _Job) -> tuple[int, str, int]:
     else:
         size = video_path.stat().st_size
     return job.index, video.name, size + gt_path.stat().st_size
+
+
+@dataclass(frozen=True)
+class _CrossJob:
+    """One cross pair to generate and write (picklable, for worker processes)."""
+
+    kind: str
+    seed: int
+    source: int
+    driving: int
+    frames: int
+    size: int
+    video_format: str
+    cross_dir: str
+    fps: int
+
+
+def _run_cross_job(job: _CrossJob) -> tuple[str, str, str, int]:
+    """Generate and write one cross pair's truth; returns ``(source, driving, truth file, bytes)``."""
+    truth = cross.cross_truth(job.kind, job.seed, job.source, job.driving, job.frames, job.size)
+    folder = Path(job.cross_dir)
+    video_path = folder / video_file_name(truth.name, job.video_format)
+    write_video(truth.frames, video_path, job.video_format, job.fps)
+    arrays = folder / f"{truth.name}.npz"
+    save_cross_truth(truth, arrays)
+    size = sum(p.stat().st_size for p in video_path.iterdir()) if video_path.is_dir() else video_path.stat().st_size
+    return truth.source, truth.driving, video_path.name, size + arrays.stat().st_size
+
+
+def _run_any(job: _Job | _CrossJob) -> tuple:
+    return _run_cross_job(job) if isinstance(job, _CrossJob) else _run_job(job)
 
 
 def _worker_init() -> None:
@@ -315,6 +458,7 @@ def make_dataset(
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    cross_pairs: int = 0,
 ) -> DatasetSummary:
     """Generate a synthetic dataset of ``videos`` videos into ``out`` (layout: module docstring).
 
@@ -325,10 +469,17 @@ def make_dataset(
         seed: dataset seed; video ``i`` depends only on ``(kind, seed, i, frames, size)``.
         test_fraction: share of test videos (split by :func:`is_test_video`).
         video_format: one of :data:`VIDEO_FORMATS`.
-        fps: frame rate recorded in mp4 files and meta.json.
-        workers: processes; None = one per CPU core (at most 8) when there are 8+ videos.
-        overwrite: replace an existing dataset (its train/, test/ and meta.json) in ``out``.
+        fps: frame rate recorded in mp4 files and meta.json (:data:`MIN_FPS` to :data:`MAX_FPS`).
+        workers: processes (at least 1); None = one per CPU core (at most 8) when there are 8+
+            videos.
+        overwrite: replace an existing dataset (its train/, test/, cross/ and meta.json) in ``out``.
         progress: show a tqdm bar.
+        cross_pairs: number of cross-identity pairs of test videos to write into ``cross/``
+            with their ground truth (:mod:`fomm.data.synthetic.cross_pairs`); chosen from
+            ``(kind, seed)`` and the test split alone.
+
+    Raises DataError for impossible settings (fewer than 2 frames: no motion to learn or
+    measure) and OutputPathError when ``out`` is not a folder.
 
     Returns:
         :class:`DatasetSummary`. ``meta.json`` is written last, so its presence marks a
@@ -338,8 +489,15 @@ def make_dataset(
         raise DataError(f"unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}")
     if video_format not in VIDEO_FORMATS:
         raise DataError(f"unknown video format {video_format!r}; choose from {VIDEO_FORMATS}")
-    if videos < 1 or frames < 1 or size < 8:
-        raise DataError(f"need videos >= 1, frames >= 1, size >= 8 (got {videos}, {frames}, {size})")
+    if videos < 1 or frames < 2 or size < 8:
+        raise DataError(f"need videos >= 1, frames >= 2 (a video of one frame has no motion), size >= 8 "
+                        f"(got {videos}, {frames}, {size})")
+    if workers is not None and workers < 1:
+        raise DataError(f"workers must be at least 1, got {workers}")
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise DataError(f"fps must be between {MIN_FPS} and {MAX_FPS}, got {fps}")
+    if cross_pairs < 0:
+        raise DataError(f"the number of cross pairs must not be negative, got {cross_pairs}")
     if size > MAX_SIZE:
         raise DataError(f"size {size} is above {MAX_SIZE}: the synthetic datasets are for small models "
                         f"(a {size}x{size} frame alone is {3 * size * size / 2**20:.0f} MiB)")
@@ -350,52 +508,65 @@ def make_dataset(
         raise DataError(f"mp4 (yuv420p) needs an even frame size, got {size}")
     if not (math.isfinite(test_fraction) and 0.0 <= test_fraction <= 1.0):
         raise DataError(f"test_fraction must be in [0, 1], got {test_fraction}")
-    start = time.perf_counter()
     root = Path(out)
-    existing = [root / n for n in ("train", "test", "meta.json") if (root / n).exists()]
+    if root.exists() and not root.is_dir():
+        raise OutputPathError(f"{root} exists and is not a folder")
+    test_indices = [i for i in range(videos) if is_test_video(i, test_fraction)]
+    pairs = _choose_cross_pairs(kind, seed, test_indices, cross_pairs)
+    start = time.perf_counter()
+    existing = [root / n for n in ("train", "test", CROSS_FOLDER, "meta.json") if (root / n).exists()]
     if existing:
         if not overwrite:
             raise DataError(f"{root} already holds a dataset ({existing[0].name}); "
                                   "pass overwrite=True (--overwrite) to replace it")
         for path in existing:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-    for split in ("train", "test"):
-        (root / split).mkdir(parents=True, exist_ok=True)
+    try:
+        for split in ("train", "test") + ((CROSS_FOLDER,) if pairs else ()):
+            (root / split).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputPathError(f"{root}: cannot create the dataset folders ({error.strerror})") from None
 
-    jobs = [
+    jobs: list[_Job | _CrossJob] = [
         _Job(kind, seed, i, frames, size, video_format,
              str(root / ("test" if is_test_video(i, test_fraction) else "train")), fps)
         for i in range(videos)
     ]
+    jobs += [_CrossJob(kind, seed, a, b, frames, size, video_format, str(root / CROSS_FOLDER), fps)
+             for a, b in pairs]
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if videos >= 8 else 1
-    results: list[tuple[int, str, int]] = []
+    results: list[tuple] = []
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=videos, desc=f"make-dataset {kind}", unit="video")
+        bar = tqdm(total=len(jobs), desc=f"make-dataset {kind}", unit="video")
     if workers > 1:
         # spawn, not fork: forking a parent that has already run OpenCV or torch thread pools
         # can deadlock the child (seen in the test suite). The cost: ~1 s of worker start-up,
         # and scripts calling this must use the `if __name__ == "__main__":` guard.
         context = multiprocessing.get_context("spawn")
         with context.Pool(workers, initializer=_worker_init) as pool:
-            for result in pool.imap_unordered(_run_job, jobs, chunksize=max(1, videos // (8 * workers))):
+            for result in pool.imap_unordered(_run_any, jobs, chunksize=max(1, len(jobs) // (8 * workers))):
                 results.append(result)
                 if bar is not None:
                     bar.update()
     else:
         for job in jobs:
-            results.append(_run_job(job))
+            results.append(_run_any(job))
             if bar is not None:
                 bar.update()
     if bar is not None:
         bar.close()
-    results.sort()
-    names = {index: name for index, name, _ in results}
-    train = [names[j.index] for j in jobs if j.split_dir.endswith("train")]
-    test = [names[j.index] for j in jobs if j.split_dir.endswith("test")]
+    video_results = sorted(r for r in results if len(r) == 3)
+    names = {index: name for index, name, _ in video_results}
+    train = [names[j.index] for j in jobs if isinstance(j, _Job) and j.split_dir.endswith("train")]
+    test = [names[j.index] for j in jobs if isinstance(j, _Job) and j.split_dir.endswith("test")]
+    cross_written = {(r[0], r[1]): r[2] for r in results if len(r) == 4}
+    if pairs:
+        _write_pairs_table(root, [(names[a], names[b], cross_written[names[a], names[b]]) for a, b in pairs],
+                           video_format)
 
     meta = {
         "kind": kind,
@@ -418,10 +589,38 @@ def make_dataset(
         "train": train,
         "test": test,
     }
+    if pairs:
+        meta["cross_pairs"] = len(pairs)
+        meta["cross_pairs_truth"] = (
+            "relative animation: the source's figure performing the driving video's motion from the "
+            "source's own first pose (sprites: every generating channel moves as the driving one, "
+            "value(t) = A(0) + B(t) - B(0); warped photos: the source photo under the driving warps). "
+            "Absolute animation has no ground truth here.")
     meta_path = root / "meta.json"
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return DatasetSummary(
         out=root, kind=kind, seed=seed, frames=frames, size=size, video_format=video_format,
         train=train, test=test, seconds=time.perf_counter() - start,
-        total_bytes=sum(r[2] for r in results) + meta_path.stat().st_size,
+        total_bytes=sum(r[-1] for r in results) + meta_path.stat().st_size, cross_pairs=len(pairs),
     )
+
+
+def _choose_cross_pairs(kind: str, seed: int, test_indices: list[int], count: int) -> list[tuple[int, int]]:
+    """The pairs :func:`make_dataset` writes, or DataError when the test split is too small."""
+    if count == 0:
+        return []
+    try:
+        return cross.choose_pairs(kind, seed, test_indices, count)
+    except ValueError as error:
+        raise DataError(f"{error}: make more videos or a larger test fraction") from None
+
+
+def _write_pairs_table(root: Path, rows: list[tuple[str, str, str]], video_format: str) -> None:
+    """``cross/pairs.csv``: source, driving and truth videos, as paths relative to ``root``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["source", "driving", "truth"])
+    for source, driving, truth in rows:
+        writer.writerow([f"test/{video_file_name(source, video_format)}",
+                         f"test/{video_file_name(driving, video_format)}", f"{CROSS_FOLDER}/{truth}"])
+    (root / CROSS_FOLDER / CROSS_PAIRS_FILE).write_text(buffer.getvalue())

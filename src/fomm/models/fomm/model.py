@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ...config import FommConfig
 from ...errors import UserError
+from ...geometry import DEFORMATION_RESIZERS
 from ..family import MotionModel, MotionSettings
 from .discriminator import MultiScaleDiscriminator
 from .generator import Generator, GeneratorOutput, SourceFeatures
@@ -87,6 +88,11 @@ class FommModel(MotionModel):
         if graph is None:
             return None
         return graph.adjacency().detach(), self.config.model_params.graph_params.adjacency_threshold
+
+    def resize_deformation(self, deformation: Tensor, height: int, width: int) -> Tensor:
+        """As the generator resizes it: by ``generator_params.deformation_upsampling``."""
+        upsampling = self.config.model_params.generator_params.deformation_upsampling
+        return DEFORMATION_RESIZERS[upsampling](deformation, height, width)
 
     def size_multiple(self) -> int:
         """Each downscaled hourglass input must halve ``num_blocks`` times, and the generator's

@@ -38,7 +38,8 @@ class MraaRendered(Rendered):
     """A rendered batch: ``prediction`` ``(B, C, H, W)``; ``deformed`` the source warped by the
     pixelwise flow at full resolution; ``occlusion_map`` ``(B, 1, h, w)``; and the pixelwise flow
     predictor's ``optical_flow`` ``(B, h, w, 2)``, ``mask`` ``(B, K + 1, h, w)`` and
-    ``sparse_deformed`` ``(B, K + 1, C, h, w)`` (see :class:`PixelwiseFlow`)."""
+    ``sparse_deformed`` ``(B, K + 1, C, h, w)`` (see :class:`PixelwiseFlow`). ``deformation`` is
+    ``optical_flow`` again, under the name every family gives its dense motion."""
 
     optical_flow: Optional[Tensor] = None
     mask: Optional[Tensor] = None
@@ -108,7 +109,7 @@ class Generator(nn.Module):
         if self.skips:
             out = self._blend(deformed, out, flow.occlusion_map)
         return MraaRendered(prediction=out, deformed=deformed, occlusion_map=flow.occlusion_map,
-                            optical_flow=flow.optical_flow, mask=flow.mask, sparse_deformed=flow.sparse_deformed)
+                            deformation=flow.optical_flow, optical_flow=flow.optical_flow, mask=flow.mask, sparse_deformed=flow.sparse_deformed)
 
     def _decode(self, bottom: Tensor, features: tuple[Tensor, ...], flow: Optional[PixelwiseFlow]) -> Tensor:
         """Bottleneck, then up blocks with the warped skips blended in (with ``skips`` and a flow),

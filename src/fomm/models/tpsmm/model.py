@@ -22,7 +22,7 @@ from .avd_network import AvdNetwork
 from .bg_motion_predictor import BackgroundMotionPredictor
 from .config import TpsmmConfig
 from .dense_motion import DenseMotionNetwork, TpsMotion
-from .inpainting_network import Inpainted, InpaintingNetwork
+from .inpainting_network import Inpainted, InpaintingNetwork, resize_deformation
 from .keypoint_detector import POINTS_PER_TPS, KeypointDetector
 from .tps import TpsTransform, fit_tps
 
@@ -160,6 +160,10 @@ class TpsmmModel(MotionModel):
         if rendered.contribution_maps is not None:
             maps["contribution"] = rendered.contribution_maps
         return maps
+
+    def resize_deformation(self, deformation: Tensor, height: int, width: int) -> Tensor:
+        """As the inpainting network resizes it (``align_corners=True``)."""
+        return resize_deformation(deformation, height, width)
 
     def size_multiple(self) -> int:
         params = self.config.model_params

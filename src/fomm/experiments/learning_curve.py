@@ -1,18 +1,18 @@
-"""An experiment, not library core: the learning curve of one benchmark variant
-(``fomm benchmark curve --dataset sprites --budget 3000 --every 250``), to choose the budget of
-``fomm benchmark quality``.
+"""An experiment, not library core: the learning curve of one variant of the variants experiment
+(``fomm experiment curve --dataset sprites --budget 3000 --every 250``), to choose the budget of
+``fomm experiment variants``.
 
-The variant (full FOMM, ``c``, by default) is trained once, exactly as the quality benchmark
-trains it (:func:`fomm.evaluation.ablation.variant_config`: constant learning rate, cached frames),
-in segments of ``every`` iterations. After each segment the trainer's checkpoint is kept as
-``checkpoints/step-NNNNNN.pth.tar`` and the model is evaluated on the test split like a benchmark
-run (:func:`fomm.evaluation.ablation.evaluate_variant`); the untrained model is evaluated too
+The variant (full FOMM, ``c``, by default) is trained once, exactly as the variants experiment
+trains it (:func:`fomm.experiments.variants.variant_config`: constant learning rate, cached
+frames), in segments of ``every`` iterations. After each segment the trainer's checkpoint is kept
+as ``checkpoints/step-NNNNNN.pth.tar`` and the model is evaluated like a run of the experiment
+(:func:`fomm.experiments.variants.evaluate_variant`); the untrained model is evaluated too
 (step 0). Each segment resumes from the previous checkpoint, which on the CPU reproduces the
-uninterrupted run (:mod:`fomm.training.trainer`), so the point at step ``s`` is the quality
-benchmark's run of the same variant and seed at ``--budget s``.
+uninterrupted run (:mod:`fomm.training.trainer`), so the point at step ``s`` is the experiment's
+run of the same variant and seed at ``--budget s``.
 
-Outputs in ``out`` (which may be a quality benchmark's folder: the dataset and landmark detector
-are shared): ``curve.csv``, ``curve.md``, ``curve.json``, ``curve.png`` and the run in
+Outputs in ``out`` (which may be the variants experiment's folder: the dataset and landmark
+detector are shared): ``curve.csv``, ``curve.md``, ``curve.json``, ``curve.png`` and the run in
 ``runs/curve-<variant>/seed-<s>/`` (checkpoints, logs, ``curve-state.json``). A rerun with the same
 settings continues after the last evaluated step.
 """
@@ -39,13 +39,13 @@ from ..models import build_model
 from ..training import CHECKPOINT_NAME, Trainer
 from ..training.rng import seed_everything
 from ..visualize import save_figure
-from .ablation import (
+from .variants import (
     VARIANTS,
-    BenchmarkSetup,
+    ExperimentSetup,
     check_variants,
     evaluate_variant,
     format_value,
-    prepare_benchmark,
+    prepare_experiment,
     run_settings_key,
     variant_config,
 )
@@ -55,9 +55,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["CURVE_METRICS", "CurvePoint", "LearningCurve", "curve_steps", "plot_learning_curve",
            "run_learning_curve"]
 
-#: The metrics on the curve: (key of evaluate_dataset's metrics, header). All lower-is-better.
+#: The metrics on the curve: (key of a run's metrics, header). All lower-is-better.
 CURVE_METRICS: tuple[tuple[str, str], ...] = (
     ("L1", "L1"),
+    ("cross_L1_moving", "cross L1 moving"),
     ("keypoint_error", "kp error (% w)"),
     ("AKD", "AKD (px)"),
     ("jitter", "jitter (% w)"),
@@ -98,6 +99,7 @@ class LearningCurve:
     points: list[CurvePoint]
     notes: dict[str, str] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    split: str = "validation"
 
     def near_best_step(self, metric: str) -> Optional[int]:
         """The first step whose ``metric`` is within :data:`NEAR_BEST` of the best on the curve."""
@@ -138,8 +140,9 @@ class LearningCurve:
         return buffer.getvalue()
 
     def to_dict(self) -> dict:
-        return {"dataset": self.dataset, "kind": self.kind, "variant": self.variant, "seed": self.seed,
-                "budget": self.budget, "every": self.every, "notes": self.notes, "settings": self.settings,
+        return {"dataset": self.dataset, "kind": self.kind, "split": self.split, "variant": self.variant,
+                "seed": self.seed, "budget": self.budget, "every": self.every, "notes": self.notes,
+                "settings": self.settings,
                 "near_best": {key: self.near_best_step(key) for key, _ in CURVE_METRICS},
                 "points": [point.to_dict() for point in self.points]}
 
@@ -167,14 +170,16 @@ def run_learning_curve(
     max_train_videos: int = 16,
     batch_size: Optional[int] = None,
     mixed_precision: Optional[str] = None,
+    split: str = "validation",
     threads: Optional[int] = 1,
     progress: bool = False,
     log: Callable[[str], object] = logger.info,
 ) -> LearningCurve:
     """Train ``variant`` for ``budget`` iterations with seed ``seed``, evaluating it at step 0 and
-    every ``every`` iterations (and at ``budget``). The other arguments are those of
-    :func:`fomm.evaluation.ablation.run_quality_benchmark`. Writes the outputs listed in the module
-    docstring and returns the curve."""
+    every ``every`` iterations (and at ``budget``) on ``split``: the validation split by default,
+    since a curve is for choosing (the budget), and choices are not made on the test split. The
+    other arguments are those of :func:`fomm.experiments.variants.run_variants_experiment`. Writes
+    the outputs listed in the module docstring and returns the curve."""
     if budget < 1:
         raise UserError(f"budget must be at least 1 iteration, got {budget}")
     if every < 1:
@@ -184,12 +189,14 @@ def run_learning_curve(
         set_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    setup = prepare_benchmark(dataset, out, videos=videos, frames=frames, size=size, seed=seed,
-                              landmarks=landmarks, landmark_epochs=landmark_epochs, eval_videos=eval_videos,
-                              max_train_videos=max_train_videos, batch_size=batch_size,
-                              mixed_precision=mixed_precision, log=log)
+    setup = prepare_experiment(dataset, out, videos=videos, frames=frames, size=size, seed=seed,
+                               landmarks=landmarks, landmark_epochs=landmark_epochs, eval_videos=eval_videos,
+                               max_train_videos=max_train_videos, batch_size=batch_size,
+                               mixed_precision=mixed_precision, split=split, log=log)
     chosen = VARIANTS[variant]
-    config = variant_config(setup.base, chosen, budget=budget, seed=seed)
+    if chosen.evaluates is not None:
+        raise UserError(f"variant {variant} ({chosen.name}) trains nothing: it has no learning curve")
+    config = variant_config(setup.base_for(chosen), chosen, budget=budget, seed=seed)
     run_dir = out / "runs" / f"curve-{chosen.folder}" / f"seed-{seed}"
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     wanted = json.loads(json.dumps({**run_settings_key(config, budget, setup.eval_settings), "every": every}))
@@ -200,7 +207,6 @@ def run_learning_curve(
         del points[1:]  # step 0, the untrained model, does not depend on the checkpoint
     if points:
         log(f"{chosen.label}: continuing the curve after step {points[-1].step}")
-    metric_keys = [key for key, _ in CURVE_METRICS]
 
     def record(point: CurvePoint) -> None:
         points.append(point)
@@ -211,7 +217,7 @@ def run_learning_curve(
 
     if not points:
         seed_everything(seed)  # the initial weights of the Trainer below, which seeds the same way
-        metrics, step_notes, _ = evaluate_variant(build_model(config), setup, metric_keys)
+        metrics, step_notes, _ = evaluate_variant(build_model(config), setup)
         notes.update(step_notes)
         record(CurvePoint(0, 0.0, metrics))
     for step in curve_steps(budget, every)[1:]:
@@ -228,14 +234,14 @@ def run_learning_curve(
             raise RuntimeError(f"the curve's run trained {trained.steps_this_run} steps instead of {step - done}")
         checkpoint = trainer.checkpoint_path
         shutil.copyfile(checkpoint, run_dir / "checkpoints" / f"step-{step:06d}.pth.tar")
-        metrics, step_notes, _ = evaluate_variant(trainer.model, setup, metric_keys)
+        metrics, step_notes, _ = evaluate_variant(trainer.model, setup)
         notes.update(step_notes)
         perceptual = [values["perceptual"] for values in trained.history if "perceptual" in values]
         record(CurvePoint(step, points[-1].train_seconds + trained.seconds, metrics,
                           sum(perceptual) / len(perceptual) if perceptual else None))
 
     curve = LearningCurve(str(setup.root), setup.kind, variant, seed, budget, every, list(points),
-                          {k: v for k, v in notes.items() if v}, _settings(setup, config))
+                          {k: v for k, v in notes.items() if v}, _settings(setup, config), split=split)
     _write_outputs(curve, out)
     return curve
 
@@ -262,7 +268,7 @@ def _checkpoint_at(run_dir: Path, config: FommConfig, step: int) -> Optional[Pat
     return path if int(data.training_state.get("global_step", -1)) == step else None
 
 
-def _settings(setup: BenchmarkSetup, config: FommConfig) -> dict:
+def _settings(setup: ExperimentSetup, config: FommConfig) -> dict:
     assert config.train_params is not None
     return {"batch_size": config.train_params.batch_size, "mixed_precision": config.train_params.mixed_precision,
             "threads": torch.get_num_threads(),
@@ -275,7 +281,7 @@ def _settings(setup: BenchmarkSetup, config: FommConfig) -> dict:
 
 def _write_outputs(curve: LearningCurve, out: Path) -> None:
     title = (f"Learning curve: {VARIANTS[curve.variant].label} on {curve.kind or curve.dataset}, seed {curve.seed}, "
-             f"evaluated every {curve.every} of {curve.budget} iterations\n\n")
+             f"evaluated on the {curve.split} split every {curve.every} of {curve.budget} iterations\n\n")
     write_text_atomic(out / "curve.md", title + curve.markdown() + "\n")
     write_text_atomic(out / "curve.csv", curve.csv())
     write_text_atomic(out / "curve.json", json.dumps(curve.to_dict(), indent=1) + "\n")

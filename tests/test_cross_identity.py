@@ -1,0 +1,180 @@
+"""`fomm evaluate --cross-identity` (issue 23): animations of one figure by another's motion against
+the exact ground truth. A perfect animation scores 0, the source repeated scores the baseline, a
+real model lies between; real model objects throughout (tiny nn.Modules, the bundled model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import fomm
+from fomm.assets import BUNDLED_CHECKPOINT
+from fomm.cli import main
+from fomm.data.synthetic import list_cross_pairs, make_dataset
+from fomm.data.video import read_video
+from fomm.evaluation import ColorHistogramEmbedding, LandmarkConfig, LandmarkNet, TrainedLandmarkDetector
+from fomm.evaluation.cross_identity import Animation, ModelAnimation, evaluate_cross_identity
+
+SHAPE = (64, 64, 3)
+
+
+def _key(frames: torch.Tensor) -> bytes:
+    return (frames * 255).round().to(torch.uint8).numpy().tobytes()
+
+
+class GroundTruthAnimation(torch.nn.Module):
+    """A perfect animation of the pairs of one dataset: driven by a pair's driving video it returns
+    that pair's truth; driven by a truth video (the oracle: the source's own motion made perfect)
+    it returns that video, as a perfect model reconstructing its own figure would."""
+
+    def __init__(self, dataset: Path) -> None:
+        super().__init__()
+        self.answers: dict[tuple[bytes, bytes], torch.Tensor] = {}
+        for pair in list_cross_pairs(dataset):
+            source, driving, truth = (torch.from_numpy(read_video(p)).permute(0, 3, 1, 2).float() / 255
+                                      for p in (pair.source, pair.driving, pair.truth))
+            self.answers[_key(source[0]), _key(driving)] = truth
+            self.answers[_key(source[0]), _key(truth)] = truth
+
+    def forward(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
+        return self.answers[_key(source), _key(driving)].clone()
+
+
+class RepeatSource(torch.nn.Module):
+    """No motion at all: the source image for every driving frame."""
+
+    def forward(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
+        return source[None].repeat(len(driving), 1, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cross") / "sprites"
+    make_dataset("sprites", root, videos=6, frames=12, size=64, seed=4242, test_fraction=0.5, workers=1,
+                 cross_pairs=3)
+    return root
+
+
+def _detector() -> TrainedLandmarkDetector:
+    torch.manual_seed(0)
+    return TrainedLandmarkDetector(LandmarkNet(LandmarkConfig(num_joints=15, width=8)))
+
+
+def test_a_perfect_animation_scores_zero_and_its_oracle_too(dataset):
+    assert isinstance(GroundTruthAnimation(dataset), Animation)
+    result = evaluate_cross_identity(GroundTruthAnimation(dataset), dataset, SHAPE, landmark_detector=_detector(),
+                                     embedding=ColorHistogramEmbedding())
+    for name in ("L1", "L1_moving", "L1_oracle", "L1_moving_oracle", "moving_vs_repeat_source", "appearance"):
+        assert result.value(name) == 0, name
+    assert result.value("L1_moving_repeat_source") > 0.05  # the pairs do move
+    # The detector sees the truth itself: its error is exactly its own floor.
+    assert result.value("pose_error") == result.value("pose_error_truth") > 0
+    assert result.value("transfer_gap") > 0.3  # the rule misses even with perfect keypoints
+    assert len(result.videos) == 3 and result.row_kind == "pair"
+
+
+def test_repeating_the_source_scores_the_baseline(dataset):
+    result = evaluate_cross_identity(RepeatSource(), dataset, SHAPE, embedding=ColorHistogramEmbedding())
+    assert result.value("L1") == result.value("L1_repeat_source") > 0
+    assert result.value("L1_moving") == result.value("L1_moving_repeat_source") > result.value("L1")
+    assert result.value("moving_vs_repeat_source") == 1
+    assert result.value("appearance") == result.value("appearance_repeat_source")
+    # Repeating the source is its own oracle: the truth video does not move it either.
+    assert result.value("L1_oracle") == result.value("L1")
+    for row in result.videos:
+        assert row.l1_moving == row.repeat_l1_moving and 0 < row.moving_fraction < 1
+
+
+def test_the_bundled_model_lies_between_perfect_and_no_motion(dataset):
+    model = fomm.load_checkpoint(BUNDLED_CHECKPOINT)
+    result = evaluate_cross_identity(ModelAnimation(model), dataset, SHAPE, num_pairs=2)
+    assert len(result.videos) == 2
+    assert 0 < result.value("L1_moving") < result.value("L1_moving_repeat_source")
+    assert 0 < result.value("L1_moving_oracle") < result.value("L1_moving_repeat_source")
+    ratio = result.value("moving_vs_repeat_source")
+    assert ratio == pytest.approx(result.value("L1_moving") / result.value("L1_moving_repeat_source"))
+    # Pooled over every moving pixel of every pair: a weighted mean of the pairs' own figures.
+    rows = result.videos
+    low, high = min(r.l1_moving for r in rows), max(r.l1_moving for r in rows)
+    assert low <= result.value("L1_moving") <= high
+
+
+def test_evaluate_cross_identity_command_writes_its_table_and_videos(dataset, tmp_path, capsys):
+    out, videos = tmp_path / "out", tmp_path / "videos"
+    code = main(["evaluate", "--cross-identity", "--dataset", str(dataset), "--num-videos", "1", "--device", "cpu",
+                 "--embedding", "none", "--out", str(out), "--videos", str(videos)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "L1_moving_oracle" in printed and "moving_vs_repeat_source" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "metrics.json", "per_pair.csv"]
+    data = json.loads((out / "metrics.json").read_text())
+    assert data["settings"]["protocol"] == "cross-identity" and len(data["pairs"]) == 1
+    pair = list_cross_pairs(dataset)[0]
+    written = videos / f"{pair.name}.mp4"
+    assert written.is_file() and len(read_video(written)) == 12
+
+
+def test_cross_identity_on_a_dataset_without_pairs_is_one_line(tmp_path, capsys):
+    make_dataset("sprites", tmp_path / "plain", videos=2, frames=3, size=32, workers=1)
+    code = main(["evaluate", "--cross-identity", "--dataset", str(tmp_path / "plain"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--cross-pairs N" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("meta", ["[1, 2]", '"a string"', "{not json"])
+def test_evaluate_refuses_a_meta_json_that_is_not_an_object(dataset, tmp_path, capsys, meta):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "meta.json").write_text(meta)
+    for link in ("train", "test"):
+        (broken / link).symlink_to(dataset / link)
+    code = main(["evaluate", "--dataset", str(broken), "--device", "cpu", "--num-videos", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "meta.json" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("option, name", [("--csv", "m.csv"), ("--json", "m.json")])
+def test_evaluate_refuses_a_file_in_a_missing_folder_as_every_command_does(dataset, tmp_path, capsys, option, name):
+    target = tmp_path / "missing" / name
+    code = main(["evaluate", "--dataset", str(dataset), "--device", "cpu", option, str(target)])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not exist" in err
+    assert not (tmp_path / "missing").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# the bundled model, judged on the task (docs/bundled-model.md)
+
+#: Issue 23's bar on moving pixels: at most this share of the error of repeating the source, and at
+#: most this multiple of the model's own self-reconstruction error on the same pixels (the oracle).
+BAR_VS_REPEAT, BAR_VS_ORACLE = 0.45, 1.10
+#: What the shipped model measures on fresh splits (0.54-0.56 and 1.06-1.16, docs/bundled-model.md),
+#: with a margin: a change that makes it animate other figures worse fails here.
+SHIPPED_VS_REPEAT, SHIPPED_VS_ORACLE = 0.62, 1.25
+
+
+@pytest.fixture(scope="module")
+def bundled_on_a_fresh_split(tmp_path_factory):
+    """The bundled model on 4 cross pairs of a sprites seed used for no choice (5005)."""
+    root = tmp_path_factory.mktemp("fresh") / "sprites-5005"
+    make_dataset("sprites", root, videos=6, frames=32, size=64, seed=5005, test_fraction=0.5, workers=1,
+                 cross_pairs=4)
+    return evaluate_cross_identity(ModelAnimation(fomm.load_checkpoint(BUNDLED_CHECKPOINT)), root, SHAPE)
+
+
+def test_the_bundled_model_animates_other_figures_as_documented(bundled_on_a_fresh_split):
+    result = bundled_on_a_fresh_split
+    assert result.value("moving_vs_repeat_source") <= SHIPPED_VS_REPEAT
+    assert result.value("moving_vs_oracle") <= SHIPPED_VS_ORACLE
+
+
+@pytest.mark.xfail(strict=True, reason="issue 23's bar is not met by the shipped model (0.55 x repeating the source "
+                   "on moving pixels, bar 0.45; docs/bundled-model.md): when a model meets it, this passes and "
+                   "strict xfail fails, so remove the mark")
+def test_the_bundled_model_meets_the_cross_identity_bar(bundled_on_a_fresh_split):
+    result = bundled_on_a_fresh_split
+    assert result.value("moving_vs_repeat_source") <= BAR_VS_REPEAT
+    assert result.value("moving_vs_oracle") <= BAR_VS_ORACLE
