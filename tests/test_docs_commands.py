@@ -39,6 +39,7 @@ _HOURS = "trains for hours; tests/test_train.py runs `fomm train` end to end wit
 _TORCHRUN = "needs several GPUs; the slow test in tests/test_train.py runs torchrun on two CPU processes"
 _MADE = ("the workspace's dataset is made by this command with --videos 8 (200 videos take a minute); "
          "the training and evaluation commands after it run on that")
+_VARIANTS = "trains 64 runs (1 h 40 min on 2 busy cores); tests/test_experiments.py runs it with a tiny budget"
 _CROSS_SPLIT = ("a 24-video split with 12 cross pairs takes half a minute; docs/evaluation.md's `make-dataset "
                 "--cross-pairs` runs on a smaller one")
 NOT_RUN: dict[str, str] = {
@@ -104,6 +105,14 @@ NOT_RUN: dict[str, str] = {
         "needs the training run above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller split",
     "fomm evaluate --dataset data/test-2002 --embedding none --out eval-self-2002/":
         "needs the split above; `fomm evaluate` runs on the workspace's dataset",
+    "fomm experiment curve --dataset sprites --budget 600 --every 100 --out runs/variants --mixed-precision bf16 "
+    "--batch-size 4 --max-train-videos 8": _VARIANTS + " (`experiment curve` with a tiny budget)",
+    "fomm experiment variants --dataset sprites --budget 500 --seeds 4 --out runs/variants --mixed-precision bf16 "
+    "--batch-size 4 --max-train-videos 8": _VARIANTS,
+    "fomm experiment variants --dataset sprites --budget 500 --seed 4 --seeds 4 --data-seed 0 --out runs/variants "
+    "--mixed-precision bf16 --batch-size 4 --max-train-videos 8": _VARIANTS + " (--data-seed too)",
+    "fomm experiment variants --dataset sprites --budget 500 --seeds 8 --out runs/variants --mixed-precision bf16 "
+    "--batch-size 4 --max-train-videos 8": _VARIANTS,
 }
 
 

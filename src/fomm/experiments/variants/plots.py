@@ -63,7 +63,8 @@ def plot_loss_curves(result: VariantsResult, path: Path) -> None:
 
 def plot_metrics(result: VariantsResult, path: Path) -> None:
     """One bar chart per metric (lower is better for all), variants side by side, the bar at the
-    mean over seeds with the std as an error bar and each seed's value as a dot; n/a metrics omitted."""
+    mean over seeds with the std as an error bar and each seed's value as a dot, and the no-motion
+    baseline as a dashed line where it has a value; n/a metrics omitted."""
     from matplotlib.figure import Figure  # heavy and only needed here
 
     keys = result.variant_keys()
@@ -83,6 +84,10 @@ def plot_metrics(result: VariantsResult, path: Path) -> None:
             for position, key in enumerate(keys):
                 values = [run.metrics[metric] for run in result.runs_of(key) if run.metrics.get(metric) is not None]
                 axis.scatter([position] * len(values), values, color="black", s=6, zorder=3)
+        baseline = result.no_motion(metric)
+        if baseline is not None:
+            axis.axhline(baseline, color="black", linestyle="--", linewidth=1, label="no motion")
+            axis.legend(fontsize=7, loc="lower right")
         axis.set_title(title + " (lower is better)", fontsize=9)
         axis.tick_params(labelsize=8)
         axis.grid(axis="y", alpha=0.3)
