@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
@@ -16,6 +17,17 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "tests" / "data" / "fomm-reference"
 CONFIGS = REPO / "src" / "fomm" / "configs"
+
+
+def bundled_clip(height: int, width: int, count: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bundled source ``(3, H, W)`` and the first ``count`` frames (all: None) of the bundled
+    driving video ``(T, 3, H, W)``, fitted to ``height x width`` as every animation path fits them."""
+    from fomm.assets import BUNDLED_DRIVING, BUNDLED_SOURCE
+    from fomm.data.frames import fit_frames
+    from fomm.data.media import read_driving_video, read_source_image
+
+    source = fit_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
+    return source, fit_frames(read_driving_video(BUNDLED_DRIVING)[0][:count], height, width)
 
 
 @pytest.fixture(scope="session")

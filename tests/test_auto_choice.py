@@ -11,13 +11,13 @@ import torch
 
 import fomm
 from fomm.animate import Animator
-from fomm.data.frames import fit_frames
-from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
+from fomm.assets import BUNDLED_CHECKPOINT
 from fomm.backends import candidates, choose_engine
 from fomm.backends.hardware import capped_flags, cpu_info
 from fomm.backends.probe import reduced_speedup
 from fomm.backends.selection import forget_choices
-from fomm.data.media import read_driving_video, read_source_image
+
+from .conftest import bundled_clip
 
 #: The flags of the machine these figures come from (an AMX Xeon), for the pure cap tests.
 XEON = frozenset("sse4_2 avx avx2 fma avx512f avx512bw avx512dq avx512vl avx512cd avx512_vnni avx512_bf16 "
@@ -58,8 +58,7 @@ def bundled():
 @pytest.fixture(scope="module")
 def clip(bundled):
     height, width, _ = bundled.frame_shape
-    source = fit_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
-    return source, fit_frames(read_driving_video(BUNDLED_DRIVING)[0][:6], height, width)
+    return bundled_clip(height, width, 6)
 
 
 def test_isa_cap_holds_back_what_onednn_will_not_use():

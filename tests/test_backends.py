@@ -11,17 +11,18 @@ import torch
 
 import fomm
 from fomm.animate import Animator
-from fomm.data.frames import fit_frames
-from fomm.assets import BUNDLED_DRIVING, BUNDLED_SOURCE
+from fomm.assets import BUNDLED_DRIVING
 from fomm.backends import FP32_TOLERANCE, MIN_PSNR_DB, candidates, psnr
 from fomm.backends.cache import cached_export, exported_files
 from fomm.backends.onnxruntime_engine import OnnxRuntimeEngine
 from fomm.backends.torch_engine import TorchEngine
 from fomm.backends.selection import forget_choices
 from fomm.cli import main
-from fomm.data.media import read_driving_video, read_source_image
+from fomm.data.media import read_driving_video
 from fomm.data.video import video_info
 from fomm.errors import UserError
+
+from .conftest import bundled_clip
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -52,8 +53,7 @@ def files(model, cache):
 
 
 def frames(height: int, width: int, count: int = 12):
-    source = fit_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
-    return source, fit_frames(read_driving_video(BUNDLED_DRIVING)[0][:count], height, width)
+    return bundled_clip(height, width, count)
 
 
 def plain(model, source, driving) -> torch.Tensor:

@@ -14,7 +14,7 @@ import yaml
 from fomm.config import PACKAGED_CONFIGS
 from fomm.errors import ConfigError
 from fomm.models.family import MotionSettings
-from fomm.models.mraa import MraaConfig, Regions, load_mraa_config
+from fomm.models.mraa import MraaConfig, Regions
 from fomm.models.mraa.bg_motion_predictor import BgMotionPredictor
 from fomm.models.mraa.config import BgPredictorParams
 from fomm.models.mraa.model import build_mraa_model
@@ -68,7 +68,7 @@ def test_original_layout_with_null_frame_shape_loads_and_round_trips(tmp_path):
     data["dataset_params"]["frame_shape"] = None  # as the published file says
     path = tmp_path / "ted384.yaml"
     path.write_text(yaml.safe_dump(data))
-    config = load_mraa_config(path)
+    config = MraaConfig.load(path)
     assert config.dataset_params.frame_shape is None
     assert config.train_avd_params.random_scale == 0.25 and config.animate_params.mode == "avd"
     assert config.visualizer_params.region_bg_color == (1, 1, 1)

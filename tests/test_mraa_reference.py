@@ -21,7 +21,7 @@ import torch
 import fomm
 from fomm.errors import CheckpointError, ConfigError
 from fomm.models.family import MotionSettings
-from fomm.models.mraa import MraaConfig, MraaModel, load_mraa_config
+from fomm.models.mraa import MraaConfig, MraaModel
 from fomm.models.mraa.model import build_mraa_model
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "mraa-reference"
@@ -157,7 +157,7 @@ def test_each_group_of_outputs_has_its_own_check(max_errors, group):
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_packaged_config_builds_the_published_state_dicts(name, tmp_path):
     expected = json.loads((REFERENCE / f"keys-{name}.json").read_text())
-    model = build_mraa_model(load_mraa_config(f"mraa-{name}"))
+    model = build_mraa_model(MraaConfig.load(f"mraa-{name}"))
     assert set(model.built_networks()) == set(expected)
     for network, shapes in expected.items():
         ours = {key: list(value.shape) for key, value in getattr(model, network).state_dict().items()}
@@ -208,7 +208,7 @@ def test_a_checkpoint_without_avd_weights_has_no_avd_mode(reference_io, tmp_path
 
 
 def test_avd_weights_without_an_avd_network_in_the_config_are_an_error(tmp_path):
-    data = load_mraa_config(REFERENCE / "config.yaml").to_dict()
+    data = MraaConfig.load(REFERENCE / "config.yaml").to_dict()
     del data["model_params"]["avd_network_params"]
     with pytest.raises(CheckpointError, match="has 'avd_network' weights, but the model built from the config has no"):
         load(original_checkpoint_dict(), tmp_path, config=MraaConfig.from_dict(data))

@@ -13,12 +13,13 @@ import torch
 
 import fomm
 from fomm.animate import Animator
-from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
-from fomm.data.frames import Framing, fit_frames, to_uint8
-from fomm.data.media import read_driving_video, read_source_image
+from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING
+from fomm.data.frames import Framing, to_uint8
 from fomm.data.video import read_video
 from fomm.pipeline import BackgroundWriter, Outputs, Reference, animate_to_files, find_reference, in_background
 from fomm.visualize import SideBySide
+
+from .conftest import bundled_clip
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +29,7 @@ def animator() -> Animator:
 
 @pytest.fixture(scope="module")
 def inputs():
-    source = fit_frames(read_source_image(BUNDLED_SOURCE), 64, 64)[0]
-    driving = fit_frames(read_driving_video(BUNDLED_DRIVING)[0], 64, 64)
-    return source, driving
+    return bundled_clip(64, 64)
 
 
 @pytest.mark.parametrize("reference", [0, 13])

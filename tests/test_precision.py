@@ -12,16 +12,16 @@ import yaml
 
 import fomm
 from fomm.animate import Animator
-from fomm.data.frames import fit_frames
-from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
+from fomm.assets import BUNDLED_CHECKPOINT
 from fomm.backends import MIN_PSNR_DB, candidates, choose_engine, psnr
 from fomm.backends.fused import SubpixelUpConvReLU, fused_copy, subpixel_weights
 from fomm.backends.torch_engine import TorchEngine
 from fomm.backends.selection import forget_choices
 from fomm.config import FommConfig, resolve_config_path
-from fomm.data.media import read_driving_video, read_source_image
 from fomm.errors import UserError
 from fomm.models.blocks import UpBlock2d
+
+from .conftest import bundled_clip
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,7 @@ def bundled():
 def clip(bundled):
     """The bundled source and the first 16 frames of the bundled driving video, at 64x64."""
     height, width, _ = bundled.frame_shape
-    source = fit_frames(read_source_image(BUNDLED_SOURCE), height, width)[0]
-    driving = fit_frames(read_driving_video(BUNDLED_DRIVING)[0][:16], height, width)
-    return source, driving
+    return bundled_clip(height, width, 16)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from fomm.errors import CheckpointError, ConfigError
 from fomm.geometry import coordinate_grid, warp
 from fomm.models.family import MotionSettings
 import fomm
-from fomm.models.tpsmm import TpsKeypoints, TpsmmConfig, TpsmmModel, load_tpsmm_config, relative_motion
+from fomm.models.tpsmm import TpsKeypoints, TpsmmConfig, TpsmmModel, relative_motion
 from fomm.models.tpsmm.dense_motion import background_grid, dropout_softmax
 from fomm.models.tpsmm.tps import RandomTps, fit_tps, tps_kernel
 
@@ -81,10 +81,10 @@ def test_equivariance_loss_needs_a_random_warp():
 
 
 def test_packaged_configs_by_name():
-    ted = load_tpsmm_config("tpsmm-ted-384")
+    ted = TpsmmConfig.load("tpsmm-ted-384")
     assert ted.dataset_params.frame_shape == (384, 384, 3) and ted.train_params.batch_size == 12
-    assert load_tpsmm_config("tpsmm-taichi-256").train_params.dropout_maxp == 0.7
-    mgif = load_tpsmm_config(CONFIGS / "tpsmm-mgif-256.yaml")
+    assert TpsmmConfig.load("tpsmm-taichi-256").train_params.dropout_maxp == 0.7
+    mgif = TpsmmConfig.load(CONFIGS / "tpsmm-mgif-256.yaml")
     assert not mgif.model_params.common_params.bg and mgif.train_avd_params.lambda_affine == 1
     assert TpsmmConfig.from_dict(mgif.to_dict()) == mgif
 

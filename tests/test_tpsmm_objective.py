@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fomm.models.tpsmm import TpsmmConfig, TpsmmModel, load_tpsmm_config
+from fomm.models.tpsmm import TpsmmConfig, TpsmmModel
 from fomm.models.tpsmm.objective import TpsmmObjective, avd_objective, dropout_probability, random_scale
 from fomm.models.vgg import Vgg19Features
 
@@ -86,10 +86,10 @@ def test_gradients_reach_the_networks_each_term_trains(vgg, batch, term, expecte
 
 
 def test_dropout_schedule_follows_the_config():
-    vox = load_tpsmm_config("tpsmm-vox-256").train_params  # startp 0.1, maxp 0.3, inc 10, until 35
+    vox = TpsmmConfig.load("tpsmm-vox-256").train_params  # startp 0.1, maxp 0.3, inc 10, until 35
     assert [dropout_probability(vox, epoch) for epoch in (0, 5, 6, 10, 34, 35, 99)] == pytest.approx(
         [0.1, 0.25, 0.28, 0.3, 0.3, None, None])
-    taichi = load_tpsmm_config("tpsmm-taichi-256").train_params  # startp 0, maxp 0.7
+    taichi = TpsmmConfig.load("tpsmm-taichi-256").train_params  # startp 0, maxp 0.7
     assert dropout_probability(taichi, 5) == pytest.approx(0.35) and dropout_probability(taichi, 10) == 0.7
 
 

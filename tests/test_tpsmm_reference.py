@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from fomm.models.family import MotionSettings
-from fomm.models.tpsmm import TpsKeypoints, TpsmmModel, load_tpsmm_config
+from fomm.models.tpsmm import TpsKeypoints, TpsmmConfig, TpsmmModel
 
 from .conftest import CONFIGS
 from .reference_fixtures import load_original
@@ -97,7 +97,7 @@ def test_every_prediction_matches_within_2e5(errors):
 
 def test_reference_checkpoint_rebuilds_the_original_networks_exactly():
     checkpoint = reference_checkpoint()
-    model = load_original(checkpoint, load_tpsmm_config(tpsmm_fixture("config.yaml")))
+    model = load_original(checkpoint, TpsmmConfig.load(tpsmm_fixture("config.yaml")))
     assert model.built_networks() == ("kp_detector", "dense_motion_network", "inpainting_network", "bg_predictor",
                                       "avd_network")
     assert model.epoch == 3 and not model.training
@@ -109,7 +109,7 @@ def test_reference_checkpoint_rebuilds_the_original_networks_exactly():
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_published_configs_load_weights_of_the_published_layout_strictly(name):
     expected = json.loads(tpsmm_fixture(f"keys-{name}.json").read_text())
-    config = load_tpsmm_config(CONFIGS / f"tpsmm-{name}.yaml")
+    config = TpsmmConfig.load(CONFIGS / f"tpsmm-{name}.yaml")
     # The original builds a background predictor only for `bg: True` (mgif-256 has False); the
     # fixture lists one for every config. Every network the config builds must match.
     built = set(expected) - ({"bg_predictor"} if not config.model_params.common_params.bg else set())

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from fomm.models.tpsmm import TpsmmConfig, TpsmmModel, load_tpsmm_config
+from fomm.models.tpsmm import TpsmmConfig, TpsmmModel
 
 from .reference_fixtures import fixture, load_original, original_checkpoint
 from .reference_fixtures import reference_io as family_reference_io
@@ -26,7 +26,7 @@ def reference_checkpoint() -> dict[str, Any]:
 
 
 def reference_config() -> TpsmmConfig:
-    return load_tpsmm_config(tpsmm_fixture("config.yaml"))
+    return TpsmmConfig.load(tpsmm_fixture("config.yaml"))
 
 
 def reference_model() -> TpsmmModel:

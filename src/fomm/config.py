@@ -12,7 +12,7 @@ never needs editing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,11 +21,13 @@ from .errors import ConfigError
 
 __all__ = [
     "ConfigError",
-    "FommConfig",
-    "read_config_file",
+    "ConfigFile",
     "DatasetParams",
+    "FommConfig",
     "ModelParams",
+    "TrainAvdParams",
     "TrainParams",
+    "read_config_file",
 ]
 
 
@@ -275,6 +277,26 @@ class TrainParams(_Section):
 OutputFormat = Literal[".mp4", ".mov", ".mkv", ".gif", ".png"]
 
 
+class TrainAvdParams(_Section):
+    """The AVD stage of TPSMM and MRAA (their ``train_avd.py``), after the motion networks are
+    trained: only the AVD network trains, to rebuild a driving frame's points (TPSMM's keypoints,
+    MRAA's regions) from the pose of a copy rescaled by a random factor in ``1 +- random_scale``
+    per axis and the identity of a source. ``lambda_shift`` weighs the positions;
+    ``lambda_affine`` the regions' affine parts (MRAA; in TPSMM's published mgif config its
+    original code never reads it)."""
+
+    num_epochs: int = Field(gt=0)
+    num_repeats: int = Field(1, gt=0)
+    batch_size: int = Field(gt=0)
+    dataloader_workers: int = Field(0, ge=0)
+    checkpoint_freq: int = Field(1, gt=0)
+    epoch_milestones: list[int] = []
+    lr: float = Field(1e-3, ge=0)
+    lambda_shift: float = Field(1.0, ge=0)
+    lambda_affine: float = Field(1.0, ge=0)
+    random_scale: float = Field(0.25, ge=0, lt=1)
+
+
 class ReconstructionParams(_Section):
     num_videos: Optional[int] = None
     format: OutputFormat = ".mp4"  # of the videos `fomm evaluate --out` writes
@@ -299,18 +321,12 @@ class VisualizerParams(_Section):
     colormap: str = "gist_rainbow"
 
 
-class FommConfig(_Section):
-    """A whole config file. ``model_params`` is the only section every use needs."""
-
-    dataset_params: Optional[DatasetParams] = None
-    model_params: ModelParams
-    train_params: Optional[TrainParams] = None
-    reconstruction_params: ReconstructionParams = ReconstructionParams()
-    animate_params: AnimateParams = AnimateParams()
-    visualizer_params: VisualizerParams = VisualizerParams()
+class ConfigFile(_Section):
+    """Base of every family's whole config file: validation from a plain dictionary (with errors
+    that name the key), the dictionary back in the original layout, and reading a YAML file."""
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<dict>") -> "FommConfig":
+    def from_dict(cls, data: Any, source: str = "<dict>") -> Self:
         """Validate a plain dictionary; ``source`` names it in error messages."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: a config must be a mapping of sections, got {type(data).__name__}")
@@ -319,9 +335,27 @@ class FommConfig(_Section):
         except ValidationError as error:
             raise ConfigError(_describe_errors(error, source)) from None
 
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a YAML config of this schema; a packaged config's name also works.
+        (:func:`fomm.models.registry.load_config` reads a config of any family.)"""
+        data, resolved = read_config_file(path)
+        return cls.from_dict(data, source=str(resolved))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary in the original layout (what checkpoints embed)."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+class FommConfig(ConfigFile):
+    """A whole FOMM config file. ``model_params`` is the only section every use needs."""
+
+    dataset_params: Optional[DatasetParams] = None
+    model_params: ModelParams
+    train_params: Optional[TrainParams] = None
+    reconstruction_params: ReconstructionParams = ReconstructionParams()
+    animate_params: AnimateParams = AnimateParams()
+    visualizer_params: VisualizerParams = VisualizerParams()
 
 
 def _describe_errors(error: ValidationError, source: str) -> str:

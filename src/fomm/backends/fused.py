@@ -190,8 +190,10 @@ def _memory_format(x: Tensor) -> torch.memory_format:
     return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
 
 
-def _can_fold(norm: nn.BatchNorm2d) -> bool:
-    return norm.running_mean is not None and norm.running_var is not None and norm.affine
+def _can_fold(norm: nn.Module) -> bool:
+    """Batch norm with running statistics folds into a convolution; instance norm does not."""
+    return (isinstance(norm, nn.BatchNorm2d) and norm.running_mean is not None and norm.running_var is not None
+            and norm.affine)
 
 
 def _fused_block(module: nn.Module) -> Optional[nn.Module]:

@@ -52,7 +52,14 @@ from ..data.video import read_video
 from ..errors import DataError, UserError
 from ..models import MotionModel
 from .fid import FeatureNetwork, FeatureStatistics
-from .metrics import EmbeddingNetwork, LandmarkDetector, as_detections, embedding_distances, point_distances
+from .metrics import (
+    EmbeddingNetwork,
+    LandmarkDetector,
+    PooledMean,
+    as_detections,
+    embedding_distances,
+    point_distances,
+)
 from .results import EvaluationResult, Metric
 
 __all__ = ["Animation", "ModelAnimation", "PairMetrics", "evaluate_cross_identity"]
@@ -105,35 +112,16 @@ class PairMetrics:
     oracle_appearance: Optional[float] = None
 
 
-class _Pooled:
-    """A mean over pooled terms (sum and count); NaN while empty."""
-
-    def __init__(self) -> None:
-        self.total, self.count = 0.0, 0
-
-    def add(self, values: np.ndarray | Tensor) -> Optional[float]:
-        """Add the finite ``values``; returns their own mean (None when there are none)."""
-        array = values.detach().double().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values, float)
-        array = array[np.isfinite(array)].ravel()
-        self.total += float(array.sum())
-        self.count += int(array.size)
-        return float(array.mean()) if array.size else None
-
-    @property
-    def value(self) -> float:
-        return self.total / self.count if self.count else float("nan")
-
-
 @dataclass
 class _Totals:
     """Pooled terms of every figure, over the pairs seen so far (keys as :class:`PairMetrics`')."""
 
-    terms: dict[str, _Pooled] = field(default_factory=dict)
+    terms: dict[str, PooledMean] = field(default_factory=dict)
     fid_animated: FeatureStatistics = field(default_factory=FeatureStatistics)
     fid_truth: FeatureStatistics = field(default_factory=FeatureStatistics)
 
     def add(self, key: str, values: np.ndarray | Tensor) -> Optional[float]:
-        return self.terms.setdefault(key, _Pooled()).add(values)
+        return self.terms.setdefault(key, PooledMean()).add(values)
 
     def value(self, key: str) -> Optional[float]:
         pooled = self.terms.get(key)

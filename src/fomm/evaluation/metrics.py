@@ -30,6 +30,7 @@ from torch import Tensor
 from ..geometry import pixel_scale, resize_grid
 
 __all__ = [
+    "PooledMean",
     "ColorHistogramEmbedding",
     "Detections",
     "EmbeddingNetwork",
@@ -62,6 +63,26 @@ def _numpy(array: ArrayLike) -> np.ndarray:
 
 def _pixels_per_unit(width: int, height: int) -> np.ndarray:
     return np.asarray(pixel_scale(width, height), dtype=np.float64)
+
+
+class PooledMean:
+    """The mean of every term added so far (kept as sum and count, so videos or pairs count by
+    their number of terms); NaN while empty."""
+
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def add(self, values: ArrayLike | float) -> Optional[float]:
+        """Add the finite ``values``; returns their own mean (None when there are none)."""
+        array = _numpy(values.double() if isinstance(values, Tensor) else values).astype(np.float64).ravel()
+        array = array[np.isfinite(array)]
+        self.total += float(array.sum())
+        self.count += int(array.size)
+        return float(array.mean()) if array.size else None
+
+    @property
+    def value(self) -> float:
+        return self.total / self.count if self.count else float("nan")
 
 
 # --------------------------------------------------------------------------------------------

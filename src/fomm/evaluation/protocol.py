@@ -63,6 +63,7 @@ from .metrics import (
     KeypointRegression,
     LandmarkComparison,
     LandmarkDetector,
+    PooledMean,
     acceleration_norms,
     compare_landmarks,
     embedding_distances,
@@ -271,36 +272,17 @@ def _weak_detector_note(detector: LandmarkDetector, allow_weak: bool) -> str:
 # the pass over the test videos
 
 
-class _Mean:
-    """Running mean of pooled terms (sum and count), NaN when empty."""
-
-    def __init__(self) -> None:
-        self.total, self.count = 0.0, 0
-
-    def add(self, values: np.ndarray | float) -> Optional[float]:
-        """Add the finite ``values``; returns their own mean (None when there are none)."""
-        values = np.asarray(values, dtype=np.float64).ravel()
-        values = values[np.isfinite(values)]
-        self.total += float(values.sum())
-        self.count += int(values.size)
-        return float(values.mean()) if values.size else None
-
-    @property
-    def value(self) -> float:
-        return self.total / self.count if self.count else float("nan")
-
-
 @dataclass
 class _Totals:
     """Pooled terms of every metric over the videos seen so far."""
 
-    l1: _Mean = field(default_factory=_Mean)
-    l1_first_frame: _Mean = field(default_factory=_Mean)
-    aed: _Mean = field(default_factory=_Mean)
-    kp_error: _Mean = field(default_factory=_Mean)
-    jitter: _Mean = field(default_factory=_Mean)
-    kp_acceleration: _Mean = field(default_factory=_Mean)
-    flow_epe: _Mean = field(default_factory=_Mean)
+    l1: PooledMean = field(default_factory=PooledMean)
+    l1_first_frame: PooledMean = field(default_factory=PooledMean)
+    aed: PooledMean = field(default_factory=PooledMean)
+    kp_error: PooledMean = field(default_factory=PooledMean)
+    jitter: PooledMean = field(default_factory=PooledMean)
+    kp_acceleration: PooledMean = field(default_factory=PooledMean)
+    flow_epe: PooledMean = field(default_factory=PooledMean)
     landmarks: LandmarkComparison = field(default_factory=LandmarkComparison)
     fid_generated: FeatureStatistics = field(default_factory=FeatureStatistics)
     fid_driving: FeatureStatistics = field(default_factory=FeatureStatistics)

@@ -7,6 +7,7 @@ Attribute names (``conv``, ``norm``, ``down_blocks``, ``up_blocks``, ``encoder``
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -31,15 +32,30 @@ def channels_at(level: int, block_expansion: int, max_features: int) -> int:
     return min(max_features, block_expansion * (2 ** level))
 
 
-class ResBlock2d(nn.Module):
-    """Pre-activation residual block (BN, ReLU, conv, BN, ReLU, conv) that keeps the resolution."""
+#: Makes the normalisation layer of a block for a channel count.
+Norm = Callable[[int], nn.Module]
 
-    def __init__(self, features: int, kernel_size: int = 3, padding: int = 1) -> None:
+
+def batch_norm(features: int) -> nn.Module:
+    """FOMM's and MRAA's normalisation (folded into the convolutions by the fused engine)."""
+    return nn.BatchNorm2d(features, affine=True)
+
+
+def instance_norm(features: int) -> nn.Module:
+    """TPSMM's normalisation: instance statistics, affine, no running statistics."""
+    return nn.InstanceNorm2d(features, affine=True)
+
+
+class ResBlock2d(nn.Module):
+    """Pre-activation residual block (norm, ReLU, conv, norm, ReLU, conv) that keeps the shape
+    ``(B, C, H, W)``."""
+
+    def __init__(self, features: int, kernel_size: int = 3, padding: int = 1, norm: Norm = batch_norm) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(features, features, kernel_size, padding=padding)
         self.conv2 = nn.Conv2d(features, features, kernel_size, padding=padding)
-        self.norm1 = nn.BatchNorm2d(features, affine=True)
-        self.norm2 = nn.BatchNorm2d(features, affine=True)
+        self.norm1 = norm(features)
+        self.norm2 = norm(features)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv1(F.relu(self.norm1(x)))
@@ -48,12 +64,13 @@ class ResBlock2d(nn.Module):
 
 
 class UpBlock2d(nn.Module):
-    """Nearest 2x upsampling, conv, BN, ReLU."""
+    """Nearest 2x upsampling, conv, norm, ReLU: ``(B, in, H, W) -> (B, out, 2H, 2W)``."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1) -> None:
+    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1,
+                 norm: Norm = batch_norm) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
+        self.norm = norm(out_features)
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.interpolate(x, scale_factor=2.0, mode="nearest")
@@ -61,24 +78,26 @@ class UpBlock2d(nn.Module):
 
 
 class DownBlock2d(nn.Module):
-    """Conv, BN, ReLU, 2x2 average pooling."""
+    """Conv, norm, ReLU, 2x2 average pooling: ``(B, in, H, W) -> (B, out, H/2, W/2)``."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1) -> None:
+    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1,
+                 norm: Norm = batch_norm) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
+        self.norm = norm(out_features)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.avg_pool2d(F.relu(self.norm(self.conv(x))), kernel_size=2)
 
 
 class SameBlock2d(nn.Module):
-    """Conv, BN, ReLU at the same resolution."""
+    """Conv, norm, ReLU at the same resolution."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1) -> None:
+    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1,
+                 norm: Norm = batch_norm) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
+        self.norm = norm(out_features)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.norm(self.conv(x)))
@@ -87,11 +106,12 @@ class SameBlock2d(nn.Module):
 class HourglassEncoder(nn.Module):
     """``num_blocks`` down blocks; returns the input and every block's output (for skips)."""
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int) -> None:
+    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int,
+                 norm: Norm = batch_norm) -> None:
         super().__init__()
         self.down_blocks = nn.ModuleList(
             DownBlock2d(in_features if i == 0 else channels_at(i, block_expansion, max_features),
-                        channels_at(i + 1, block_expansion, max_features))
+                        channels_at(i + 1, block_expansion, max_features), norm=norm)
             for i in range(num_blocks)
         )
 
@@ -103,41 +123,68 @@ class HourglassEncoder(nn.Module):
 
 
 class HourglassDecoder(nn.Module):
-    """``num_blocks`` up blocks, each followed by concatenation with the matching skip."""
+    """``num_blocks`` up blocks, each followed by concatenation with the matching skip; returns
+    every concatenation, coarsest first (the last is at the input's resolution)."""
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int) -> None:
+    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int,
+                 norm: Norm = batch_norm) -> None:
         super().__init__()
         blocks = []
+        #: Channels of each returned level, coarsest first.
+        self.level_channels: list[int] = []
         for i in reversed(range(num_blocks)):
             # Below the bottom level the input is the concatenation of an up block and a skip.
             multiplier = 1 if i == num_blocks - 1 else 2
             blocks.append(UpBlock2d(multiplier * channels_at(i + 1, block_expansion, max_features),
-                                    channels_at(i, block_expansion, max_features)))
+                                    channels_at(i, block_expansion, max_features), norm=norm))
+            skip = in_features if i == 0 else channels_at(i, block_expansion, max_features)
+            self.level_channels.append(channels_at(i, block_expansion, max_features) + skip)
         self.up_blocks = nn.ModuleList(blocks)
-        self.out_filters = block_expansion + in_features
 
-    def forward(self, skips: list[Tensor]) -> Tensor:
+    def forward(self, skips: list[Tensor]) -> list[Tensor]:
         out = skips[-1]
+        levels = []
         for block, skip in zip(self.up_blocks, reversed(skips[:-1])):
             out = torch.cat([block(out), skip], dim=1)
-        return out
+            levels.append(out)
+        return levels
 
 
 class Hourglass(nn.Module):
-    """U-Net-like encoder/decoder. ``(B, in_features, H, W) -> (B, out_filters, H, W)``.
+    """U-Net-like encoder/decoder: ``(B, in_features, H, W) -> (B, out_filters, H, W)``, where
+    ``out_filters = block_expansion + in_features``; :meth:`levels` gives every decoder level
+    (TPSMM's dense motion predicts occlusion masks from several).
 
     ``H`` and ``W`` must be divisible by ``2**num_blocks``.
     """
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256) -> None:
+    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256,
+                 norm: Norm = batch_norm) -> None:
         super().__init__()
-        self.encoder = HourglassEncoder(block_expansion, in_features, num_blocks, max_features)
-        self.decoder = HourglassDecoder(block_expansion, in_features, num_blocks, max_features)
-        self.out_filters = self.decoder.out_filters
+        self.encoder = HourglassEncoder(block_expansion, in_features, num_blocks, max_features, norm)
+        self.decoder = HourglassDecoder(block_expansion, in_features, num_blocks, max_features, norm)
+        #: Channels of each of :meth:`levels`, coarsest first.
+        self.level_channels = self.decoder.level_channels
+        self.out_filters = self.level_channels[-1]
         self.num_blocks = num_blocks
 
-    def forward(self, x: Tensor) -> Tensor:
+    def levels(self, x: Tensor) -> list[Tensor]:
+        """Every decoder level, coarsest first: level ``j`` has ``level_channels[j]`` channels at
+        ``1 / 2**(num_blocks - 1 - j)`` of the input's resolution."""
         return self.decoder(self.encoder(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.levels(x)[-1]
+
+
+def mlp(widths: tuple[int, ...] | list[int]) -> nn.Sequential:
+    """Linear, BatchNorm1d, ReLU for every hidden width, then a last Linear: the AVD networks'
+    layers. The layer indices (``0``, ``1``, ``3``, ...) are the originals' parameter names."""
+    layers: list[nn.Module] = []
+    for width_in, width_out in zip(widths[:-2], widths[1:-1]):
+        layers += [nn.Linear(width_in, width_out), nn.BatchNorm1d(width_out), nn.ReLU()]
+    layers.append(nn.Linear(widths[-2], widths[-1]))
+    return nn.Sequential(*layers)
 
 
 class AntiAliasDownsample(nn.Module):

@@ -57,11 +57,6 @@ def pixel_to_norm(pix: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(pix, dtype=np.float64) / pixel_scale(size, size)[0] - 1.0
 
 
-def norm_to_pixel(norm: np.ndarray, size: int) -> np.ndarray:
-    """Normalised [-1, 1] -> pixel coordinate (pixel centres at integers)."""
-    return (np.asarray(norm, dtype=np.float64) + 1.0) * pixel_scale(size, size)[0]
-
-
 @dataclass
 class SmoothTrajectory:
     """A sum of a few sinusoids per channel: smooth, bounded, and defined for any frame count.

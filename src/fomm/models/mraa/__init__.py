@@ -10,7 +10,7 @@ convention (``align_corners=False``, as its published checkpoints were trained).
 
 from __future__ import annotations
 
-from .config import MraaConfig, load_mraa_config
+from .config import MraaConfig
 from .generator import EncodedSource, MraaRendered
 from .model import MraaModel, build_mraa_model
 from .regions import RegionDetection, Regions, relative_regions
@@ -23,6 +23,5 @@ __all__ = [
     "RegionDetection",
     "Regions",
     "build_mraa_model",
-    "load_mraa_config",
     "relative_regions",
 ]

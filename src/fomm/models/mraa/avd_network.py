@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from ...geometry import inverse_2x2
+from ..blocks import mlp
 from .config import AvdNetworkParams
 from .regions import Regions
 
@@ -17,15 +18,6 @@ _NUMBERS_PER_REGION = 6
 #: Hidden widths of the encoders (the decoder uses them in reverse), as in the original.
 _HIDDEN = (256, 512, 1024)
 
-
-def _mlp(widths: tuple[int, ...]) -> nn.Sequential:
-    """Linear, BatchNorm1d, ReLU for every hidden width, then a last Linear. The layer indices
-    (``0``, ``1``, ``3``, ...) are the original's parameter names."""
-    layers: list[nn.Module] = []
-    for width_in, width_out in zip(widths[:-2], widths[1:-1]):
-        layers += [nn.Linear(width_in, width_out), nn.BatchNorm1d(width_out), nn.ReLU()]
-    layers.append(nn.Linear(widths[-2], widths[-1]))
-    return nn.Sequential(*layers)
 
 
 class AvdNetwork(nn.Module):
@@ -43,9 +35,9 @@ class AvdNetwork(nn.Module):
         super().__init__()
         self.num_regions = num_regions
         size = _NUMBERS_PER_REGION * num_regions
-        self.id_encoder = _mlp((size, *_HIDDEN, params.id_bottle_size))
-        self.pose_encoder = _mlp((size, *_HIDDEN, params.pose_bottle_size))
-        self.decoder = _mlp((params.pose_bottle_size + params.id_bottle_size, *reversed(_HIDDEN), size))
+        self.id_encoder = mlp((size, *_HIDDEN, params.id_bottle_size))
+        self.pose_encoder = mlp((size, *_HIDDEN, params.pose_bottle_size))
+        self.decoder = mlp((params.pose_bottle_size + params.id_bottle_size, *reversed(_HIDDEN), size))
 
     def forward(self, identity: Regions, pose: Regions) -> Regions:
         if identity.affine is None or pose.affine is None:

@@ -12,13 +12,13 @@ Keys marked "ours" are not in the original layout and are always optional.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
-import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ...config import (
+    ConfigFile,
+    TrainAvdParams,
     MixedPrecision,
     DatasetParams,
     OutputFormat,
@@ -26,11 +26,8 @@ from ...config import (
     ReconstructionParams,
     TransformParams,
     VisualizerParams,
-    _describe_errors,
     _Section,
-    resolve_config_path,
 )
-from ...errors import ConfigError
 
 __all__ = [
     "AvdNetworkParams",
@@ -41,12 +38,10 @@ __all__ = [
     "MraaGeneratorParams",
     "MraaLossWeights",
     "MraaModelParams",
-    "MraaTrainAvdParams",
     "MraaTrainParams",
     "MraaVisualizerParams",
     "PixelwiseFlowPredictorParams",
     "RegionPredictorParams",
-    "load_mraa_config",
 ]
 
 
@@ -207,22 +202,6 @@ class MraaTrainParams(_Section):
         return self
 
 
-class MraaTrainAvdParams(_Section):
-    """The AVD stage (after reconstruction): only the AVD network trains, to rebuild a driving
-    frame's regions from the pose of a randomly rescaled copy and the identity of a source."""
-
-    num_epochs: int = Field(gt=0)
-    num_repeats: int = Field(1, gt=0)
-    batch_size: int = Field(gt=0)
-    dataloader_workers: int = Field(0, ge=0)
-    checkpoint_freq: int = Field(1, gt=0)
-    epoch_milestones: list[int] = []
-    lr: float = Field(1e-3, ge=0)
-    lambda_shift: float = Field(1.0, ge=0)
-    lambda_affine: float = Field(1.0, ge=0)
-    random_scale: float = Field(0.25, ge=0, lt=1)
-
-
 # --------------------------------------------------------------------------------------------
 # the jobs
 
@@ -242,37 +221,13 @@ class MraaVisualizerParams(VisualizerParams):
     region_bg_color: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
-class MraaConfig(_Section):
+class MraaConfig(ConfigFile):
     """A whole MRAA config file. ``model_params`` is the only section every use needs."""
 
     dataset_params: Optional[MraaDatasetParams] = None
     model_params: MraaModelParams
     train_params: Optional[MraaTrainParams] = None
-    train_avd_params: Optional[MraaTrainAvdParams] = None
+    train_avd_params: Optional[TrainAvdParams] = None
     reconstruction_params: ReconstructionParams = ReconstructionParams()
     animate_params: MraaAnimateParams = MraaAnimateParams()
     visualizer_params: MraaVisualizerParams = MraaVisualizerParams()
-
-    @classmethod
-    def from_dict(cls, data: Any, source: str = "<dict>") -> "MraaConfig":
-        """Validate a plain dictionary; ``source`` names it in error messages."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: a config must be a mapping of sections, got {type(data).__name__}")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as error:
-            raise ConfigError(_describe_errors(error, source)) from None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dictionary in the original layout (what checkpoints embed)."""
-        return self.model_dump(mode="json", exclude_none=True)
-
-
-def load_mraa_config(path: str | Path) -> MraaConfig:
-    """Read an MRAA YAML config; the name of a packaged config (``mraa-vox256``) also works."""
-    path = resolve_config_path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return MraaConfig.from_dict(data, source=str(path))

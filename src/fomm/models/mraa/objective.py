@@ -34,7 +34,8 @@ from ..fomm.keypoints import Keypoints
 from ..losses import PerceptualLoss, equivariance_value_loss
 from ..blocks import ImagePyramid, at_least_fp32, full_precision
 from ..family import OptimizerPlan, PairObjective, Schedule, TrainingPlan, TrainingStage
-from .config import MraaTrainAvdParams, MraaTrainParams
+from ...config import TrainAvdParams
+from .config import MraaTrainParams
 from .model import MraaModel
 from .regions import Regions
 from .sampling import sample
@@ -158,7 +159,7 @@ class AvdObjective(nn.Module):
     statistics drifted during this stage; it is frozen in eval mode instead.
     """
 
-    def __init__(self, model: MraaModel, train_avd_params: MraaTrainAvdParams) -> None:
+    def __init__(self, model: MraaModel, train_avd_params: TrainAvdParams) -> None:
         super().__init__()
         if model.avd_network is None:
             raise ValueError("the AVD stage needs an AVD network (model_params.avd_network_params)")

@@ -8,7 +8,7 @@ and :mod:`.objective` (imported on its own: it
 needs the losses) holds the training objectives.
 """
 
-from .config import TpsmmConfig, load_tpsmm_config
+from .config import TpsmmConfig
 from .model import TpsKeypoints, TpsmmModel, TpsRendered, TpsSource, relative_motion
 
 __all__ = [
@@ -17,6 +17,5 @@ __all__ = [
     "TpsSource",
     "TpsmmConfig",
     "TpsmmModel",
-    "load_tpsmm_config",
     "relative_motion",
 ]

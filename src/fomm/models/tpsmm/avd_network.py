@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..blocks import mlp
 from .keypoint_detector import POINTS_PER_TPS
 
 __all__ = ["AvdNetwork"]
@@ -14,14 +15,6 @@ __all__ = ["AvdNetwork"]
 #: Hidden widths of the encoders; the decoder runs through them in reverse.
 _HIDDEN = (256, 512, 1024)
 
-
-def _mlp(widths: list[int]) -> nn.Sequential:
-    """Linear, BatchNorm1d, ReLU repeated, then a last Linear (indices as the original's)."""
-    layers: list[nn.Module] = []
-    for width_in, width_out in zip(widths[:-2], widths[1:-1]):
-        layers += [nn.Linear(width_in, width_out), nn.BatchNorm1d(width_out), nn.ReLU()]
-    layers.append(nn.Linear(widths[-2], widths[-1]))
-    return nn.Sequential(*layers)
 
 
 class AvdNetwork(nn.Module):
@@ -36,9 +29,9 @@ class AvdNetwork(nn.Module):
         super().__init__()
         self.num_tps = num_tps
         size = num_tps * POINTS_PER_TPS * 2
-        self.id_encoder = _mlp([size, *_HIDDEN, id_bottle_size])
-        self.pose_encoder = _mlp([size, *_HIDDEN, pose_bottle_size])
-        self.decoder = _mlp([pose_bottle_size + id_bottle_size, *reversed(_HIDDEN), size])
+        self.id_encoder = mlp([size, *_HIDDEN, id_bottle_size])
+        self.pose_encoder = mlp([size, *_HIDDEN, pose_bottle_size])
+        self.decoder = mlp([pose_bottle_size + id_bottle_size, *reversed(_HIDDEN), size])
 
     def forward(self, source: Tensor, driving: Tensor) -> Tensor:
         """``source`` and ``driving`` of the same batch ``B``."""

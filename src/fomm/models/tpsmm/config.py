@@ -11,24 +11,21 @@ unknown keys, so a misspelt key is an error naming it instead of a silently igno
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ...config import (
+    ConfigFile,
+    TrainAvdParams,
     MixedPrecision,
     DatasetParams,
     OutputFormat,
     PyramidScales,
     ReconstructionParams,
     VisualizerParams,
-    _describe_errors,
     _Section,
-    resolve_config_path,
 )
-from ...errors import ConfigError
 
 __all__ = [
     "AvdNetworkParams",
@@ -39,9 +36,7 @@ __all__ = [
     "TpsmmAnimateParams",
     "TpsmmConfig",
     "TpsmmDatasetParams",
-    "TrainAvdParams",
     "TrainParams",
-    "load_tpsmm_config",
 ]
 
 #: What ``frame_shape: null`` (every published TPSMM config) stands for: the original reads frames
@@ -179,24 +174,6 @@ class TrainParams(_Section):
         return self
 
 
-class TrainAvdParams(_Section):
-    """Training of the AVD network on a trained model (the original ``train_avd.py``): driving
-    keypoints scaled by a random factor in ``1 +- random_scale`` per axis must be mapped back to
-    the unscaled ones, weighted by ``lambda_shift``. ``lambda_affine`` appears in the published
-    mgif config but the original code never reads it."""
-
-    num_epochs: int = Field(gt=0)
-    num_repeats: int = Field(1, gt=0)
-    batch_size: int = Field(gt=0)
-    dataloader_workers: int = Field(0, ge=0)
-    checkpoint_freq: int = Field(1, gt=0)
-    epoch_milestones: list[int] = []
-    lr: float = Field(1e-3, ge=0)
-    lambda_shift: float = Field(1.0, ge=0)
-    lambda_affine: float = Field(1.0, ge=0)
-    random_scale: float = Field(0.25, ge=0, lt=1)
-
-
 class TpsmmAnimateParams(_Section):
     """Ours: the defaults of an animation with a model of this config. The original demo's
     ``relative`` mode always scales the motion by the convex-hull areas (``adapt_movement_scale``)."""
@@ -207,7 +184,7 @@ class TpsmmAnimateParams(_Section):
     adapt_movement_scale: bool = True
 
 
-class TpsmmConfig(_Section):
+class TpsmmConfig(ConfigFile):
     """A whole TPSMM config file; ``model_params`` is the only section every use needs."""
 
     dataset_params: Optional[TpsmmDatasetParams] = None
@@ -217,27 +194,3 @@ class TpsmmConfig(_Section):
     visualizer_params: VisualizerParams = VisualizerParams()
     animate_params: TpsmmAnimateParams = TpsmmAnimateParams()
     reconstruction_params: ReconstructionParams = ReconstructionParams()
-
-    @classmethod
-    def from_dict(cls, data: Any, source: str = "<dict>") -> "TpsmmConfig":
-        """Validate a plain dictionary; ``source`` names it in error messages."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: a config must be a mapping of sections, got {type(data).__name__}")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as error:
-            raise ConfigError(_describe_errors(error, source)) from None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dictionary in the original layout (what our checkpoints embed)."""
-        return self.model_dump(mode="json", exclude_none=True)
-
-
-def load_tpsmm_config(path: str | Path) -> TpsmmConfig:
-    """Read a TPSMM YAML config; a packaged config's name (``tpsmm-vox-256``) also works."""
-    path = resolve_config_path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return TpsmmConfig.from_dict(data, source=str(path))

@@ -24,8 +24,7 @@ from torch import Tensor, nn
 
 from ...bundle import TensorBundle
 from ...geometry import coordinate_grid, keypoints_to_gaussian, warp
-from ..blocks import AntiAliasDownsample, at_least_fp32, full_precision
-from .blocks import Hourglass, UpBlock2d
+from ..blocks import AntiAliasDownsample, Hourglass, UpBlock2d, at_least_fp32, full_precision, instance_norm
 from .config import MULTI_MASK_LEVELS, CommonParams, DenseMotionParams
 from .keypoint_detector import POINTS_PER_TPS
 from .tps import TpsTransform, fit_tps
@@ -104,7 +103,8 @@ class DenseMotionNetwork(nn.Module):
         num_points = common.num_tps * POINTS_PER_TPS
         # Input: the heatmap differences (a zero map for the background first) and the K+1 warped sources.
         in_features = (num_points + 1) + common.num_channels * (common.num_tps + 1)
-        self.hourglass = Hourglass(params.block_expansion, in_features, params.num_blocks, params.max_features)
+        self.hourglass = Hourglass(params.block_expansion, in_features, params.num_blocks, params.max_features,
+                                   norm=instance_norm)
         levels = self.hourglass.level_channels
         self.maps = nn.Conv2d(levels[-1], common.num_tps + 1, kernel_size=7, padding=3)
 
@@ -116,7 +116,8 @@ class DenseMotionNetwork(nn.Module):
             self.upsamplings = round(math.log2(1 / params.scale_factor))
             from_hourglass = MULTI_MASK_LEVELS - self.upsamplings
             upsampled = [levels[-1] // 2 ** i for i in range(self.upsamplings + 1)]
-            self.up.extend(UpBlock2d(upsampled[i], upsampled[i + 1]) for i in range(self.upsamplings))
+            self.up.extend(UpBlock2d(upsampled[i], upsampled[i + 1], norm=instance_norm)
+                           for i in range(self.upsamplings))
             mask_inputs = levels[len(levels) - from_hourglass:] + upsampled[1:]
         else:
             self.upsamplings = 0
@@ -138,7 +139,7 @@ class DenseMotionNetwork(nn.Module):
             transforms = self._transform_grids(kp_driving, kp_source, background, height, width, splines)
             deformed = self._deform(at_least_fp32(source), transforms)
 
-        levels = self.hourglass(torch.cat([heatmaps, deformed.flatten(1, 2)], dim=1))
+        levels = self.hourglass.levels(torch.cat([heatmaps, deformed.flatten(1, 2)], dim=1))
         logits = self.maps(levels[-1])
         occlusion_logits = self._occlusion_logits(levels)
         with full_precision(logits):

@@ -23,8 +23,7 @@ from torch import Tensor, nn
 
 from ...bundle import TensorBundle
 from ...geometry import warp
-from ..blocks import channels_at
-from .blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from ..blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, channels_at, instance_norm
 from .config import CommonParams, GeneratorParams
 from .dense_motion import TpsMotion
 
@@ -71,15 +70,16 @@ class InpaintingNetwork(nn.Module):
         self.multi_mask = common.multi_mask
         levels = params.num_down_blocks
         width = [channels_at(i, params.block_expansion, params.max_features) for i in range(levels + 1)]
-        self.first = SameBlock2d(common.num_channels, params.block_expansion, kernel_size=7, padding=3)
-        self.down_blocks = nn.ModuleList(DownBlock2d(width[i], width[i + 1]) for i in range(levels))
+        self.first = SameBlock2d(common.num_channels, params.block_expansion, kernel_size=7, padding=3,
+                                 norm=instance_norm)
+        self.down_blocks = nn.ModuleList(DownBlock2d(width[i], width[i + 1], norm=instance_norm) for i in range(levels))
         up_blocks, res_blocks = [], []
         for i in reversed(range(levels)):
             # The decoder's input at level i+1: the warped map alone at the bottom, else concatenated
             # with the decoder's output of the level below.
             decoder_in = width[i + 1] if i == levels - 1 else 2 * width[i + 1]
-            up_blocks.append(UpBlock2d(decoder_in, width[i]))
-            res_blocks += [ResBlock2d(decoder_in), ResBlock2d(decoder_in)]
+            up_blocks.append(UpBlock2d(decoder_in, width[i], norm=instance_norm))
+            res_blocks += [ResBlock2d(decoder_in, norm=instance_norm), ResBlock2d(decoder_in, norm=instance_norm)]
         self.up_blocks = nn.ModuleList(up_blocks)
         self.resblock = nn.ModuleList(res_blocks)
         self.final = nn.Conv2d(params.block_expansion, common.num_channels, kernel_size=7, padding=3)

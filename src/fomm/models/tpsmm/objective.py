@@ -34,7 +34,8 @@ from ...errors import ConfigError
 from ..losses import PerceptualLoss
 from ..blocks import ImagePyramid
 from ..family import OptimizerPlan, PairObjective, Schedule, TrainingPlan, TrainingStage
-from .config import TrainAvdParams, TrainParams
+from ...config import TrainAvdParams
+from .config import TrainParams
 from .model import TpsKeypoints, TpsmmModel, TpsRendered
 from .tps import RandomTps
 
