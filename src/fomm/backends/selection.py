@@ -335,7 +335,7 @@ def choose_engine(model: MotionModel, backend: str, precision: str, source: Tens
     Returns the engine and the measurements made now (empty when the choice was known).
     """
     if "auto" not in (backend, precision):
-        logger.info("running %s %s, as asked", backend, precision)
+        logger.debug("running %s %s, as asked", backend, precision)
         return create_engine(model, backend, precision, compile=compile, calibration=(source, driving)), []
     found = candidates(model.device, backend, precision)
     if not found and precision == "int8":
