@@ -56,6 +56,10 @@ NOT_RUN: dict[str, str] = {
     "torchrun --nproc_per_node 4 -m fomm.cli train --config configs/vox-256.yaml --log-dir runs/vox": _TORCHRUN,
     "fomm train --config tpsmm-vox-256 --log-dir runs/tpsmm": _HOURS + " (tests/test_family_training.py trains TPSMM "
                                                                        "and MRAA with --max-steps)",
+    "fomm train --config tpsmm-sprites-64 --log-dir runs/tpsmm-sprites --device cpu --threads 2":
+        "trains 40 epochs of TPSMM (an hour); tests/test_family_training.py trains TPSMM and MRAA with --max-steps",
+    "fomm train-avd --checkpoint runs/tpsmm-sprites/checkpoint.pth.tar --log-dir runs/tpsmm-sprites-avd":
+        "needs the TPSMM run above; tests/test_family_training.py runs `fomm train-avd` on a small trained model",
     "fomm train-avd --checkpoint runs/tpsmm/checkpoint.pth.tar":
         "needs the TPSMM run above; tests/test_family_training.py runs `fomm train-avd` on a small trained model",
     "fomm experiment variants --dataset sprites --budget 400":
