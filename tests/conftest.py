@@ -41,17 +41,40 @@ def reference_io(reference_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(reference_dir / "io.pt", weights_only=True)
 
 
+#: The session's FOMM_CACHE (set by :func:`private_cache`).
+SESSION_CACHE: list[Path] = []
+#: The cache's folders of content-addressed files (a model's ONNX export, OpenVINO's compiled
+#: blobs): every cache of the session shares them, so a model is exported once per session.
+SHARED_CACHE_FOLDERS = ("onnx", "openvino")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def private_cache(tmp_path_factory):
     """The backends' cache (exports, `auto` choices) in a folder of the session's, never the
     user's ~/.cache/fomm; commands the tests start inherit it."""
     previous = os.environ.get("FOMM_CACHE")
-    os.environ["FOMM_CACHE"] = str(tmp_path_factory.mktemp("fomm-cache"))
+    folder = tmp_path_factory.mktemp("fomm-cache")
+    for name in SHARED_CACHE_FOLDERS:
+        (folder / name).mkdir()
+    SESSION_CACHE[:] = [folder]
+    os.environ["FOMM_CACHE"] = str(folder)
     yield
     if previous is None:
         del os.environ["FOMM_CACHE"]
     else:
         os.environ["FOMM_CACHE"] = previous
+
+
+def fresh_cache(folder: Path) -> Path:
+    """A FOMM_CACHE at ``folder`` that remembers no `auto` choice yet but shares the session's
+    exports: what a test of the choice needs, without exporting the model again (tens of seconds
+    each, on CPUs where `auto` prefers an exported runtime)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SHARED_CACHE_FOLDERS:
+        link = folder / name
+        if not link.exists():
+            link.symlink_to(SESSION_CACHE[0] / name, target_is_directory=True)
+    return folder
 
 
 @pytest.fixture(autouse=True, scope="session")

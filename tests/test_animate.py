@@ -18,6 +18,8 @@ from fomm.data.video import read_video, video_info, write_video
 
 from .test_video_io import make_video_with_audio
 
+from .conftest import fresh_cache
+
 
 def moving_scene(num_frames: int = 6, size: int = 64) -> np.ndarray:
     """A bright disc moving right over a gradient: (T, H, W, 3) uint8."""
@@ -35,7 +37,7 @@ def moving_scene(num_frames: int = 6, size: int = 64) -> np.ndarray:
 def private_cache(tmp_path_factory, monkeypatch):
     """`fomm animate` defaults to --precision auto --backend auto, which remember their choice
     in FOMM_CACHE: keep it out of the home folder."""
-    monkeypatch.setenv("FOMM_CACHE", str(tmp_path_factory.getbasetemp() / "animate-cache"))
+    monkeypatch.setenv("FOMM_CACHE", str(fresh_cache(tmp_path_factory.getbasetemp() / "animate-cache")))
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,8 @@ from fomm.errors import UserError
 
 from .reference_fixtures import fixture, original_checkpoint
 
+from .conftest import fresh_cache
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.*")
 
 gradio_client = pytest.importorskip("gradio_client", reason="the web app's tests need fomm[app]")
@@ -55,7 +57,7 @@ SUMMARY = re.compile(r"animated (\d+) of (\d+) frames \((\d+) dropped\) in [\d.]
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
     """The `auto` backend choice is remembered in $FOMM_CACHE: each test has its own."""
-    monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "fomm-cache"))
+    monkeypatch.setenv("FOMM_CACHE", str(fresh_cache(tmp_path / "fomm-cache")))
 
 
 def free_port() -> int:
@@ -143,7 +145,7 @@ def server(tmp_path_factory):
     port = free_port()
     environment = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
                        GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")),
-                       FOMM_CACHE=str(tmp_path_factory.mktemp("fomm-cache")))
+                       FOMM_CACHE=str(fresh_cache(tmp_path_factory.mktemp("fomm-cache"))))
     process = subprocess.Popen([sys.executable, "-m", "fomm.cli", "serve", "--port", str(port), "--threads", "1"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
     lines: queue.Queue = queue.Queue()

@@ -17,7 +17,7 @@ from fomm.backends.hardware import capped_flags, cpu_info
 from fomm.backends.probe import reduced_speedup
 from fomm.backends.selection import forget_choices
 
-from .conftest import bundled_clip
+from .conftest import bundled_clip, fresh_cache
 
 #: The flags of the machine these figures come from (an AMX Xeon), for the pure cap tests.
 XEON = frozenset("sse4_2 avx avx2 fma avx512f avx512bw avx512dq avx512vl avx512cd avx512_vnni avx512_bf16 "
@@ -44,7 +44,7 @@ def capped(monkeypatch):
 
 @pytest.fixture()
 def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FOMM_CACHE", str(fresh_cache(tmp_path / "cache")))
     forget_choices()
     yield tmp_path / "cache"
     forget_choices()

@@ -22,7 +22,7 @@ from fomm.data.media import read_driving_video
 from fomm.data.video import video_info
 from fomm.errors import UserError
 
-from .conftest import bundled_clip
+from .conftest import bundled_clip, fresh_cache
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -30,8 +30,9 @@ pytest.importorskip("onnxscript")
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """One FOMM_CACHE for the module (and test_export's CLI test, which reuses its export)."""
-    folder = tmp_path_factory.getbasetemp() / "fomm-cache"
+    """One FOMM_CACHE for the module, sharing the session's exports (test_export's CLI test and
+    the others reuse the export made here)."""
+    folder = fresh_cache(tmp_path_factory.getbasetemp() / "backends-cache")
     forget_choices()  # choices an earlier test of this process made would skip the measuring
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FOMM_CACHE", str(folder))

@@ -12,14 +12,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 
-@pytest.fixture()
-def shared_cache(tmp_path_factory, monkeypatch):
-    """test_backends' FOMM_CACHE: when it ran first, `fomm export` copies the model's cached
-    export instead of exporting again (an export takes ~20 s of CPU)."""
-    monkeypatch.setenv("FOMM_CACHE", str(tmp_path_factory.getbasetemp() / "fomm-cache"))
-
-
-def test_export_cli_matches_torch_at_two_sizes(reference_dir, tmp_path, capsys, shared_cache):
+def test_export_cli_matches_torch_at_two_sizes(reference_dir, tmp_path, capsys):
     out = tmp_path / "onnx"
     code = main(["export", "--checkpoint", str(reference_dir / "checkpoint.pth.tar"),
                  "--config", str(reference_dir / "config.yaml"), "--out", str(out)])

@@ -12,13 +12,15 @@ import sys
 
 import pytest
 
+from .conftest import fresh_cache
+
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (scripts/setup.sh installs it "
                                                             "in CI)")
 def test_animating_with_every_runtime_makes_no_network_connection(tmp_path):
     trace = tmp_path / "connect.trace"
     environment = {key: value for key, value in os.environ.items() if key != "CI"}  # CI=true silences OpenVINO
-    environment.update(FOMM_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    environment.update(FOMM_CACHE=str(fresh_cache(tmp_path / "cache")), OMP_NUM_THREADS="1")
     done = subprocess.run(["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(trace), sys.executable, "-m",
                            "fomm.cli", "animate", "--out", str(tmp_path / "out.mp4"), "--precision", "auto",
                            "--backend", "auto"], capture_output=True, text=True, timeout=300, env=environment,

@@ -21,7 +21,7 @@ from fomm.config import FommConfig, resolve_config_path
 from fomm.errors import UserError
 from fomm.models.blocks import UpBlock2d
 
-from .conftest import bundled_clip
+from .conftest import bundled_clip, fresh_cache
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def plain_frames(bundled, clip):
 @pytest.fixture()
 def cache(tmp_path, monkeypatch):
     """An empty cache, and no choice remembered from an earlier test of this process."""
-    monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FOMM_CACHE", str(fresh_cache(tmp_path / "cache")))
     forget_choices()
     return tmp_path / "cache"
 

@@ -4,13 +4,17 @@ a dynamic batch and image size (see :mod:`fomm.export`)."""
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
-from ..backends.cache import copy_cached_export
+from ..backends.cache import copy_cached_export, exported_files
 from ..export import DEFAULT_OPSET, check_onnx, export_onnx
-from .arguments import add_model_arguments, load_model
 from ..errors import OutputPathError
+from ..models import MotionModel
+from .arguments import add_model_arguments, load_model
 from .outputs import check_output_folder
+
+logger = logging.getLogger(__name__)
 
 
 def opset(text: str) -> int:
@@ -34,6 +38,17 @@ def _newest_opset() -> int:
     return onnx.defs.onnx_opset_version()
 
 
+def _export_into_cache(model: MotionModel) -> bool:
+    """Export ``model`` into the backends' cache; False (with a warning) where the cache cannot
+    be written, so that the export goes to ``--out`` alone."""
+    try:
+        exported_files(model)
+    except OSError as error:
+        logger.warning("cannot write the export cache (%s): exporting to --out only", error.strerror or error)
+        return False
+    return True
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, runtime=False)  # traced and checked on the CPU
     parser.add_argument("--out", type=Path, default=Path("onnx"), help="output folder (default onnx/)")
@@ -50,9 +65,12 @@ def run(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         # `fomm animate --backend auto` may have exported this very model already (same weights,
         # exporter and opset, checked intact): copying its files saves the tens of seconds an
-        # export takes.
+        # export takes. Otherwise the export goes into that cache first, so that the exported
+        # backends (and the next export) find it there.
         files = copy_cached_export(model, args.out) if args.opset == DEFAULT_OPSET else None
         copied = files is not None
+        if files is None and args.opset == DEFAULT_OPSET and _export_into_cache(model):
+            files = copy_cached_export(model, args.out)
         if files is None:
             files = export_onnx(model, args.out, opset=args.opset, check=False).files
     except OSError as error:
