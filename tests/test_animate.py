@@ -34,7 +34,7 @@ def moving_scene(num_frames: int = 6, size: int = 64) -> np.ndarray:
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
+def animate_cache(tmp_path_factory, monkeypatch):
     """`fomm animate` defaults to --precision auto --backend auto, which remember their choice
     in FOMM_CACHE: keep it out of the home folder."""
     monkeypatch.setenv("FOMM_CACHE", str(fresh_cache(tmp_path_factory.getbasetemp() / "animate-cache")))

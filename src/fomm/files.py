@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import uuid
@@ -18,6 +19,8 @@ from typing import Any, Iterable, Iterator, Optional
 import torch
 
 from .errors import OutputPathError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["MANIFEST", "atomic_path", "atomic_torch_save", "file_digest", "manifest_problem", "staged_outputs",
            "sweep_stale_temporaries", "write_manifest", "write_text_atomic", "FolderLock"]
@@ -177,14 +180,16 @@ def _storage_cause(error: BaseException) -> OSError | None:
 class FolderLock:
     """An exclusive claim on a folder for the life of a process (``fcntl.flock`` on
     ``<folder>/.fomm.lock``): a second process that asks gets an :class:`OutputPathError` naming
-    the first. The kernel drops the claim when its process ends, even by SIGKILL, so a crashed
+    the first, or with ``wait`` waits for it (a cache that one process fills while another would
+    fill it too). The kernel drops the claim when its process ends, even by SIGKILL, so a crashed
     run never leaves a stale lock."""
 
     NAME = ".fomm.lock"
 
-    def __init__(self, folder: str | Path, purpose: str = "in use") -> None:
+    def __init__(self, folder: str | Path, purpose: str = "in use", wait: bool = False) -> None:
         self.path = Path(folder) / self.NAME
         self.purpose = purpose
+        self.wait = wait
         self._file = None
 
     def __enter__(self) -> "FolderLock":
@@ -197,9 +202,13 @@ class FolderLock:
         except BlockingIOError:
             file.seek(0)
             holder = file.read().strip() or "another process"
-            file.close()
-            raise OutputPathError(f"{self.path.parent} is {self.purpose} by {holder}; wait for it to finish or "
-                                  f"choose another folder") from None
+            if self.wait:
+                logger.info("waiting for %s, %s by %s", self.path.parent, self.purpose, holder)
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+            else:
+                file.close()
+                raise OutputPathError(f"{self.path.parent} is {self.purpose} by {holder}; wait for it to finish "
+                                      f"or choose another folder") from None
         file.seek(0)
         file.truncate()
         file.write(f"pid {os.getpid()}")

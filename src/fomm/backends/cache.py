@@ -25,7 +25,7 @@ import torch
 
 from ..export import EXPORT_FORMAT, OnnxFiles, export_onnx
 from ..errors import OutputPathError
-from ..files import manifest_problem, staged_outputs, write_manifest, write_text_atomic
+from ..files import FolderLock, manifest_problem, staged_outputs, write_manifest, write_text_atomic
 from ..models import MotionModel
 
 logger = logging.getLogger(__name__)
@@ -112,11 +112,15 @@ def exported_files(model: MotionModel) -> OnnxFiles:
     """The model's ONNX graphs from the cache, exported there first if missing or damaged (tens
     of seconds for a large model, once)."""
     files = cached_export(model)
-    if not _intact(files):
-        folder = files.render.parent
-        logger.info("exporting the model to ONNX for the exported backends (once per checkpoint): %s", folder)
-        export_onnx(model, folder, check=False)
-        write_manifest(folder, files.all())
+    if _intact(files):
+        return files
+    folder = files.render.parent
+    # Another process exporting the same model at the same moment: wait for its export, then use it.
+    with FolderLock(folder.parent / f"{folder.name}.lock", "being exported", wait=True):
+        if not _intact(files):
+            logger.info("exporting the model to ONNX for the exported backends (once per checkpoint): %s", folder)
+            export_onnx(model, folder, check=False)
+            write_manifest(folder, files.all())
     return files
 
 
