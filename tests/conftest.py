@@ -53,9 +53,14 @@ def private_cache(tmp_path_factory):
     """The backends' cache (exports, `auto` choices) in a folder of the session's, never the
     user's ~/.cache/fomm; commands the tests start inherit it."""
     previous = os.environ.get("FOMM_CACHE")
-    folder = tmp_path_factory.mktemp("fomm-cache")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Parallel workers share one cache beside their own temporary folders, so a model is
+        # exported once per run, not once per worker (exports of one model wait for each other).
+        folder = tmp_path_factory.getbasetemp().parent / "fomm-cache"
+    else:
+        folder = tmp_path_factory.mktemp("fomm-cache")
     for name in SHARED_CACHE_FOLDERS:
-        (folder / name).mkdir()
+        (folder / name).mkdir(parents=True, exist_ok=True)
     SESSION_CACHE[:] = [folder]
     os.environ["FOMM_CACHE"] = str(folder)
     yield

@@ -62,6 +62,9 @@ NOT_RUN: dict[str, str] = {
         "needs the TPSMM run above; tests/test_family_training.py runs `fomm train-avd` on a small trained model",
     "fomm train-avd --checkpoint runs/tpsmm/checkpoint.pth.tar":
         "needs the TPSMM run above; tests/test_family_training.py runs `fomm train-avd` on a small trained model",
+    "fomm export --checkpoint runs/sprites/checkpoint.pth.tar --out onnx/":
+        "exports for 20 s (every export traces with symbolic shapes); tests/test_export.py runs the same "
+        "command on a checkpoint, and tests/test_families.py on the other families'",
     "fomm experiment variants --dataset sprites --budget 400":
         "trains the model variants (an hour); tests/test_experiments.py runs it with a tiny budget",
     "fomm make-dataset sprites --out data/sprites-64 --videos 200 --frames 32 --size 64 --seed 0": _MADE,
@@ -117,6 +120,9 @@ NOT_RUN: dict[str, str] = {
     "--mixed-precision bf16 --batch-size 4 --max-train-videos 8": _VARIANTS + " (--data-seed too)",
     "fomm experiment variants --dataset sprites --budget 500 --seeds 8 --out runs/variants --mixed-precision bf16 "
     "--batch-size 4 --max-train-videos 8": _VARIANTS,
+    "fomm experiment variants --dataset sprites --budget 500 --seeds 8 --data-seed 0 --variants a,b,c,d,e,h,i,j,k,l "
+    "--out runs/variants --mixed-precision bf16 --batch-size 4 --max-train-videos 8":
+        _VARIANTS + " (tests/test_experiments.py runs the other families as variants too)",
 }
 
 
