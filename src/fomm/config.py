@@ -244,7 +244,22 @@ class LossWeights(_Section):
 MixedPrecision = Literal["no", "auto", "bf16", "fp16"]
 
 
-class TrainParams(_Section):
+class OurTrainingOptions(_Section):
+    """What every family's ``train_params`` accepts beyond its original: the perceptual loss's
+    features (VGG19, or the pyramid images themselves; fomm.models.losses.PerceptualLoss), where the
+    VGG19 weights are, the seed, and the arithmetic. ``mixed_precision``: no is float32 (the
+    original's arithmetic, exact); bf16/fp16 autocast with float32 weights and losses; auto (the
+    default, published configs included) is bf16 where the device has it and a probe measures it
+    faster, else float32 (fomm.training.precision; docs/benchmarks.md shows bf16's loss curves
+    following float32's)."""
+
+    perceptual_backbone: Literal["vgg19", "pixel"] = "vgg19"
+    vgg19_weights: Optional[str] = None
+    seed: int = 0
+    mixed_precision: MixedPrecision = "auto"
+
+
+class TrainParams(OurTrainingOptions):
     num_epochs: int = Field(gt=0)
     num_repeats: int = Field(1, gt=0)
     epoch_milestones: list[int] = []
@@ -256,17 +271,9 @@ class TrainParams(_Section):
     checkpoint_freq: int = Field(1, gt=0)
     transform_params: Optional[TransformParams] = None
     loss_weights: LossWeights = LossWeights()
-    # Ours.
-    perceptual_backbone: Literal["vgg19", "pixel"] = "vgg19"
-    vgg19_weights: Optional[str] = None
+    # Ours, beside OurTrainingOptions.
     grad_clip: Optional[float] = Field(None, gt=0)
-    seed: int = 0
     num_workers: int = Field(0, ge=0)
-    # no: float32 (the original's arithmetic, exact); bf16/fp16: autocast with float32 weights and
-    # losses; auto (default, published configs included): bf16 where the device has it and a probe
-    # measures it faster, else float32 (fomm.training.precision; docs/benchmarks.md shows bf16's
-    # loss curves following float32's).
-    mixed_precision: MixedPrecision = "auto"
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from ...config import (
     ConfigFile,
     TrainAvdParams,
-    MixedPrecision,
+    OurTrainingOptions,
     DatasetParams,
     OutputFormat,
     PyramidScales,
@@ -172,7 +172,7 @@ class MraaLossWeights(_Section):
     equivariance_affine: float = 0.0
 
 
-class MraaTrainParams(_Section):
+class MraaTrainParams(OurTrainingOptions):
     """The reconstruction stage: region predictor, background predictor and generator together,
     one Adam optimiser (``lr``), learning rate divided by 10 at ``epoch_milestones``."""
 
@@ -187,12 +187,6 @@ class MraaTrainParams(_Section):
     scales: PyramidScales = [1.0]
     transform_params: Optional[TransformParams] = None
     loss_weights: MraaLossWeights = MraaLossWeights()
-    # Ours, as in fomm.config.TrainParams: the perceptual loss's features (VGG19, or the pyramid
-    # images themselves), where the VGG19 weights are, and the seed.
-    perceptual_backbone: Literal["vgg19", "pixel"] = "vgg19"
-    vgg19_weights: Optional[str] = None
-    seed: int = 0
-    mixed_precision: MixedPrecision = "auto"
 
     @model_validator(mode="after")
     def _equivariance_needs_a_transform(self) -> "MraaTrainParams":

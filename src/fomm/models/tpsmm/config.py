@@ -18,7 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from ...config import (
     ConfigFile,
     TrainAvdParams,
-    MixedPrecision,
+    OurTrainingOptions,
     DatasetParams,
     OutputFormat,
     PyramidScales,
@@ -136,7 +136,7 @@ class LossWeights(_Section):
     bg: float = 0.0
 
 
-class TrainParams(_Section):
+class TrainParams(OurTrainingOptions):
     """Training of the motion and inpainting networks (the original ``train.py``).
 
     Transform dropout (section 3.4 of the paper): before ``dropout_epoch``, each TPS transform is
@@ -159,12 +159,6 @@ class TrainParams(_Section):
     bg_start: int = Field(0, ge=0)
     transform_params: Optional[TransformParams] = None
     loss_weights: LossWeights = LossWeights()
-    # Ours: the perceptual loss's network (see fomm.models.losses.PerceptualLoss) and its weights file,
-    # the seed, and the arithmetic (see fomm.config.TrainParams).
-    perceptual_backbone: Literal["vgg19", "pixel"] = "vgg19"
-    vgg19_weights: Optional[str] = None
-    seed: int = 0
-    mixed_precision: MixedPrecision = "auto"
 
     @model_validator(mode="after")
     def _equivariance_has_a_warp(self) -> "TrainParams":
