@@ -66,6 +66,10 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("model_params: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         fomm.load_config(bad)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(128, 256)))  # not UTF-8: was a UnicodeDecodeError traceback
+    with pytest.raises(ConfigError, match="binary.yaml: not a YAML config"):
+        fomm.load_config(binary)
 
 
 def test_round_trip_through_dict():

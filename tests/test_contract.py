@@ -161,11 +161,12 @@ def run_contract(argv: list[str], work: Path) -> None:
 COMMANDS = {"animate": animate_argv, "visualize": visualize_argv, "evaluate": evaluate_argv,
             "make-dataset": make_dataset_argv, "train": train_argv, "export": export_argv}
 EXAMPLES = {"animate": 25, "visualize": 12, "evaluate": 12, "make-dataset": 15, "train": 12, "export": 1}
+#: The slow set's budget: twenty times the default's (each run draws new examples).
+LARGER_EXAMPLES = {command: 20 * count for command, count in EXAMPLES.items()}
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
-def test_every_command_exits_0_with_outputs_or_2_with_one_line_and_no_files(command, pool, tmp_path_factory):
-    @settings(max_examples=EXAMPLES[command], deadline=None, derandomize=True, database=None,
+def fuzz(command: str, examples: int, derandomize: bool, pool: Path, tmp_path_factory) -> None:
+    @settings(max_examples=examples, deadline=None, derandomize=derandomize, database=None,
               suppress_health_check=list(HealthCheck))
     @given(data=st.data())
     def check(data):
@@ -175,3 +176,15 @@ def test_every_command_exits_0_with_outputs_or_2_with_one_line_and_no_files(comm
         run_contract(argv, work)
 
     check()
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_exits_0_with_outputs_or_2_with_one_line_and_no_files(command, pool, tmp_path_factory):
+    fuzz(command, EXAMPLES[command], True, pool, tmp_path_factory)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_the_contract_holds_under_a_larger_fresh_fuzz_budget(command, pool, tmp_path_factory):
+    """The same contract on 20x the examples, drawn afresh each run (pytest -m slow)."""
+    fuzz(command, LARGER_EXAMPLES[command], False, pool, tmp_path_factory)

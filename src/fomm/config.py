@@ -408,5 +408,7 @@ def read_config_file(path: str | Path) -> tuple[Any, Path]:
         return yaml.safe_load(path.read_text()), path
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML config (not UTF-8 text)") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read it: {error.strerror or error}") from None
