@@ -10,7 +10,8 @@ import sys
 import pytest
 import torch
 
-from fomm.files import atomic_path, atomic_torch_save, staged_outputs, sweep_stale_temporaries, write_text_atomic
+from fomm.files import (atomic_path, atomic_torch_save, require_free_space, staged_outputs, sweep_stale_temporaries,
+                        write_text_atomic)
 
 
 def _dead_pid() -> int:
@@ -112,3 +113,12 @@ def test_a_video_on_a_full_disk_is_a_one_line_error_naming_it(small_filesystem, 
         write_video(small_filesystem / name, frames, fps=10)
     assert f"cannot write {small_filesystem / name}:" in str(error.value)
     assert list(small_filesystem.iterdir()) == []
+
+
+def test_require_free_space_refuses_what_the_disk_cannot_take(tmp_path):
+    import errno
+
+    require_free_space(tmp_path, 1)
+    with pytest.raises(OSError, match=r"No space left on device \(.* MiB needed") as refused:
+        require_free_space(tmp_path, 2 ** 62)
+    assert refused.value.errno == errno.ENOSPC

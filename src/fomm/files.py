@@ -22,8 +22,8 @@ from .errors import OutputPathError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MANIFEST", "atomic_path", "atomic_torch_save", "file_digest", "manifest_problem", "staged_outputs",
-           "sweep_stale_temporaries", "write_manifest", "write_text_atomic", "FolderLock"]
+__all__ = ["MANIFEST", "atomic_path", "atomic_torch_save", "file_digest", "manifest_problem", "require_free_space",
+           "staged_outputs", "sweep_stale_temporaries", "write_manifest", "write_text_atomic", "FolderLock"]
 
 
 #: Failures of the storage, not of the program: reported as the user's problem, in one line.
@@ -175,6 +175,17 @@ def _storage_cause(error: BaseException) -> OSError | None:
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def require_free_space(folder: Path, size: int) -> None:
+    """Raise the ``OSError`` a write would (ENOSPC) when the disk of ``folder`` has fewer than
+    ``size`` bytes free: a full disk is found before work of tens of seconds (an export), not
+    after it. A disk that fills later still fails later, and is handled there."""
+    stats = os.statvfs(folder)
+    free = stats.f_bavail * stats.f_frsize
+    if free < size:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({size / 2 ** 20:.1f} MiB needed, "
+                                    f"{free / 2 ** 20:.1f} MiB free)")
 
 
 class FolderLock:

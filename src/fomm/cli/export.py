@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..backends.cache import copy_cached_export, exported_files
 from ..export import DEFAULT_OPSET, check_onnx, export_onnx
+from ..files import require_free_space
 from ..errors import OutputPathError
 from ..models import MotionModel
 from .arguments import add_model_arguments, load_model
@@ -38,6 +39,12 @@ def _newest_opset() -> int:
     return onnx.defs.onnx_opset_version()
 
 
+def _graphs_size(model: MotionModel) -> int:
+    """About the bytes of the exported graphs: their float32 weights (the inference networks')."""
+    return sum(parameter.numel() * 4 for name in model.built_networks() if name not in model.training_only
+               for parameter in getattr(model, name).parameters())
+
+
 def _export_into_cache(model: MotionModel) -> bool:
     """Export ``model`` into the backends' cache; False (with a warning) where the cache cannot
     be written, so that the export goes to ``--out`` alone."""
@@ -63,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     created = not args.out.exists()
     try:
         args.out.mkdir(parents=True, exist_ok=True)
+        require_free_space(args.out, _graphs_size(model))  # now, not after the export's tens of seconds
         # `fomm animate --backend auto` may have exported this very model already (same weights,
         # exporter and opset, checked intact): copying its files saves the tens of seconds an
         # export takes. Otherwise the export goes into that cache first, so that the exported
