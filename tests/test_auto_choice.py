@@ -37,8 +37,11 @@ def capped(monkeypatch):
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", level)
         cpu_info.cache_clear()
 
-    yield cap
+    # Each test starts from the machine's own flags, even in a run held to a cap from outside.
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    cpu_info.cache_clear()
+    yield cap
+    monkeypatch.undo()  # the variable as it was (a cap from outside included), then the flags afresh
     cpu_info.cache_clear()
 
 
