@@ -99,6 +99,9 @@ CASES = [
     (["animate", "--best-frame", "999"], "out of range", None),
     (["animate", "--threads", "0"], "--threads: must be at least 1", None),
     (["animate", "--threads", "-1"], "--threads: must be at least 1", None),
+    # OpenMP sized its pool to this and aborted the process ("libgomp: Out of memory"): found by the fuzz.
+    (["animate", "--threads", "1000000000"], "--threads: at most 1024", None),
+    (["train", "--config", "sprites-64", "--threads", "1000000000"], "--threads: at most 1024", None),
     (["animate", "--batch-size", "0"], "--batch-size: must be at least 1", None),
     (["animate", "--fps", "nan"], "--fps must be a number", None),
     (["animate", "--fps", "inf"], "--fps must be a number", None),

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -181,8 +182,7 @@ def require_free_space(folder: Path, size: int) -> None:
     """Raise the ``OSError`` a write would (ENOSPC) when the disk of ``folder`` has fewer than
     ``size`` bytes free: a full disk is found before work of tens of seconds (an export), not
     after it. A disk that fills later still fails later, and is handled there."""
-    stats = os.statvfs(folder)
-    free = stats.f_bavail * stats.f_frsize
+    free = shutil.disk_usage(folder).free
     if free < size:
         raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({size / 2 ** 20:.1f} MiB needed, "
                                     f"{free / 2 ** 20:.1f} MiB free)")

@@ -5,6 +5,7 @@ transferred (relative or absolute, adapt scale), and turning them into a loaded 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Optional, get_args
 
@@ -35,6 +36,20 @@ def positive_int(text: str) -> int:
     return value
 
 
+#: More torch threads than any machine has cores: OpenMP sizes its thread pool to the request, and
+#: a billion threads aborted the process ("libgomp: Out of memory") instead of an error.
+MAX_THREADS = 1024
+
+
+def thread_count(text: str) -> int:
+    """An argparse type: a CPU thread count, 1 to :data:`MAX_THREADS`."""
+    value = positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_THREADS} (this machine has {os.cpu_count()} CPUs), "
+                                         f"got {value}")
+    return value
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, *, bundled_default: bool = True,
                         runtime: bool = True) -> None:
     """``--checkpoint`` (the bundled model unless ``bundled_default`` is False, then required),
@@ -49,7 +64,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, bundled_default: boo
                            help="checkpoint, ours (checkpoint.pth.tar of a run) or an original .pth.tar")
     group.add_argument("--config", help="YAML config, or a packaged config's name (vox-256, taichi-256, ...); "
                        "required for original checkpoints, ours carry theirs")
-    group.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
+    group.add_argument("--threads", type=thread_count, help="CPU threads for torch (default: torch's choice)")
     if not runtime:
         return
     group.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")

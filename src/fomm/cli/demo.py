@@ -16,14 +16,14 @@ from ..device import resolve_device, set_threads
 from ..errors import UserError
 from ..pipeline import Outputs, animate_to_files, frame_inputs
 from ..visualize import SideBySide, analyse_frame, motion_figure, save_figure
-from .arguments import positive_int
+from .arguments import thread_count
 from .outputs import check_output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("fomm-demo"), help="output folder (default fomm-demo/)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=thread_count, help="CPU threads for torch (default: torch's choice)")
 
 
 def run(args: argparse.Namespace) -> int:

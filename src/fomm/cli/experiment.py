@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import OutputPathError, UserError
 from ..experiments.variants import DEFAULT_VARIANTS, KINDS, SPLITS, VARIANTS, run_variants_experiment
-from .arguments import MIXED_PRECISION_MODES, positive_int
+from .arguments import MIXED_PRECISION_MODES, positive_int, thread_count
 from .outputs import check_output_folder
 
 __all__ = ["add_arguments", "run"]
@@ -72,7 +72,7 @@ def _add_common(parser: argparse.ArgumentParser, budget_help: str, default_split
     parser.add_argument("--mixed-precision", choices=MIXED_PRECISION_MODES,
                         help="overrides train_params.mixed_precision for every variant alike (auto: bf16 where "
                              "the CPU has AMX/AVX512-BF16 and measures faster)")
-    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=thread_count, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--progress", action="store_true", help="progress bars while training")
 
 

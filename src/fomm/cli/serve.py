@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..device import resolve_device, set_threads
 from ..errors import UserError
-from .arguments import positive_int
+from .arguments import positive_int, thread_count
 
 
 def _port(text: str) -> int:
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refuse driving videos longer than this many frames (default 2000)")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="driving frames per forward pass")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=thread_count, help="CPU threads for torch (default: torch's choice)")
 
 
 #: Where ``--share`` links come from: without a connection to it there is no public link.

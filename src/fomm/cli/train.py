@@ -21,7 +21,7 @@ from ..device import set_threads
 from ..errors import OutputPathError
 from ..training import NonFiniteLossError, Trainer
 from ..training.distributed import cleanup_distributed
-from .arguments import MIXED_PRECISION_MODES, positive_int
+from .arguments import MIXED_PRECISION_MODES, positive_int, thread_count
 
 #: Where runs go when neither --log-dir nor a run's own checkpoint says: log/<config name>.
 DEFAULT_LOG_ROOT = Path("log")
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser, stage: str = "motion") -> Non
     parser.add_argument("--log-dir", type=Path, default=None,
                         help="output folder (default: the checkpoint's folder when resuming, else log/<config name>)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--threads", type=positive_int,
+    parser.add_argument("--threads", type=thread_count,
                         help="CPU threads for torch per process (default: torch's choice; 1 helps on a busy CPU)")
     parser.add_argument("--seed", type=int, default=None, help="overrides train_params.seed")
     parser.add_argument("--mixed-precision", choices=MIXED_PRECISION_MODES, default=None,

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..device import resolve_device, set_threads
 from ..errors import DataError, UserError
 from ..evaluation import save_landmark_detector, train_landmark_detector
-from .arguments import positive_int
+from .arguments import thread_count
 from .outputs import check_output_file
 
 __all__ = ["add_arguments", "run"]
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, help="input size (default: the dataset's frame size)")
     parser.add_argument("--max-videos", type=int, help="use at most this many training videos")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--threads", type=positive_int,
+    parser.add_argument("--threads", type=thread_count,
                         help="CPU threads for torch (1 is often fastest on a busy shared machine)")
 
 
