@@ -41,7 +41,7 @@ def _newest_opset() -> int:
 
 def _graphs_size(model: MotionModel) -> int:
     """About the bytes of the exported graphs: their float32 weights (the inference networks')."""
-    return sum(parameter.numel() * 4 for name in model.built_networks() if name not in model.training_only
+    return sum(parameter.numel() * 4 for name in model.inference_modules()
                for parameter in getattr(model, name).parameters())
 
 

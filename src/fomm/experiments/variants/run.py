@@ -352,7 +352,7 @@ def _parameter_counts(setup: ExperimentSetup, variants: Sequence[str]) -> dict[s
         if variant.evaluates is None:
             model = build_model(variant_config(setup.base_for(variant), variant, budget=1, seed=0), device="cpu")
             counts[key] = {name: sum(p.numel() for p in getattr(model, name).parameters())
-                           for name in model.built_networks() if name not in model.training_only}
+                           for name in model.inference_modules()}
     return counts
 
 
