@@ -25,16 +25,17 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Optional, Sequence
+from typing import Any, Callable, ClassVar, Literal, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..bundle import TensorBundle
+from ..errors import ConfigError
 from ..geometry import resize_grid
 
 __all__ = ["MOTION_MODES", "MotionModel", "MotionSettings", "OptimizerPlan", "PairObjective", "Rendered", "Schedule",
-           "TrainingPlan", "TrainingStage"]
+           "TrainingPlan", "TrainingStage", "avd_training_plan"]
 
 #: How driving motion is applied to the source: as it is, relative to an initial driving frame,
 #: or through the family's AVD network.
@@ -139,6 +140,27 @@ class TrainingPlan:
     stages: tuple[TrainingStage, ...]
     trains: tuple[str, ...]
     dataset_params: Any = None
+
+
+def avd_training_plan(model: "MotionModel", objective: Callable[[Any], nn.Module]) -> TrainingPlan:
+    """The AVD stage of the families that have one (TPSMM's and MRAA's ``train_avd.py``): the AVD
+    network alone, one Adam (``optimizer_avd``) at ``train_avd_params.lr`` on that section's
+    schedule, seeded by ``train_params.seed``. ``objective(train_avd_params)`` is the family's
+    AVD loss as a module of ``(source, driving)``."""
+    config = model.config
+    params = config.train_avd_params
+    if params is None:
+        raise ConfigError("the config has no train_avd_params section: nothing says how to train the AVD network")
+    if getattr(model, "avd_network", None) is None:
+        raise ConfigError("the AVD stage needs an AVD network: model_params.avd_network_params in the config")
+    schedule = Schedule(num_epochs=params.num_epochs, batch_size=params.batch_size, num_repeats=params.num_repeats,
+                        epoch_milestones=tuple(params.epoch_milestones), checkpoint_freq=params.checkpoint_freq,
+                        num_workers=params.dataloader_workers,
+                        seed=config.train_params.seed if config.train_params is not None else 0)
+    return TrainingPlan(schedule=schedule, optimizers=(OptimizerPlan("optimizer_avd", ("avd_network",), params.lr),),
+                        stages=(TrainingStage("avd", PairObjective(objective(params), with_epoch=False),
+                                              ("optimizer_avd",)),),
+                        trains=("avd_network",))
 
 
 class PairObjective(nn.Module):

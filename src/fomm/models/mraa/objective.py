@@ -33,7 +33,7 @@ from ...geometry import RandomWarp, coordinate_grid, inverse_2x2
 from ..fomm.keypoints import Keypoints
 from ..losses import PerceptualLoss, equivariance_value_loss
 from ..blocks import ImagePyramid, at_least_fp32, full_precision
-from ..family import OptimizerPlan, PairObjective, Schedule, TrainingPlan, TrainingStage
+from ..family import OptimizerPlan, PairObjective, Schedule, TrainingPlan, TrainingStage, avd_training_plan
 from ...config import TrainAvdParams
 from .config import MraaTrainParams
 from .model import MraaModel
@@ -211,18 +211,7 @@ def training_plan(model: MraaModel, stage: str, perceptual: Callable[[], Optiona
     alone, the region predictor frozen."""
     config = model.config
     if stage == "avd":
-        params = config.train_avd_params
-        if params is None:
-            raise ConfigError("the config has no train_avd_params section: nothing says how to train the AVD network")
-        if model.avd_network is None:
-            raise ConfigError("the AVD stage needs an AVD network: model_params.avd_network_params in the config")
-        schedule = Schedule(num_epochs=params.num_epochs, batch_size=params.batch_size, num_repeats=params.num_repeats,
-                            epoch_milestones=tuple(params.epoch_milestones), checkpoint_freq=params.checkpoint_freq,
-                            num_workers=params.dataloader_workers,
-                            seed=config.train_params.seed if config.train_params is not None else 0)
-        objective = PairObjective(AvdObjective(model, params), with_epoch=False)
-        return TrainingPlan(schedule=schedule, optimizers=(OptimizerPlan("optimizer_avd", ("avd_network",), params.lr),),
-                            stages=(TrainingStage("avd", objective, ("optimizer_avd",)),), trains=("avd_network",))
+        return avd_training_plan(model, lambda params: AvdObjective(model, params))
     if stage != "motion":
         raise ConfigError(f"MRAA models train in the stages motion and avd, not {stage!r}")
     params = config.train_params

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from ...errors import ConfigError
 from ..losses import PerceptualLoss
 from ..blocks import ImagePyramid
-from ..family import OptimizerPlan, PairObjective, Schedule, TrainingPlan, TrainingStage
+from ..family import OptimizerPlan, PairObjective, Schedule, TrainingPlan, TrainingStage, avd_training_plan
 from ...config import TrainAvdParams
 from .config import TrainParams
 from .model import TpsKeypoints, TpsmmModel, TpsRendered
@@ -182,17 +182,7 @@ def training_plan(model: TpsmmModel, stage: str, perceptual: Callable[[], Option
     largest entry of 10; or ``train_avd.py`` (stage ``avd``): the AVD network alone."""
     config = model.config
     if stage == "avd":
-        params = config.train_avd_params
-        if params is None:
-            raise ConfigError("the config has no train_avd_params section: nothing says how to train the AVD network")
-        schedule = Schedule(num_epochs=params.num_epochs, batch_size=params.batch_size, num_repeats=params.num_repeats,
-                            epoch_milestones=tuple(params.epoch_milestones), checkpoint_freq=params.checkpoint_freq,
-                            num_workers=params.dataloader_workers,
-                            seed=config.train_params.seed if config.train_params is not None else 0)
-        return TrainingPlan(schedule=schedule, optimizers=(OptimizerPlan("optimizer_avd", ("avd_network",), params.lr),),
-                            stages=(TrainingStage("avd", PairObjective(AvdStage(model, params), with_epoch=False),
-                                                  ("optimizer_avd",)),),
-                            trains=("avd_network",))
+        return avd_training_plan(model, lambda params: AvdStage(model, params))
     if stage != "motion":
         raise ConfigError(f"TPSMM models train in the stages motion and avd, not {stage!r}")
     params = config.train_params
