@@ -8,7 +8,7 @@ package goes through :func:`warp` with ``align_corners=True`` spelled out.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +81,18 @@ def warp(image: Tensor, grid: Tensor, padding_mode: str = "zeros") -> Tensor:
     """
     return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding_mode,
                          align_corners=ALIGN_CORNERS)
+
+
+def warp_by_each(image: Tensor, grids: Tensor, sampler: Callable[[Tensor, Tensor], Tensor] = warp) -> Tensor:
+    """``image`` ``(B, C, h, w)`` warped by each of ``grids`` ``(B, N, h, w, 2)``: ``(B, N, C, h, w)``
+    (the source under each sparse motion of the dense-motion networks). ``sampler`` is the
+    family's warp: :func:`warp`, or MRAA's ``align_corners=False`` sampling."""
+    batch, count, height, width, _ = grids.shape
+    channels = image.shape[1]
+    repeated = image.unsqueeze(1).expand(batch, count, channels, height, width)
+    deformed = sampler(repeated.reshape(batch * count, channels, height, width),
+                       grids.reshape(batch * count, height, width, 2))
+    return deformed.view(batch, count, channels, height, width)
 
 
 def resize_grid(grid: Tensor, height: int, width: int) -> Tensor:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...config import DenseMotionParams
-from ...geometry import coordinate_grid, inverse_2x2, keypoints_to_gaussian, warp
+from ...geometry import coordinate_grid, inverse_2x2, keypoints_to_gaussian, warp_by_each
 from .keypoints import Keypoints
 from ..blocks import AntiAliasDownsample, Hourglass, at_least_fp32, full_precision
 
@@ -83,15 +83,6 @@ class DenseMotion(nn.Module):
         heatmap = gaussian_driving - gaussian_source
         return F.pad(heatmap, (0, 0, 0, 0, 1, 0)).unsqueeze(2)
 
-    def deform_source(self, source: Tensor, motions: Tensor) -> Tensor:
-        """Warp ``(B, C, h, w)`` by each of ``(B, K+1, h, w, 2)`` motions: ``(B, K+1, C, h, w)``."""
-        batch, channels, height, width = source.shape
-        num_motions = motions.shape[1]
-        repeated = source.unsqueeze(1).expand(batch, num_motions, channels, height, width)
-        deformed = warp(repeated.reshape(batch * num_motions, channels, height, width),
-                        motions.reshape(batch * num_motions, height, width, 2))
-        return deformed.view(batch, num_motions, channels, height, width)
-
     def forward(self, source: Tensor, kp_source: Keypoints, kp_driving: Keypoints) -> Motion:
         if self.scale_factor != 1:
             source = self.down(source)
@@ -99,7 +90,7 @@ class DenseMotion(nn.Module):
         with full_precision(source):
             heatmaps = self.heatmap_representation(height, width, kp_source, kp_driving)
             motions = sparse_motions(height, width, kp_source, kp_driving)
-            sparse_deformed = self.deform_source(at_least_fp32(source), motions)
+            sparse_deformed = warp_by_each(at_least_fp32(source), motions)  # (B, K+1, C, h, w)
 
         features = torch.cat([heatmaps, sparse_deformed], dim=2).view(batch, -1, height, width)
         prediction = self.hourglass(features)

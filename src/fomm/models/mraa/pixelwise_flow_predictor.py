@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...geometry import coordinate_grid, inverse_2x2, keypoints_to_gaussian
+from ...geometry import coordinate_grid, inverse_2x2, keypoints_to_gaussian, warp_by_each
 from ..blocks import AntiAliasDownsample, Hourglass, at_least_fp32, full_precision
 from .config import PixelwiseFlowPredictorParams
 from .regions import Regions
@@ -84,7 +84,7 @@ class PixelwiseFlowPredictor(nn.Module):
             source_regions, driving_regions = source_regions.widened(), driving_regions.widened()
             heatmaps = self._heatmap_difference(source_regions, driving_regions, height, width)
             motions = sparse_motions(source_regions, driving_regions, height, width, self.revert_axis_swap)
-            deformed = self._deform_by_each(at_least_fp32(small_source), motions)
+            deformed = warp_by_each(at_least_fp32(small_source), motions, sample)  # (B, K+1, C, h, w)
         if self.use_deformed_source:
             features = torch.cat([heatmaps.unsqueeze(2), deformed], dim=2)
         else:
@@ -111,15 +111,6 @@ class PixelwiseFlowPredictor(nn.Module):
         background = difference.new_zeros(difference.shape[0], 1, height, width)
         return torch.cat([background, difference], dim=1)
 
-    @staticmethod
-    def _deform_by_each(small_source: Tensor, motions: Tensor) -> Tensor:
-        """The source ``(B, C, h, w)`` warped by each of the ``(B, K + 1, h, w, 2)`` motions."""
-        batch, channels, height, width = small_source.shape
-        count = motions.shape[1]
-        repeated = small_source.unsqueeze(1).expand(batch, count, channels, height, width)
-        deformed = sample(repeated.reshape(batch * count, channels, height, width),
-                          motions.reshape(batch * count, height, width, 2))
-        return deformed.view(batch, count, channels, height, width)
 
 
 def region_gaussians(shift: Tensor, covar: Optional[Tensor], height: int, width: int,

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...bundle import TensorBundle
-from ...geometry import coordinate_grid, keypoints_to_gaussian, warp
+from ...geometry import coordinate_grid, keypoints_to_gaussian, warp_by_each
 from ..blocks import AntiAliasDownsample, Hourglass, UpBlock2d, at_least_fp32, full_precision, instance_norm
 from .config import MULTI_MASK_LEVELS, CommonParams, DenseMotionParams
 from .keypoint_detector import POINTS_PER_TPS
@@ -137,7 +137,7 @@ class DenseMotionNetwork(nn.Module):
             background = None if background is None else at_least_fp32(background)
             heatmaps = self._heatmap_differences(kp_driving, kp_source, height, width)
             transforms = self._transform_grids(kp_driving, kp_source, background, height, width, splines)
-            deformed = self._deform(at_least_fp32(source), transforms)
+            deformed = warp_by_each(at_least_fp32(source), transforms)  # (B, K+1, C, h, w)
 
         levels = self.hourglass.levels(torch.cat([heatmaps, deformed.flatten(1, 2)], dim=1))
         logits = self.maps(levels[-1])
@@ -167,15 +167,6 @@ class DenseMotionNetwork(nn.Module):
                                                           kp_source.view(batch, self.num_tps, POINTS_PER_TPS, 2))
         grids = tps.grid(height, width)
         return torch.cat([background_grid(batch, height, width, background, like=grids), grids], dim=1)
-
-    def _deform(self, source: Tensor, transforms: Tensor) -> Tensor:
-        """The source warped by each transform: ``(B, K+1, C, h, w)``."""
-        batch, count, height, width, _ = transforms.shape
-        channels = source.shape[1]
-        repeated = source[:, None].expand(batch, count, channels, height, width)
-        deformed = warp(repeated.reshape(batch * count, channels, height, width),
-                        transforms.reshape(batch * count, height, width, 2))
-        return deformed.view(batch, count, channels, height, width)
 
     def _occlusion_logits(self, levels: list[Tensor]) -> list[Tensor]:
         """Mask logits from the last hourglass levels, then from successive 2x upsamplings of its
