@@ -41,6 +41,7 @@ from .augmentation import Augmentation
 from .video import is_video_path, read_frames_at, read_video, video_info
 
 __all__ = [
+    "dataset_folder",
     "FramesDataset",
     "DatasetRepeater",
     "PairedDataset",
@@ -82,6 +83,14 @@ def video_id(name: str) -> str:
     """Identity of a video named ``id#clip...`` (the original's convention); a name without
     ``#`` is its own identity (without extension)."""
     return name.split("#", 1)[0] if "#" in name else Path(name).stem
+
+
+def dataset_folder(path: str | Path) -> Path:
+    """``path`` as a dataset's root folder, or a :class:`DataError` saying it is not there."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    return root
 
 
 def list_videos(folder: Path) -> list[Path]:
@@ -244,9 +253,7 @@ class FramesDataset(Dataset):
 
     def _select_videos(self) -> tuple[Path, list[Path]]:
         """The folder and video paths of this side (train or test)."""
-        root = self.root_dir
-        if not root.is_dir():
-            raise DataError(f"{root}: dataset folder not found")
+        root = dataset_folder(self.root_dir)
         if (root / "train").is_dir():
             folder = root / ("train" if self.is_train else "test")
             if not folder.is_dir():

@@ -47,6 +47,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..animate import Animator
+from ..data.datasets import dataset_folder
 from ..data.synthetic.writer import CrossPairFiles, list_cross_pairs, load_cross_truth, load_ground_truth, read_meta
 from ..data.video import read_video
 from ..errors import DataError, UserError
@@ -274,9 +275,7 @@ def evaluate_cross_identity(
         raise DataError(f"the number of cross pairs must be at least 1, got {num_pairs}")
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, got {batch_size}")
-    root = Path(dataset)
-    if not root.is_dir():
-        raise DataError(f"{root}: dataset folder not found")
+    root = dataset_folder(dataset)
     meta = read_meta(root)
     pairs = list_cross_pairs(root)[:num_pairs]
     height, width = int(frame_shape[0]), int(frame_shape[1])

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.datasets import list_videos
+from ..data.datasets import dataset_folder, list_videos
 from ..data.synthetic.writer import ground_truth_path, load_ground_truth, read_meta
 from ..data.video import read_video
 from ..errors import CheckpointError, DataError, UserError
@@ -240,9 +240,7 @@ class LandmarkData:
 
 
 def _split_folder(root: Path, split: str) -> Path:
-    if not root.is_dir():
-        raise DataError(f"{root}: dataset folder not found")
-    folder = root / split
+    folder = dataset_folder(root) / split
     if not folder.is_dir():
         raise DataError(f"{folder}: no '{split}' folder (a synthetic dataset has train/ and test/; "
                         f"make one with `fomm make-dataset`)")

@@ -50,7 +50,7 @@ from tqdm import tqdm
 
 from ..animate import Animator
 from ..config import DatasetParams
-from ..data.datasets import FramesDataset, list_videos, video_id
+from ..data.datasets import FramesDataset, dataset_folder, list_videos, video_id
 from ..data.synthetic.writer import GroundTruth, ground_truth_path, load_ground_truth, read_meta
 from ..data.video import read_video
 from ..errors import DataError, UserError
@@ -353,9 +353,7 @@ def evaluate_dataset(
         raise DataError(f"the number of train videos must be at least 1, got {max_train_videos}")
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, got {batch_size}")
-    root = Path(dataset)
-    if not root.is_dir():
-        raise DataError(f"{root}: dataset folder not found")
+    root = dataset_folder(dataset)
     read_meta(root)  # a meta.json that is not an object of dataset facts is refused, not ignored
     frame_shape = model.frame_shape
     height, width = frame_shape[0], frame_shape[1]
