@@ -19,7 +19,7 @@ from ..animate import Animator
 from ..assets import BUNDLED_DRIVING, BUNDLED_SOURCE
 from ..config import DatasetParams
 from ..data.media import read_source_image
-from ..data.video import DEFAULT_FPS, OUTPUT_SUFFIXES, video_info, write_video
+from ..data.video import DEFAULT_FPS, VIDEO_OUTPUT_SUFFIXES, video_info, write_video
 from ..data.frames import to_uint8
 from ..errors import DataError, UserError
 from ..pipeline import CROPS, Outputs, Reference, animate_to_files, find_reference, frame_inputs
@@ -30,7 +30,6 @@ from .outputs import check_distinct, check_fps, check_output_file, check_output_
 
 logger = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = tuple(suffix for suffix in OUTPUT_SUFFIXES if suffix != ".png")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="driving video: .mp4/.mov/.avi/.gif, a folder of frames or an image strip "
                             "(default: bundled sample)")
     media.add_argument("--out", "--result_video", dest="out", type=Path,
-                       help=f"output video ({', '.join(VIDEO_SUFFIXES)}; default result.mp4); with --dataset, "
+                       help=f"output video ({', '.join(VIDEO_OUTPUT_SUFFIXES)}; default result.mp4); with --dataset, "
                             f"the output folder")
     media.add_argument("--crop", nargs="?", const="center", default="none", choices=CROPS,
                        help="frame the source and the driving video before resizing them to the model: 'face' "
@@ -78,11 +77,11 @@ def run(args: argparse.Namespace) -> int:
     source_path = args.source or BUNDLED_SOURCE
     driving_path = args.driving or BUNDLED_DRIVING
     out = args.out or Path("result.mp4")
-    outputs = [check_output_file(out, VIDEO_SUFFIXES, "--out")]
+    outputs = [check_output_file(out, VIDEO_OUTPUT_SUFFIXES, "--out")]
     if args.gif:
         outputs.append(check_output_file(args.gif, (".gif",), "--gif"))
     if args.side_by_side:
-        outputs.append(check_output_file(args.side_by_side, VIDEO_SUFFIXES, "--side-by-side"))
+        outputs.append(check_output_file(args.side_by_side, VIDEO_OUTPUT_SUFFIXES, "--side-by-side"))
     check_distinct(outputs, inputs={"--source": source_path, "--driving": driving_path})
     check_fps(args.fps)
 

@@ -35,7 +35,8 @@ from ..crop import (
     subject_crop,
 )
 from ..data.media import read_source_image
-from ..data.video import IMAGE_EXTENSIONS, is_animation, iter_frames, video_info, write_video
+from ..data.video import (DEFAULT_FPS, IMAGE_EXTENSIONS, VIDEO_OUTPUT_SUFFIXES, is_animation, iter_frames, video_info,
+                          write_video)
 from ..errors import DataError
 from ..files import atomic_path, staged_outputs
 from .arguments import positive_int
@@ -49,9 +50,7 @@ DEFAULT_SIZE = 256
 MAX_SIZE = 4096
 # A fixed crop this many times wider than its subject's own crop is worth a word about --follow.
 LOOSE_CROP = 1.5
-DEFAULT_FPS = 25.0
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".gif")
 
 
 def crop_size(text: str) -> Optional[int]:
@@ -110,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"input not found: {path}")
     is_image = path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not is_animation(path)
     if not args.dry_run:
-        check_output_file(args.out, IMAGE_SUFFIXES if is_image else VIDEO_SUFFIXES, "--out")
+        check_output_file(args.out, IMAGE_SUFFIXES if is_image else VIDEO_OUTPUT_SUFFIXES, "--out")
         check_distinct([args.out], {"the input": path})
     name = args.detector or DEFAULT_DETECTORS[args.subject]
     detector = make_detector(name)

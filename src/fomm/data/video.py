@@ -62,6 +62,7 @@ __all__ = [
     "read_image",
     "DEFAULT_FPS",
     "OUTPUT_SUFFIXES",
+    "VIDEO_OUTPUT_SUFFIXES",
     "write_video",
     "to_rgb_uint8",
     "resize_frame",
@@ -657,6 +658,8 @@ def _pad_even(frame: np.ndarray) -> np.ndarray:
 
 #: What :func:`write_video` writes: H.264 containers, GIF, and the image strip of the original code.
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".gif", ".png")
+#: Of those, the ones that are videos (not the image strip).
+VIDEO_OUTPUT_SUFFIXES = tuple(suffix for suffix in OUTPUT_SUFFIXES if suffix != ".png")
 #: Containers that hold an audio track.
 AUDIO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".m4v"})
 #: The frame rate used where the input has none (strips, folders of frames).

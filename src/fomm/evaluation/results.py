@@ -17,19 +17,17 @@ from typing import Optional
 from torch import Tensor
 
 from ..data.frames import to_uint8
-from ..data.video import video_info, write_video
+from ..data.video import DEFAULT_FPS, OUTPUT_SUFFIXES, video_info, write_video
 from ..errors import OutputPathError, VideoWriteError
 from ..files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_FPS", "RECONSTRUCTION_FORMATS", "EvaluationResult", "Metric", "ReconstructionWriter",
+__all__ = ["RECONSTRUCTION_FORMATS", "EvaluationResult", "Metric", "ReconstructionWriter",
            "VideoMetrics"]
 
-#: Frame rate of reconstructions of sources that have none (image strips, frame folders).
-DEFAULT_FPS = 25.0
 #: What :func:`fomm.data.video.write_video` writes; ``.png`` is a horizontal strip of the frames.
-RECONSTRUCTION_FORMATS = (".mp4", ".mov", ".mkv", ".m4v", ".gif", ".png")
+RECONSTRUCTION_FORMATS = OUTPUT_SUFFIXES
 
 
 def _missing(value: object) -> bool:
