@@ -17,7 +17,7 @@ from fomm.config import DatasetParams
 from fomm.data.datasets import FramesDataset
 from fomm.data.frames import Framing, fit_frames, resize, to_float, to_uint8
 from fomm.data.video import read_video, write_video
-from fomm.evaluation.protocol import _read_frames
+from fomm.evaluation.protocol import read_frames
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_training_evaluation_animation_and_live_mode_see_the_same_input(video):
     dataset = FramesDataset(DatasetParams(root_dir=str(root), frame_shape=(64, 64, 3)), is_train=False)
     from_dataset = dataset[0]["video"].permute(1, 0, 2, 3)  # training and the datasets' test split
     assert torch.equal(from_dataset, expected)
-    assert torch.equal(_read_frames(root / "test" / "a.mp4", (64, 64, 3)), expected)  # evaluation
+    assert torch.equal(read_frames(root / "test" / "a.mp4", (64, 64, 3)), expected)  # evaluation
     live = LiveAnimator(Animator(fomm.load_checkpoint(BUNDLED_CHECKPOINT)), [decoded[0]])
     assert torch.equal(torch.cat([live.framing(frame)(frame) for frame in decoded]), expected)  # live mode
     assert torch.equal(fit_frames(decoded, 64, 64), expected)  # the API's helper

@@ -49,7 +49,6 @@ from tqdm import tqdm
 from ..animate import Animator
 from ..data.datasets import dataset_folder
 from ..data.synthetic.writer import CrossPairFiles, list_cross_pairs, load_cross_truth, load_ground_truth, read_meta
-from ..data.video import read_video
 from ..errors import DataError, UserError
 from ..models import MotionModel
 from .fid import FeatureNetwork, FeatureStatistics
@@ -61,6 +60,7 @@ from .metrics import (
     embedding_distances,
     point_distances,
 )
+from .protocol import read_frames
 from .results import EvaluationResult, Metric
 
 __all__ = ["Animation", "ModelAnimation", "PairMetrics", "evaluate_cross_identity"]
@@ -149,11 +149,6 @@ class _PairData:
     driving_keypoints: np.ndarray
 
 
-def _read_frames(path: Path, frame_shape: Sequence[int]) -> Tensor:
-    frames = read_video(path, tuple(frame_shape))
-    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
-
-
 def _resize_mask(mask: np.ndarray, height: int, width: int, every: bool) -> Tensor:
     """A ``(T, h, w)`` bool mask at ``height x width``: a pixel is in it when any (``every``
     False) or all (``every`` True) of the area it covers is."""
@@ -164,9 +159,9 @@ def _resize_mask(mask: np.ndarray, height: int, width: int, every: bool) -> Tens
 
 
 def _read_pair(pair: CrossPairFiles, frame_shape: Sequence[int]) -> _PairData:
-    truth = _read_frames(pair.truth, frame_shape)
-    source = _read_frames(pair.source, frame_shape)
-    driving = _read_frames(pair.driving, frame_shape)
+    truth = read_frames(pair.truth, frame_shape)
+    source = read_frames(pair.source, frame_shape)
+    driving = read_frames(pair.driving, frame_shape)
     arrays = load_cross_truth(pair.arrays)
     frames = len(truth)
     if len(driving) != frames or len(arrays.keypoints) != frames or len(source) < 1:

@@ -86,6 +86,7 @@ __all__ = [
     "detect_keypoints",
     "evaluate_dataset",
     "fit_regression_on_train_split",
+    "read_frames",
     "reconstruct_video",
 ]
 
@@ -178,7 +179,7 @@ def dataset_split(root: Path, frame_shape: Sequence[int], split: str,
     return DatasetSplit(folder, [folder / name for name in names])
 
 
-def _read_frames(path: Path, frame_shape: Sequence[int]) -> Tensor:
+def read_frames(path: Path, frame_shape: Sequence[int]) -> Tensor:
     """All frames of a video resized to ``frame_shape``: ``(T, 3, H, W)`` float in [0, 1]."""
     frames = read_video(path, tuple(frame_shape))
     return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
@@ -215,7 +216,7 @@ def fit_regression_on_train_split(model: MotionModel, root: Path, batch_size: in
         return None, "train videos have no ground-truth keypoints"
     learned, points, visible = [], [], []
     for path in paths:
-        frames = _read_frames(path, model.frame_shape)
+        frames = read_frames(path, model.frame_shape)
         truth = _load_ground_truth(path, len(frames))
         learned.append(_filtered(detect_keypoints(model, frames, batch_size, precision), keypoint_filter).numpy())
         points.append(np.asarray(truth.keypoints, dtype=np.float64))
@@ -382,7 +383,7 @@ def evaluate_dataset(
     rows: list[VideoMetrics] = []
     num_points = 0
     for path in tqdm(paths, desc="evaluating", unit="video", disable=not progress):
-        frames = _read_frames(path, frame_shape)
+        frames = read_frames(path, frame_shape)
         truth = _load_ground_truth(path, len(frames)) if has_truth else None
         result = reconstruct_video(model, frames, batch_size, precision=precision,
                                    keep_deformation=truth is not None and truth.flow is not None)
