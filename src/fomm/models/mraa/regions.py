@@ -13,7 +13,6 @@ of the whole frame, driving -> source coordinates.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -21,7 +20,8 @@ import torch
 from torch import Tensor
 
 from ...bundle import TensorBundle
-from ...geometry import convex_hull_area, inverse_2x2
+from ...geometry import inverse_2x2
+from ...pose import hull_scale
 from ..blocks import at_least_fp32, full_precision
 
 __all__ = ["RegionDetection", "Regions", "movement_scale", "relative_regions"]
@@ -70,7 +70,7 @@ def movement_scale(source: Regions, driving_initial: Regions) -> float:
     From batch element 0, as the original did: in animation every element shares one source and
     one initial driving frame.
     """
-    return math.sqrt(convex_hull_area(source.shift[0])) / math.sqrt(convex_hull_area(driving_initial.shift[0]))
+    return hull_scale(source.shift, driving_initial.shift)
 
 
 def relative_regions(source: Regions, driving: Regions, driving_initial: Regions,

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ...bundle import TensorBundle
 from ...errors import ConfigError
-from ...geometry import convex_hull_area
+from ...pose import hull_scale
 from ..family import MotionModel, MotionSettings, Rendered
 from .avd_network import AvdNetwork
 from .bg_motion_predictor import BackgroundMotionPredictor
@@ -92,7 +92,7 @@ def relative_motion(source: Tensor, driving: Tensor, initial: Tensor, adapt_scal
     """
     scale = 1.0
     if adapt_scale:
-        scale = math.sqrt(convex_hull_area(source[0])) / math.sqrt(convex_hull_area(initial[0]))
+        scale = hull_scale(source, initial)
     return (driving - initial) * scale + source
 
 
