@@ -63,6 +63,24 @@ def max_relative_difference(curve: Curve, reference: Curve, window: int, term: s
     return float(np.max(np.abs(a - b) / np.abs(b)))
 
 
+def end_of_run_table(pairs: list[tuple[Curve, Curve]], window: int, terms: list[str]) -> str:
+    """Where each seed's fp32 and bf16 runs end (mean of the last ``window`` steps), the paired
+    bf16 - fp32 difference, and how far the fp32 runs of different seeds lie apart: bf16 follows
+    fp32 when its paired differences are no larger than that spread and lean to no side."""
+    final = lambda curve, term: float(curve.smoothed(term, window)[-1])  # noqa: E731
+    lines = [f"\nwhere the runs end (mean of the last {window} steps), fp32 / bf16 per seed:\n",
+             "| term | " + " | ".join(curve.label.split(" ", 1)[1].strip("()") for curve, _ in pairs)
+             + " | bf16 - fp32, mean (range) | fp32 across seeds, max - min |",
+             "| --- " * (len(pairs) + 3) + "|"]
+    for term in terms:
+        cells = [f"{final(a, term):.4f} / {final(b, term):.4f}" for a, b in pairs]
+        differences = [final(b, term) - final(a, term) for a, b in pairs]
+        fp32_values = [final(a, term) for a, _ in pairs]
+        lines.append(f"| {term} | " + " | ".join(cells) + f" | {np.mean(differences):+.4f} "
+                     f"({min(differences):+.4f} to {max(differences):+.4f}) | {max(fp32_values) - min(fp32_values):.4f} |")
+    return "\n".join(lines)
+
+
 def plot(curves: list[Curve], window: int, path: Path) -> None:
     terms = ["total", *curves[0].history[0]]
     figure = Figure(figsize=(4 * len(terms), 3.4))
@@ -88,6 +106,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=25, help="moving-average window (steps)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--control-seed", type=int, default=1)
+    parser.add_argument("--more-seeds", type=int, nargs="*", default=[],
+                        help="also train fp32 and bf16 from each of these seeds and compare where each run ends")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="write the curves to this PNG")
     args = parser.parse_args()
@@ -122,6 +142,12 @@ def main() -> None:
     for term in ["total", *terms]:
         print(f"| {term} | {100 * max_relative_difference(bf16, fp32, args.window, term):.1f} % "
               f"| {100 * max_relative_difference(control, fp32, args.window, term):.1f} % |")
+    if args.more_seeds:
+        pairs = [(fp32, bf16), (control, train(args.data, "bf16", args.control_seed, args.steps,
+                                               f"bf16 (seed {args.control_seed})"))]
+        pairs += [(train(args.data, "no", seed, args.steps, f"fp32 (seed {seed})"),
+                   train(args.data, "bf16", seed, args.steps, f"bf16 (seed {seed})")) for seed in args.more_seeds]
+        print(end_of_run_table(pairs, args.window, ["total", *terms]))
     if args.plot is not None:
         plot([fp32, bf16, control], args.window, args.plot)
         print(f"curves: {args.plot}")

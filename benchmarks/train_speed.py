@@ -106,10 +106,10 @@ def make_run(setup: str, variant: str, log_dir: str, device: str, vgg: Vgg19Feat
                       vgg=vgg if params.perceptual_backbone == "vgg19" else None, progress=False,
                       channels_last=channels_last)
     if not fused:  # the per-parameter loop of torch's Adam, as before
-        trainer.optimizers = {name: torch.optim.Adam(getattr(trainer.model, name).parameters(), lr=group["lr"],
-                                                     betas=ADAM_BETAS, foreach=False)
-                              for name, optimizer in trainer.optimizers.items()
-                              for group in optimizer.param_groups[:1]}
+        trainer.optimizers = {name: torch.optim.Adam([p for group in optimizer.param_groups for p in group["params"]],
+                                                     lr=optimizer.param_groups[0]["lr"], betas=ADAM_BETAS,
+                                                     foreach=False)
+                              for name, optimizer in trainer.optimizers.items()}
     batch = {key: torch.stack([trainer.dataset[i][key] for i in range(params.batch_size)])
              for key in ("source", "driving")}
     return Run(setup, variant, trainer, batch)
