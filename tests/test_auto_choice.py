@@ -122,13 +122,15 @@ def test_second_animator_reuses_the_fused_networks(bundled, clip):
     assert changed.engine.networks is not first.engine.networks
 
 
-def test_training_auto_takes_bf16_only_with_amx(capped):
+def test_training_auto_takes_bf16_where_the_hardware_has_it_and_the_probe_says_it_pays(capped):
     from fomm.training.precision import resolve_precision
 
-    cpu, fast = torch.device("cpu"), lambda device: 10.0  # a probe that would say bf16 pays
-    capped("AVX512_CORE_BF16")  # AVX512-BF16 without AMX: its bf16 training is not shown to follow fp32
-    without_amx = resolve_precision("auto", cpu, probe=fast)
-    assert without_amx.autocast_dtype is None and "without AMX" in without_amx.reason
+    cpu, fast, slow = torch.device("cpu"), lambda device: 10.0, lambda device: 1.1
+    capped("AVX512_CORE_BF16")  # AVX512-BF16 without AMX (Zen 4): bf16 where the probe says it pays
+    zen4 = resolve_precision("auto", cpu, probe=fast)
+    assert zen4.autocast_dtype == torch.bfloat16 and "AVX512-BF16" in zen4.reason and "10.0x" in zen4.reason
+    held_back = resolve_precision("auto", cpu, probe=slow)  # an Intel core below AMX: bf16 no faster
+    assert held_back.autocast_dtype is None and "1.10x" in held_back.reason
     assert resolve_precision("bf16", cpu).autocast_dtype == torch.bfloat16  # asked for: the user's call
-    capped("AVX2")
+    capped("AVX2")  # no bf16 hardware: the probe is not even asked
     assert resolve_precision("auto", cpu, probe=fast).autocast_dtype is None

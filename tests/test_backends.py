@@ -123,6 +123,9 @@ def test_int8_animates_close_to_fp32_and_reuses_its_quantisation(model, files, c
     assert psnr(result, plain(model, source, driving)) >= 50.0
     again = Animator(model, backend="openvino", precision="int8", batch_size=4)
     assert (again.animate(source, driving) - result).abs().max() == 0  # the same int8 graphs
+    # Another clip reuses the model's quantisation rather than spending seconds on a new one.
+    other_clip = Animator(model, backend="openvino", precision="int8", batch_size=4)
+    other_clip.animate(source.flip(-1), driving.flip(0))
     assert sorted(files.render.parent.glob("int8-*/render.xml")) == quantised
 
 

@@ -492,7 +492,7 @@ def test_resolve_precision_auto_picks_a_valid_setting():
     from fomm.training.precision import AUTO_MIN_SPEEDUP, measure_bf16_speedup, resolve_precision
 
     cpu = torch.device("cpu")
-    fast_bf16 = "amx_bf16" in cpu_info().flags  # training's auto takes bf16 only with AMX
+    fast_bf16 = cpu_info().has_fast_bf16  # AMX or AVX512-BF16
     picked = resolve_precision("auto", cpu)
     assert picked.autocast_dtype in (None, torch.bfloat16) and picked.channels_last
     if not fast_bf16:
@@ -502,7 +502,7 @@ def test_resolve_precision_auto_picks_a_valid_setting():
     slow = resolve_precision("auto", cpu, probe=lambda device: 0.9)
     assert quick.autocast_dtype == (torch.bfloat16 if fast_bf16 else None)
     assert slow.autocast_dtype is None
-    # With AMX the probe decides and its figure is given; without, the flags decide and say so.
+    # With bf16 hardware the probe decides and its figure is given; without, the flags decide and say so.
     assert ("0.90x" if fast_bf16 else "AMX") in slow.reason
     assert resolve_precision("fp16", cpu).autocast_dtype is None  # fp16 trains on CUDA only
     assert resolve_precision("no", cpu, channels_last=False).memory_format == torch.contiguous_format

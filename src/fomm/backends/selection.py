@@ -158,17 +158,19 @@ def _bundled_sample(model: MotionModel, count: int = 8) -> tuple[Tensor, Tensor]
 
 
 def _int8_engine(model: MotionModel, calibration: Optional[tuple[Tensor, Tensor]]) -> OpenVinoEngine:
-    """The model's exported graphs quantised to int8 on OpenVINO, calibrated on ``calibration``
-    (source (1, C, H, W), driving (T, C, H, W)); without it, on a quantisation already cached for
-    this model, else on the bundled samples."""
+    """The model's exported graphs quantised to int8 on OpenVINO: the quantisation already cached
+    for this model when there is one (quantising takes 10-20 s for a vox-256 model on two cores,
+    most of a short clip's time, so it is done once per model, not per clip), else one made now,
+    calibrated on ``calibration`` (source (1, C, H, W), driving (T, C, H, W): the user's first
+    clip) or, without it, on the bundled samples."""
     if not nncf_available():
         raise UserError("int8 needs NNCF and OpenVINO: pip install 'fomm[int8]'")
     files = exported_files(model)
     blob_cache = cache_dir() / "openvino"
+    cached = find_int8_graphs(list(files.graphs()))
+    if cached is not None:
+        return OpenVinoEngine(model, OnnxFiles(*cached, files.layouts), "int8", blob_cache=blob_cache)
     if calibration is None:
-        cached = find_int8_graphs(list(files.graphs()))
-        if cached is not None:
-            return OpenVinoEngine(model, OnnxFiles(*cached, files.layouts), "int8", blob_cache=blob_cache)
         calibration = _bundled_sample(model)
     source, driving = (tensor.detach().to("cpu", torch.float32) for tensor in calibration)
     quantized = int8_graphs(model, files, source[:1], driving, blob_cache=blob_cache)
