@@ -343,7 +343,7 @@ def clip_rows(checkpoint: Path, source: torch.Tensor, driving: torch.Tensor, dev
                                                                  batch_size=batch)),
         ("precision=auto, backend=auto", lambda model: Animator(model, precision="auto", backend="auto",
                                                                 batch_size=batch))]
-    if not any(c.precision == "bf16" for c in candidates(device, "torch", "bf16")):
+    if device.type == "cpu" and not cpu_info().has_fast_bf16:  # emulated bf16: slower than fp32, no row
         requests = [request for request in requests if "bf16" not in request[0]]
     if int8 and any(c.precision == "int8" for c in candidates(device, "openvino", "int8")):
         requests.append(("precision=int8, backend=openvino",

@@ -65,11 +65,14 @@ def _fused_kernels_available() -> bool:
 
 
 _FUSED_KERNELS = _fused_kernels_available()
+#: oneDNN's fused kernels refuse bf16 on CPUs without AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT (an
+#: AVX2 laptop, or ``ONEDNN_MAX_CPU_ISA=AVX2``); plain ``conv2d`` still runs bf16 there, emulated.
+_FUSED_BF16 = _FUSED_KERNELS and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def _use_fused_kernel(x: Tensor, weight: Tensor) -> bool:
-    return _FUSED_KERNELS and x.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16) \
-        and not torch.is_grad_enabled()
+    fused = {torch.float32: _FUSED_KERNELS, torch.bfloat16: _FUSED_BF16}.get(weight.dtype, False)
+    return fused and x.device.type == "cpu" and not torch.is_grad_enabled()
 
 
 def conv_relu(x: Tensor, weight: Tensor, bias: Tensor, padding: tuple[int, int]) -> Tensor:
