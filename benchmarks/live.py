@@ -88,8 +88,8 @@ def parse(output: str, model: str, threads: int, precision: str) -> LiveRow:
 
 
 def table(rows: list[LiveRow], fps: float, frames: int) -> str:
-    lines = [f"| model | clip | threads | --precision | ran on | animated / read (dropped) | fps | "
-             f"latency median / p95 / max |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | clip | threads | --precision | ran on | animated / read (dropped) | fps | "
+             "latency median / p95 / max |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         lines.append(f"| {row.model} | {frames} frames, {fps:g} fps | {row.threads} | {row.precision} | {row.engine} | "
                      f"{row.animated} / {row.read} ({row.dropped}) | {row.fps:.1f} | "
