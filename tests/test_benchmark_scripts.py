@@ -41,13 +41,13 @@ def test_speed_times_a_row_the_first_frame_and_a_clip(speed):
     from fomm.backends.torch_engine import TorchEngine
 
     model = fomm.load_checkpoint(BUNDLED_CHECKPOINT)
-    source, driving = speed.real_frames(64, 64, 8)
+    source, driving = speed.real_frames(64, 64, 4)
     fps, cpu_fps, frames, _ = speed.run_row(model, lambda: TorchEngine(model, "fp32", optimize=False), source,
-                                            driving, batch=4, repeats=1, device=torch.device("cpu"))
+                                            driving, batch=2, repeats=1, device=torch.device("cpu"))
     assert fps > 0 and cpu_fps > 0 and frames.shape == driving.shape
     seconds, engine = speed.seconds_to_first_frame(model, source, driving, "fp32", "torch")
     assert 0 < seconds < 60 and engine == "torch fp32"
-    runs = speed.clip_rows(BUNDLED_CHECKPOINT, source, driving, torch.device("cpu"), batch=4, int8=False)
+    runs = speed.clip_rows(BUNDLED_CHECKPOINT, source, driving, torch.device("cpu"), batch=2, int8=False)
     assert runs[0].request == speed.BASELINE and runs[0].max_abs_diff == 0
     fused = next(run for run in runs if run.request == "precision=fp32, backend=torch")
     assert fused.max_abs_diff < 1e-4  # the fused fp32 networks: the original's frames
@@ -85,10 +85,10 @@ def test_train_speed_times_each_variant():
 
 def test_train_precision_compares_where_runs_end(sprites_64):
     train_precision = load_script("train_precision")
-    curves = [(train_precision.train(sprites_64, "no", seed, 3, f"fp32 (seed {seed})"),
-               train_precision.train(sprites_64, "bf16", seed, 3, f"bf16 (seed {seed})")) for seed in (0, 1)]
+    curves = [(train_precision.train(sprites_64, "no", seed, 2, f"fp32 (seed {seed})"),
+               train_precision.train(sprites_64, "bf16", seed, 2, f"bf16 (seed {seed})")) for seed in (0, 1)]
     fp32, bf16 = curves[0]
-    assert len(fp32.history) == len(bf16.history) == 3 and fp32.history != bf16.history
+    assert len(fp32.history) == len(bf16.history) == 2 and fp32.history != bf16.history
     terms = ["total", *fp32.history[0]]
     table = train_precision.end_of_run_table(curves, 2, terms).strip().splitlines()
     assert table[2].startswith("| term | seed 0 | seed 1 |") and len(table) == 4 + len(terms)
