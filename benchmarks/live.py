@@ -29,6 +29,7 @@ import torch
 
 import fomm
 from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING
+from fomm.backends import device_summary
 from fomm.data.frames import fit_frames
 from fomm.data.media import read_driving_video
 from fomm.data.video import write_video
@@ -97,17 +98,6 @@ def table(rows: list[LiveRow], fps: float, frames: int) -> str:
     return "\n".join(lines)
 
 
-def flags_line() -> str:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    flags = next((line.split(":", 1)[1].split() for line in lscpu.splitlines() if line.startswith("Flags")), [])
-    model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "?")
-    wanted = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
-    caps = " ".join(f"{name}={os.environ[name]}" for name in ("ONEDNN_MAX_CPU_ISA", "OV_CPU_MAX_ISA")
-                    if os.environ.get(name))
-    return (f"CPU: {model}; lscpu flags (of interest): {' '.join(f for f in wanted if f in flags)}"
-            f"{'; emulation: ' + caps if caps else ''}; torch {torch.__version__}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["vox-256", "bundled"], choices=["vox-256", "bundled"])
@@ -134,7 +124,7 @@ def main() -> None:
                     rows.append(parse(output, label, threads, precision))
                     print(f"  {label}, {threads} threads, {precision}: {rows[-1].fps:.1f} fps", file=sys.stderr,
                           flush=True)
-    print(flags_line())
+    print(f"{device_summary(torch.device('cpu'))}; torch {torch.__version__}")
     print(f"load average before {load_before:.2f}, after {os.getloadavg()[0]:.2f}")
     print()
     print(table(rows, args.fps, args.frames))

@@ -275,12 +275,17 @@ def seconds_to_first_frame(model: fomm.MotionModel, source: torch.Tensor, drivin
     return time.perf_counter() - start, animator.engine.name
 
 
+def _int8_offered(device: torch.device) -> bool:
+    """Whether int8 runs here (OpenVINO and NNCF installed, an int8 dot product in the flags)."""
+    return any(c.precision == "int8" for c in candidates(device, "openvino", "int8"))
+
+
 def first_frame_rows(checkpoint: Path, source: torch.Tensor, driving: torch.Tensor, device: torch.device,
                      folder: Path) -> list[FirstFrame]:
     """Time to the first frame per request, on freshly loaded copies of the model (nothing built
     in this process for them yet): the first Animator and a second of the same model."""
     requests = [("fp32", "torch"), ("auto", "auto")]
-    if any(c.precision == "int8" for c in candidates(device, "openvino", "int8")):
+    if _int8_offered(device):
         requests.append(("int8", "openvino"))
     rows = []
     for precision, backend in requests:
@@ -335,21 +340,19 @@ def clip_rows(checkpoint: Path, source: torch.Tensor, driving: torch.Tensor, dev
     earlier rows stay cached on disk, as for a user's second clip). The first request is the
     original implementation's arithmetic: the plain fp32 networks, unfused. bf16 is offered only
     where the flags show bf16 hardware."""
-    requests: list[tuple[str, Callable[[fomm.MotionModel], Animator]]] = [
-        (BASELINE, lambda model: Animator(model, batch_size=batch, engine=TorchEngine(model, "fp32", optimize=False))),
-        ("precision=fp32, backend=torch", lambda model: Animator(model, precision="fp32", backend="torch",
-                                                                 batch_size=batch)),
-        ("precision=bf16, backend=torch", lambda model: Animator(model, precision="bf16", backend="torch",
-                                                                 batch_size=batch)),
-        ("precision=auto, backend=auto", lambda model: Animator(model, precision="auto", backend="auto",
-                                                                batch_size=batch))]
-    if device.type == "cpu" and not cpu_info().has_fast_bf16:  # emulated bf16: slower than fp32, no row
-        requests = [request for request in requests if "bf16" not in request[0]]
-    if int8 and any(c.precision == "int8" for c in candidates(device, "openvino", "int8")):
-        requests.append(("precision=int8, backend=openvino",
-                         lambda model: Animator(model, precision="int8", backend="openvino", batch_size=batch)))
+    requests = [("fp32", "torch"), ("auto", "auto")]
+    if "bf16" in reduced_precisions(device):  # emulated bf16 is slower than fp32: no row
+        requests.insert(1, ("bf16", "torch"))
+    if int8 and _int8_offered(device):
+        requests.append(("int8", "openvino"))
+    builders: list[tuple[str, Callable[[fomm.MotionModel], Animator]]] = [
+        (BASELINE, lambda model: Animator(model, batch_size=batch, engine=TorchEngine(model, "fp32", optimize=False)))]
+    builders += [(f"precision={precision}, backend={backend}",
+                  lambda model, precision=precision, backend=backend: Animator(model, precision=precision,
+                                                                               backend=backend, batch_size=batch))
+                 for precision, backend in requests]
     runs, reference = [], None
-    for request, build in requests:
+    for request, build in builders:
         model = fomm.load_checkpoint(checkpoint, device=device)
         gc.collect()
         start = time.perf_counter()

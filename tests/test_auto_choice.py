@@ -5,6 +5,7 @@ for the same model reuses the first one's fused networks."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,20 +149,19 @@ def test_explicit_bf16_runs_where_onednn_has_no_bf16_kernels():
 import torch
 import fomm
 from fomm.animate import Animator
-from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
+from fomm.assets import BUNDLED_CHECKPOINT
 from fomm.backends import psnr
-from fomm.data.frames import fit_frames
-from fomm.data.media import read_driving_video, read_source_image
+from tests.conftest import bundled_clip
 
 assert not torch.ops.mkldnn._is_mkldnn_bf16_supported()
 model = fomm.load_checkpoint(BUNDLED_CHECKPOINT)
-source = fit_frames(read_source_image(BUNDLED_SOURCE), 64, 64)[0]
-driving = fit_frames(read_driving_video(BUNDLED_DRIVING)[0][:4], 64, 64)
+source, driving = bundled_clip(64, 64, 4)
 bf16 = Animator(model, precision="bf16", backend="torch").animate(source, driving)
 fp32 = Animator(model, precision="fp32", backend="torch").animate(source, driving)
 print(f"{psnr(bf16, fp32):.1f}")
 """
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-2000:]
     assert float(done.stdout.split()[-1]) > 35  # bf16 frames, close to fp32's (56 dB where it is native)

@@ -71,7 +71,7 @@ _FUSED_BF16 = _FUSED_KERNELS and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def _use_fused_kernel(x: Tensor, weight: Tensor) -> bool:
-    fused = {torch.float32: _FUSED_KERNELS, torch.bfloat16: _FUSED_BF16}.get(weight.dtype, False)
+    fused = _FUSED_BF16 if weight.dtype == torch.bfloat16 else (_FUSED_KERNELS and weight.dtype == torch.float32)
     return fused and x.device.type == "cpu" and not torch.is_grad_enabled()
 
 
