@@ -137,7 +137,9 @@ def test_a_dataset_without_pairs_says_how_to_make_them(tmp_path: Path):
     (dict(fps=100000), "fps must be between 1 and 240"),
     (dict(fps=-1), "fps must be between 1 and 240"),
     (dict(cross_pairs=-1), "must not be negative"),
-    (dict(cross_pairs=3), "2 test videos give only 2 ordered pairs"),
+    (dict(cross_pairs=3), "2 videos give only 2 ordered pairs of different videos in the test split"),
+    (dict(train_cross_pairs=-2), "must not be negative, got -2"),
+    (dict(train_cross_pairs=3), "2 videos give only 2 ordered pairs of different videos in the training split"),
 ])
 def test_make_dataset_refuses_settings_it_cannot_honour(tmp_path: Path, options, message):
     settings = dict(videos=4, frames=3, size=32, test_fraction=0.5, workers=1) | options

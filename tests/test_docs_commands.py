@@ -112,6 +112,8 @@ NOT_RUN: dict[str, str] = {
         "needs the training run above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller split",
     "fomm evaluate --dataset data/test-2002 --embedding none --out eval-self-2002/":
         "needs the split above; `fomm evaluate` runs on the workspace's dataset",
+    "fomm make-dataset sprites --out data/sprites-x --videos 2000 --frames 32 --size 64 --train-cross-pairs 2000":
+        "2,000 videos and 2,000 pairs take seven minutes; tests/test_cross_pair_training.py makes a small such dataset",
     "fomm experiment curve --dataset sprites --budget 600 --every 100 --out runs/variants --mixed-precision bf16 "
     "--batch-size 4 --max-train-videos 8": _VARIANTS + " (`experiment curve` with a tiny budget)",
     "fomm experiment variants --dataset sprites --budget 500 --seeds 4 --out runs/variants --mixed-precision bf16 "

@@ -94,6 +94,10 @@ class DatasetParams(_Section):
     # loss_weights.flow_consistency > 0), and a per-video cache of it (used without augmentation).
     compute_flow: bool = False
     cache_flow: bool = False
+    # Ours: share of training samples that are cross-identity pairs with ground truth (the
+    # dataset's cross-train/ folder, `fomm make-dataset --train-cross-pairs`): figure A's first
+    # frame animated by figure B's motion relative to B's first frame, compared with the truth.
+    cross_pair_ratio: float = Field(0.0, ge=0, le=1)
 
     @field_validator("frame_shape")
     @classmethod

@@ -1,7 +1,7 @@
 """``fomm make-dataset``: a synthetic dataset with ground-truth keypoints, written to disk.
 
     fomm make-dataset sprites --out DIR --videos N --frames T --size 64 [--seed S] [--format F]
-    fomm make-dataset warped-photos --out DIR ... [--cross-pairs N]
+    fomm make-dataset warped-photos --out DIR ... [--cross-pairs N] [--train-cross-pairs N]
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write N cross-identity pairs of test videos into cross/: the ground-truth "
                              "video of one video's figure moved by another's motion, for `fomm evaluate "
                              "--cross-identity` (default 0)")
+    parser.add_argument("--train-cross-pairs", type=int, default=0, metavar="N",
+                        help="also write N cross-identity pairs of training videos into cross-train/, for "
+                             "training on cross pairs (dataset_params.cross_pair_ratio; default 0)")
     parser.add_argument("--fps", type=int, default=25, help="frame rate for mp4 and meta.json, 1 to 240 (default 25)")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes, at least 1 (default: one per CPU core for 8+ videos)")
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
         cross_pairs=args.cross_pairs,
+        train_cross_pairs=args.train_cross_pairs,
     )
     print(summary.describe())
     return 0

@@ -12,6 +12,12 @@ Samples (tensors are float32 in [0, 1]):
 * training: ``{'source': (3, H, W), 'driving': (3, H, W), 'name': str, 'nearby': bool}`` (plus
   ``'flow': (2, H, W)`` with ``compute_flow``), two
   distinct frames of one video (source first in time unless nearby, as the original sorted them);
+  with ``cross_pair_ratio`` > 0 every sample also has ``'initial'`` and ``'target'`` ``(3, H, W)``,
+  and that share of them are cross-identity pairs (``cross-train/`` of a synthetic dataset): the
+  source is figure A's first frame, the driving frame is figure B's frame t, the initial frame B's
+  first frame and the target the ground truth of A moved by B at t. Other samples are the
+  special case ``initial = source``, ``target = driving``, so one relative-motion objective
+  trains on both (see :class:`fomm.models.fomm.objective.GeneratorFullModel`);
 * test: ``{'video': (3, T, H, W), 'name': str}``, the whole video.
 
 Randomness (frame choice, clip choice, augmentation) comes from a ``numpy.random.Generator``
@@ -38,6 +44,7 @@ from torch.utils.data import Dataset, get_worker_info
 from ..config import DatasetParams
 from ..errors import BadDataWarning, DataError, VideoReadError
 from .augmentation import Augmentation
+from .synthetic.writer import TRAIN_CROSS_FOLDER, CrossPairFiles, list_cross_pairs
 from .video import is_video_path, read_frames_at, read_video, video_info
 
 __all__ = [
@@ -239,6 +246,7 @@ class FramesDataset(Dataset):
             detail = f", {len(self.skipped)} skipped as bad" if self.skipped else ""
             raise DataError(f"{folder}: no usable videos for {'training' if is_train else 'testing'}{detail}")
         self._entries = checked
+        self._cross_pairs = self._select_cross_pairs() if is_train and params.cross_pair_ratio > 0 else []
         self._by_id = is_train and params.id_sampling
         if self._by_id:
             clips: dict[str, list[_Video]] = {}
@@ -266,6 +274,16 @@ class FramesDataset(Dataset):
         )
         chosen = set(train if self.is_train else test)
         return root, [path for path in paths if path.name in chosen]
+
+    def _select_cross_pairs(self) -> list[tuple[CrossPairFiles, int]]:
+        """The training cross pairs with their usable frame count (the shorter of driving and truth)."""
+        pairs = list_cross_pairs(dataset_folder(self.root_dir), TRAIN_CROSS_FOLDER)
+        counted = [(pair, min(video_info(pair.driving).num_frames, video_info(pair.truth).num_frames))
+                   for pair in pairs]
+        too_short = [pair.name for pair, frames in counted if frames < MIN_FRAMES]
+        if too_short:
+            raise DataError(f"cross pair {too_short[0]}: fewer than {MIN_FRAMES} frames")
+        return counted
 
     def _check(self, path: Path) -> Optional[_Video]:
         """Header check: readable, with at least MIN_FRAMES frames. None when skipped."""
@@ -369,6 +387,8 @@ class FramesDataset(Dataset):
         return int(first), int(second), False
 
     def _train_sample(self, video: _Video, rng: np.random.Generator) -> dict:
+        if self._cross_pairs and rng.random() < self.params.cross_pair_ratio:
+            return self._cross_sample(rng)
         if self.cache is not None:
             frames_all = self._whole_video(video)
             source, driving, nearby = self.pick_frames(len(frames_all), rng)
@@ -386,6 +406,27 @@ class FramesDataset(Dataset):
         }
         if self.params.compute_flow:
             sample["flow"] = torch.from_numpy(self._flow(video, source, driving, pair, nearby))
+        if self._cross_pairs:
+            sample["initial"], sample["target"] = sample["source"], sample["driving"]
+        return sample
+
+    def _cross_sample(self, rng: np.random.Generator) -> dict:
+        """A cross pair's sample (module docstring), not augmented: a time flip would break the
+        truth, which is defined from the first frames, and the other augmentations would have to
+        be drawn alike for four images of two figures."""
+        pair, num_frames = self._cross_pairs[int(rng.integers(len(self._cross_pairs)))]
+        t = int(rng.integers(1, num_frames))
+        source = read_frames_at(pair.source, [0], self.frame_shape)[0]
+        initial, driving = read_frames_at(pair.driving, [0, t], self.frame_shape)
+        target = read_frames_at(pair.truth, [t], self.frame_shape)[0]
+
+        def tensor(frame: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1), dtype=np.float32) / 255.0)
+
+        sample = {"source": tensor(source), "driving": tensor(driving), "initial": tensor(initial),
+                  "target": tensor(target), "name": pair.name, "nearby": False}
+        if self.params.compute_flow:  # only nearby frames of one video get a flow
+            sample["flow"] = torch.zeros((2, *self.frame_shape[:2]))
         return sample
 
     def _flow(self, video: _Video, source: int, driving: int, pair: np.ndarray, nearby: bool) -> np.ndarray:

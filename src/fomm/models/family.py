@@ -176,6 +176,9 @@ class PairObjective(nn.Module):
 
     def forward(self, batch: dict[str, Tensor], epoch: int = 0, earlier: Optional[dict[str, Tensor]] = None
                 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        if "target" in batch:
+            raise ConfigError("dataset_params.cross_pair_ratio > 0 (training on cross pairs) is implemented for "
+                              "FOMM models only: set it to 0 for this family")
         arguments = (batch["source"], batch["driving"], epoch) if self.with_epoch else (batch["source"], batch["driving"])
         losses, generated = self.objective(*arguments)
         for theirs, ours in self.points.items():

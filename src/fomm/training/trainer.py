@@ -327,7 +327,8 @@ class Trainer:
         Returns the loss values (averaged over processes) and the generated tensors. Raises
         :class:`NonFiniteLossError` before any update when a loss is not finite.
         """
-        inputs = {"source": self._frames(batch["source"]), "driving": self._frames(batch["driving"])}
+        # initial and target: the frames of training on cross pairs (dataset_params.cross_pair_ratio).
+        inputs = {key: self._frames(batch[key]) for key in ("source", "driving", "initial", "target") if key in batch}
         if batch.get("flow") is not None:
             inputs["flow"] = batch["flow"].to(self.device, non_blocking=True)
         if isinstance(batch.get("nearby"), Tensor):

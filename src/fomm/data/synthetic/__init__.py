@@ -26,6 +26,7 @@ from fomm.data.synthetic.sprites import (
 from fomm.data.synthetic.warped_photos import generate_warped_video
 from fomm.data.synthetic.writer import (
     CROSS_FOLDER,
+    TRAIN_CROSS_FOLDER,
     DEFAULT_FORMAT,
     KINDS,
     VIDEO_FORMATS,
@@ -43,6 +44,7 @@ from fomm.data.synthetic.writer import (
 
 __all__ = [
     "CROSS_FOLDER",
+    "TRAIN_CROSS_FOLDER",
     "DEFAULT_FORMAT",
     "JOINT_NAMES",
     "JOINT_OWNERS",

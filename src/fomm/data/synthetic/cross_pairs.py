@@ -97,7 +97,7 @@ def choose_pairs(kind: str, seed: int, indices: list[int], count: int) -> list[t
     """
     candidates = [(a, b) for a in indices for b in indices if a != b]
     if count > len(candidates):
-        raise ValueError(f"{count} cross pairs asked, but {len(indices)} test videos give only "
+        raise ValueError(f"{count} cross pairs asked, but {len(indices)} videos give only "
                          f"{len(candidates)} ordered pairs of different videos")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), KIND_CODES[kind] + _PAIR_STREAM]))
     chosen = rng.permutation(len(candidates))[:count]

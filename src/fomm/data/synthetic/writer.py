@@ -13,6 +13,8 @@ Layout written by :func:`make_dataset`::
     out/cross/<A>-by-<B>.<ext>    the ground-truth video of A's figure moved by B's motion
     out/cross/<A>-by-<B>.npz      its keypoints, visibility and the defined / moving pixel masks
                                   (:mod:`fomm.data.synthetic.cross_pairs`)
+    out/cross-train/...           with train_cross_pairs > 0: the same for pairs of training videos,
+                                  for training on cross pairs (``dataset_params.cross_pair_ratio``)
 
 Video formats (the original FOMM readers accept all three):
 
@@ -64,6 +66,8 @@ GENERATOR_VERSION = 1
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 #: Folder of the cross-identity pairs (beside train/ and test/) and the table that lists them.
 CROSS_FOLDER = "cross"
+#: Folder of the cross pairs of training videos (what training on cross pairs reads).
+TRAIN_CROSS_FOLDER = "cross-train"
 CROSS_PAIRS_FILE = "pairs.csv"
 
 
@@ -107,6 +111,7 @@ class DatasetSummary:
     seconds: float = 0.0
     total_bytes: int = 0
     cross_pairs: int = 0
+    train_cross_pairs: int = 0
 
     @property
     def videos(self) -> int:
@@ -119,10 +124,12 @@ class DatasetSummary:
             f"{self.kind}: {self.videos} videos ({len(self.train)} train, {len(self.test)} test), "
             f"{self.frames} frames of {self.size}x{self.size}, format {self.video_format}, "
             f"seed {self.seed}"
-            + (f", {self.cross_pairs} cross-identity pairs with ground truth" if self.cross_pairs else "") + "\n"
+            + (f", {self.cross_pairs} cross-identity pairs with ground truth" if self.cross_pairs else "")
+            + (f", {self.train_cross_pairs} of training videos" if self.train_cross_pairs else "") + "\n"
             f"wrote {self.total_bytes / 1e6:.1f} MB in {self.seconds:.1f} s to {self.out}\n"
             f"  {self.out / 'train'}  {self.out / 'test'}  "
-            + (f"{self.out / CROSS_FOLDER}  " if self.cross_pairs else "") + f"{self.out / 'meta.json'}"
+            + (f"{self.out / CROSS_FOLDER}  " if self.cross_pairs else "")
+            + (f"{self.out / TRAIN_CROSS_FOLDER}  " if self.train_cross_pairs else "") + f"{self.out / 'meta.json'}"
         )
 
 
@@ -293,7 +300,7 @@ class CrossPairTruth:
 
 @dataclass(frozen=True)
 class CrossPairFiles:
-    """One cross-identity pair on disk: the ``source`` and ``driving`` videos (test videos), the
+    """One cross-identity pair on disk: the ``source`` and ``driving`` videos, the
     ``truth`` video of the source's figure moved by the driving motion, and ``arrays``, its
     :class:`CrossPairTruth` file."""
 
@@ -329,17 +336,19 @@ def load_cross_truth(path: str | os.PathLike) -> CrossPairTruth:
     return CrossPairTruth(keypoints, visibility.astype(bool), defined.astype(bool), moving.astype(bool))
 
 
-def list_cross_pairs(root: str | os.PathLike) -> list[CrossPairFiles]:
-    """The cross-identity pairs of the dataset in ``root``, in the order of ``cross/pairs.csv``.
+def list_cross_pairs(root: str | os.PathLike, folder: str = CROSS_FOLDER) -> list[CrossPairFiles]:
+    """The cross-identity pairs of the dataset in ``root``, in the order of ``<folder>/pairs.csv``
+    (``cross/``: pairs of test videos, for evaluation; ``cross-train/``: of training videos).
 
-    Raises DataError when the dataset has none (made without ``--cross-pairs``) or a listed file
-    is missing.
+    Raises DataError when the dataset has none (made without ``--cross-pairs`` or
+    ``--train-cross-pairs``) or a listed file is missing.
     """
     root = Path(root)
-    table = root / CROSS_FOLDER / CROSS_PAIRS_FILE
+    table = root / folder / CROSS_PAIRS_FILE
     if not table.is_file():
-        raise DataError(f"{root} has no cross-identity pairs ({CROSS_FOLDER}/{CROSS_PAIRS_FILE}); make the "
-                        "dataset with `fomm make-dataset ... --cross-pairs N`")
+        option = "--train-cross-pairs" if folder == TRAIN_CROSS_FOLDER else "--cross-pairs"
+        raise DataError(f"{root} has no cross-identity pairs ({folder}/{CROSS_PAIRS_FILE}); make the "
+                        f"dataset with `fomm make-dataset ... {option} N`")
     try:
         with open(table, newline="") as handle:
             rows = list(csv.DictReader(handle))
@@ -404,8 +413,9 @@ class _CrossJob:
     fps: int
 
 
-def _run_cross_job(job: _CrossJob) -> tuple[str, str, str, int]:
-    """Generate and write one cross pair's truth; returns ``(source, driving, truth file, bytes)``."""
+def _run_cross_job(job: _CrossJob) -> tuple[str, str, str, str, int]:
+    """Generate and write one cross pair's truth; returns ``(folder, source, driving, truth file,
+    bytes)``."""
     truth = cross.cross_truth(job.kind, job.seed, job.source, job.driving, job.frames, job.size)
     folder = Path(job.cross_dir)
     video_path = folder / video_file_name(truth.name, job.video_format)
@@ -413,7 +423,7 @@ def _run_cross_job(job: _CrossJob) -> tuple[str, str, str, int]:
     arrays = folder / f"{truth.name}.npz"
     save_cross_truth(truth, arrays)
     size = sum(p.stat().st_size for p in video_path.iterdir()) if video_path.is_dir() else video_path.stat().st_size
-    return truth.source, truth.driving, video_path.name, size + arrays.stat().st_size
+    return folder.name, truth.source, truth.driving, video_path.name, size + arrays.stat().st_size
 
 
 def _run_any(job: _Job | _CrossJob) -> tuple:
@@ -459,6 +469,7 @@ def make_dataset(
     overwrite: bool = False,
     progress: bool = False,
     cross_pairs: int = 0,
+    train_cross_pairs: int = 0,
 ) -> DatasetSummary:
     """Generate a synthetic dataset of ``videos`` videos into ``out`` (layout: module docstring).
 
@@ -477,6 +488,8 @@ def make_dataset(
         cross_pairs: number of cross-identity pairs of test videos to write into ``cross/``
             with their ground truth (:mod:`fomm.data.synthetic.cross_pairs`); chosen from
             ``(kind, seed)`` and the test split alone.
+        train_cross_pairs: the same for pairs of training videos, into ``cross-train/``: data for
+            training on cross pairs (``dataset_params.cross_pair_ratio``), never for evaluation.
 
     Raises DataError for impossible settings (fewer than 2 frames: no motion to learn or
     measure) and OutputPathError when ``out`` is not a folder.
@@ -496,8 +509,8 @@ def make_dataset(
         raise DataError(f"workers must be at least 1, got {workers}")
     if not MIN_FPS <= fps <= MAX_FPS:
         raise DataError(f"fps must be between {MIN_FPS} and {MAX_FPS}, got {fps}")
-    if cross_pairs < 0:
-        raise DataError(f"the number of cross pairs must not be negative, got {cross_pairs}")
+    if cross_pairs < 0 or train_cross_pairs < 0:
+        raise DataError(f"the number of cross pairs must not be negative, got {min(cross_pairs, train_cross_pairs)}")
     if size > MAX_SIZE:
         raise DataError(f"size {size} is above {MAX_SIZE}: the synthetic datasets are for small models "
                         f"(a {size}x{size} frame alone is {3 * size * size / 2**20:.0f} MiB)")
@@ -512,9 +525,12 @@ def make_dataset(
     if root.exists() and not root.is_dir():
         raise OutputPathError(f"{root} exists and is not a folder")
     test_indices = [i for i in range(videos) if is_test_video(i, test_fraction)]
-    pairs = _choose_cross_pairs(kind, seed, test_indices, cross_pairs)
+    pairs = _choose_cross_pairs(kind, seed, test_indices, cross_pairs, "test")
+    train_pairs = _choose_cross_pairs(kind, seed, [i for i in range(videos) if i not in set(test_indices)],
+                                      train_cross_pairs, "training")
     start = time.perf_counter()
-    existing = [root / n for n in ("train", "test", CROSS_FOLDER, "meta.json") if (root / n).exists()]
+    existing = [root / n for n in ("train", "test", CROSS_FOLDER, TRAIN_CROSS_FOLDER, "meta.json")
+                if (root / n).exists()]
     if existing:
         if not overwrite:
             raise DataError(f"{root} already holds a dataset ({existing[0].name}); "
@@ -522,7 +538,7 @@ def make_dataset(
         for path in existing:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     try:
-        for split in ("train", "test") + ((CROSS_FOLDER,) if pairs else ()):
+        for split in ("train", "test") + ((CROSS_FOLDER,) if pairs else ()) + ((TRAIN_CROSS_FOLDER,) if train_pairs else ()):
             (root / split).mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputPathError(f"{root}: cannot create the dataset folders ({error.strerror})") from None
@@ -532,8 +548,8 @@ def make_dataset(
              str(root / ("test" if is_test_video(i, test_fraction) else "train")), fps)
         for i in range(videos)
     ]
-    jobs += [_CrossJob(kind, seed, a, b, frames, size, video_format, str(root / CROSS_FOLDER), fps)
-             for a, b in pairs]
+    jobs += [_CrossJob(kind, seed, a, b, frames, size, video_format, str(root / folder), fps)
+             for folder, chosen in ((CROSS_FOLDER, pairs), (TRAIN_CROSS_FOLDER, train_pairs)) for a, b in chosen]
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if videos >= 8 else 1
     results: list[tuple] = []
@@ -563,10 +579,11 @@ def make_dataset(
     names = {index: name for index, name, _ in video_results}
     train = [names[j.index] for j in jobs if isinstance(j, _Job) and j.split_dir.endswith("train")]
     test = [names[j.index] for j in jobs if isinstance(j, _Job) and j.split_dir.endswith("test")]
-    cross_written = {(r[0], r[1]): r[2] for r in results if len(r) == 4}
-    if pairs:
-        _write_pairs_table(root, [(names[a], names[b], cross_written[names[a], names[b]]) for a, b in pairs],
-                           video_format)
+    cross_written = {(r[0], r[1], r[2]): r[3] for r in results if len(r) == 5}
+    for folder, split, chosen in ((CROSS_FOLDER, "test", pairs), (TRAIN_CROSS_FOLDER, "train", train_pairs)):
+        if chosen:
+            _write_pairs_table(root, folder, split, [(names[a], names[b], cross_written[folder, names[a], names[b]])
+                                                     for a, b in chosen], video_format)
 
     meta = {
         "kind": kind,
@@ -591,6 +608,9 @@ def make_dataset(
     }
     if pairs:
         meta["cross_pairs"] = len(pairs)
+    if train_pairs:
+        meta["train_cross_pairs"] = len(train_pairs)
+    if pairs or train_pairs:
         meta["cross_pairs_truth"] = (
             "relative animation: the source's figure performing the driving video's motion from the "
             "source's own first pose (sprites: every generating channel moves as the driving one, "
@@ -602,25 +622,28 @@ def make_dataset(
         out=root, kind=kind, seed=seed, frames=frames, size=size, video_format=video_format,
         train=train, test=test, seconds=time.perf_counter() - start,
         total_bytes=sum(r[-1] for r in results) + meta_path.stat().st_size, cross_pairs=len(pairs),
+        train_cross_pairs=len(train_pairs),
     )
 
 
-def _choose_cross_pairs(kind: str, seed: int, test_indices: list[int], count: int) -> list[tuple[int, int]]:
-    """The pairs :func:`make_dataset` writes, or DataError when the test split is too small."""
+def _choose_cross_pairs(kind: str, seed: int, indices: list[int], count: int, split: str) -> list[tuple[int, int]]:
+    """The pairs of ``split`` videos :func:`make_dataset` writes, or DataError when the split is too small."""
     if count == 0:
         return []
     try:
-        return cross.choose_pairs(kind, seed, test_indices, count)
+        return cross.choose_pairs(kind, seed, indices, count)
     except ValueError as error:
-        raise DataError(f"{error}: make more videos or a larger test fraction") from None
+        raise DataError(f"{error} in the {split} split: make more videos or change the test fraction") from None
 
 
-def _write_pairs_table(root: Path, rows: list[tuple[str, str, str]], video_format: str) -> None:
-    """``cross/pairs.csv``: source, driving and truth videos, as paths relative to ``root``."""
+def _write_pairs_table(root: Path, folder: str, split: str, rows: list[tuple[str, str, str]],
+                       video_format: str) -> None:
+    """``<folder>/pairs.csv``: source, driving (videos of ``split``) and truth videos, as paths
+    relative to ``root``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["source", "driving", "truth"])
     for source, driving, truth in rows:
-        writer.writerow([f"test/{video_file_name(source, video_format)}",
-                         f"test/{video_file_name(driving, video_format)}", f"{CROSS_FOLDER}/{truth}"])
-    (root / CROSS_FOLDER / CROSS_PAIRS_FILE).write_text(buffer.getvalue())
+        writer.writerow([f"{split}/{video_file_name(source, video_format)}",
+                         f"{split}/{video_file_name(driving, video_format)}", f"{folder}/{truth}"])
+    (root / folder / CROSS_PAIRS_FILE).write_text(buffer.getvalue())

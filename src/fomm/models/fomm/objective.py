@@ -35,7 +35,7 @@ from ..losses import (
 from ..blocks import ImagePyramid, at_least_fp32, full_precision
 from ..family import OptimizerPlan, Schedule, TrainingPlan, TrainingStage
 from .discriminator import DiscriminatorOutput
-from .keypoints import Keypoints
+from .keypoints import Keypoints, relative_keypoints
 from .model import FommModel
 
 __all__ = ["DiscriminatorFullModel", "GeneratorFullModel", "training_plan"]
@@ -79,17 +79,21 @@ class GeneratorFullModel(nn.Module):
                 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """``batch``: ``source`` and ``driving`` ``(B, C, H, W)``; ``flow`` ``(B, 2, H, W)``
         (source -> driving optical flow, normalised units) and ``nearby`` ``(B,)`` bool, which the
-        flow-consistency loss needs."""
+        flow-consistency loss needs; for training on cross pairs, ``initial`` (the driving video's
+        first frame) and ``target`` (the truth) ``(B, C, H, W)``: the source is then animated by
+        relative motion, as :class:`~fomm.animate.Animator` does, and compared with the target."""
         source, driving, flow, nearby = batch["source"], batch["driving"], batch.get("flow"), batch.get("nearby")
+        target = batch.get("target", driving)
         weights = self.weights
         source_detection = self.kp_detector.detect(source)
         kp_source = source_detection.keypoints
         kp_driving = self.kp_detector(driving)
-        output = self.generator(source, kp_source=kp_source, kp_driving=kp_driving)
+        kp_rendered = self._relative(kp_source, kp_driving, batch["initial"]) if "initial" in batch else kp_driving
+        output = self.generator(source, kp_source=kp_source, kp_driving=kp_rendered)
         prediction = at_least_fp32(output.prediction)
         losses: dict[str, Tensor] = {}
         with full_precision(driving):
-            pyramid_real = self.pyramid(driving)
+            pyramid_real = self.pyramid(target)
             pyramid_fake = self.pyramid(prediction)
 
         if self.perceptual.enabled:
@@ -98,7 +102,7 @@ class GeneratorFullModel(nn.Module):
             losses["perceptual"] = self.perceptual(pyramid_fake, pyramid_real)
 
         if weights.generator_gan != 0:
-            losses.update(self._gan_losses(pyramid_real, pyramid_fake, kp_driving))
+            losses.update(self._gan_losses(pyramid_real, pyramid_fake, kp_rendered))
 
         if weights.equivariance_value != 0 or weights.equivariance_jacobian != 0:
             losses.update(self._equivariance_losses(driving, kp_driving))
@@ -111,12 +115,20 @@ class GeneratorFullModel(nn.Module):
                 losses["flow_consistency"] = weights.flow_consistency * flow_consistency_loss(
                     kp_source.float(), source_detection.heatmap.float(), kp_driving.float(), flow.float(), mask=nearby)
 
-        generated = {"prediction": prediction, "kp_source": kp_source.value, "kp_driving": kp_driving.value}
+        generated = {"prediction": prediction, "kp_source": kp_source.value, "kp_driving": kp_rendered.value}
         if output.deformed is not None:
             generated["deformed"] = at_least_fp32(output.deformed)
         if output.occlusion_map is not None:
             generated["occlusion_map"] = at_least_fp32(output.occlusion_map)
         return losses, generated
+
+    def _relative(self, kp_source: Keypoints, kp_driving: Keypoints, initial: Tensor) -> Keypoints:
+        """The driving keypoints moved onto the source relative to the initial frame's (Appendix A.3;
+        where ``initial`` is the source itself, the driving keypoints again, up to rounding)."""
+        kp_initial = self.kp_detector(initial)
+        # The 2x2 inverse of the relative jacobian stays in float32 under autocast.
+        with full_precision(initial):
+            return relative_keypoints(kp_source.float(), kp_driving.float(), kp_initial.float())
 
     def _gan_losses(self, pyramid_real: dict[str, Tensor], pyramid_fake: dict[str, Tensor],
                     kp_driving: Keypoints) -> dict[str, Tensor]:
@@ -158,7 +170,8 @@ class GeneratorFullModel(nn.Module):
 class DiscriminatorFullModel(nn.Module):
     """Discriminator + its least-squares loss.
 
-    ``forward(batch, epoch, earlier)``: the batch's ``(B, C, H, W)`` real driving frames and the
+    ``forward(batch, epoch, earlier)``: the batch's ``(B, C, H, W)`` real frames (``target`` when
+    the batch has one, else ``driving``) and the
     generator stage's prediction and ``(B, K, 2)`` driving keypoint values (the discriminator's
     condition when ``use_kp``), detached here. Returns ``({'disc_gan': weighted loss}, {})``.
     """
@@ -171,9 +184,9 @@ class DiscriminatorFullModel(nn.Module):
 
     def forward(self, batch: dict[str, Tensor], epoch: int, earlier: dict[str, Tensor]
                 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """The discriminator's loss on the batch's driving frames and the generator stage's
+        """The discriminator's loss on the batch's real frames and the generator stage's
         ``prediction`` and ``kp_driving`` (detached here)."""
-        driving, prediction, kp_driving = batch["driving"], earlier["prediction"], earlier["kp_driving"]
+        driving, prediction, kp_driving = batch.get("target", batch["driving"]), earlier["prediction"], earlier["kp_driving"]
         kp_condition = Keypoints(kp_driving.detach())
         with full_precision(driving):
             pyramid_real, pyramid_fake = self.pyramid(driving), self.pyramid(at_least_fp32(prediction.detach()))
