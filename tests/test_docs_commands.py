@@ -114,6 +114,13 @@ NOT_RUN: dict[str, str] = {
         "needs the split above; `fomm evaluate` runs on the workspace's dataset",
     "fomm make-dataset sprites --out data/sprites-x --videos 2000 --frames 32 --size 64 --train-cross-pairs 2000":
         "2,000 videos and 2,000 pairs take seven minutes; tests/test_cross_pair_training.py makes a small such dataset",
+    "fomm train --config configs/sprites-64-cross.yaml --checkpoint bundled-weights.pth.tar --log-dir runs/cross "
+    "--device cpu --threads 2": _HOURS + " (and the dataset of the line before it)",
+    "fomm train --config cross-2.yaml --checkpoint cross-weights.pth.tar --log-dir runs/cross-2 --device cpu --threads 2":
+        _HOURS + " (and the files of the lines before it)",
+    "fomm evaluate --cross-identity --checkpoint runs/cross-2/checkpoint.pth.tar --dataset data/val-1001 "
+    "--embedding color-histogram --out eval-cross-2/":
+        "needs the training run above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller split",
     "fomm experiment curve --dataset sprites --budget 600 --every 100 --out runs/variants --mixed-precision bf16 "
     "--batch-size 4 --max-train-videos 8": _VARIANTS + " (`experiment curve` with a tiny budget)",
     "fomm experiment variants --dataset sprites --budget 500 --seeds 4 --out runs/variants --mixed-precision bf16 "
