@@ -94,6 +94,12 @@ def test_without_the_ratio_samples_stay_as_they_were(with_training_pairs):
     assert set(dataset[0]) == {"source", "driving", "name", "nearby"}
 
 
+def _blob_batch() -> dict[str, torch.Tensor]:
+    """Two plain pairs of :class:`MovingBlobs` as a batch."""
+    blobs = MovingBlobs(4)
+    return {key: torch.stack([blobs[i][key] for i in range(2)]) for key in ("source", "driving")}
+
+
 def _step(batch: dict[str, torch.Tensor]) -> tuple[Trainer, dict[str, float], dict[str, torch.Tensor]]:
     """A fresh trainer (weights from the config's seed) and its first step on ``batch``."""
     trainer = Trainer(tiny_config(), "unused-log-dir", device="cpu", dataset=MovingBlobs(4), progress=False)
@@ -105,8 +111,7 @@ def _step(batch: dict[str, torch.Tensor]) -> tuple[Trainer, dict[str, float], di
 def test_the_relative_objective_on_a_plain_pair_is_the_plain_objective():
     """With the source as the initial frame and the driving frame as the target, relative motion
     gives back the driving keypoints, so every loss is the plain pair's (up to rounding)."""
-    blobs = MovingBlobs(4)
-    batch = {key: torch.stack([blobs[i][key] for i in range(2)]) for key in ("source", "driving")}
+    batch = _blob_batch()
     _, plain, _ = _step(batch)
     _, relative, _ = _step(batch | {"initial": batch["source"], "target": batch["driving"]})
     assert set(relative) == set(plain)
@@ -115,8 +120,7 @@ def test_the_relative_objective_on_a_plain_pair_is_the_plain_objective():
 
 
 def test_a_cross_batch_is_compared_with_its_target():
-    blobs = MovingBlobs(4)
-    batch = {key: torch.stack([blobs[i][key] for i in range(2)]) for key in ("source", "driving")}
+    batch = _blob_batch()
     target = batch["driving"].flip(-1)
     trainer, values, generated = _step(batch | {"initial": batch["driving"].roll(1, dims=-1), "target": target})
     objective = trainer.objectives["generator"]

@@ -276,10 +276,15 @@ class FramesDataset(Dataset):
         return root, [path for path in paths if path.name in chosen]
 
     def _select_cross_pairs(self) -> list[tuple[CrossPairFiles, int]]:
-        """The training cross pairs with their usable frame count (the shorter of driving and truth)."""
+        """The training cross pairs with their usable frame count (the shorter of driving and truth).
+        A driving video is a training video whose header was read already; only the truth's is new."""
         pairs = list_cross_pairs(dataset_folder(self.root_dir), TRAIN_CROSS_FOLDER)
-        counted = [(pair, min(video_info(pair.driving).num_frames, video_info(pair.truth).num_frames))
-                   for pair in pairs]
+        checked = {video.path: video.num_frames for video in self._entries}
+
+        def frames(path: Path) -> int:
+            return checked[path] if path in checked else video_info(path).num_frames
+
+        counted = [(pair, min(frames(pair.driving), frames(pair.truth))) for pair in pairs]
         too_short = [pair.name for pair, frames in counted if frames < MIN_FRAMES]
         if too_short:
             raise DataError(f"cross pair {too_short[0]}: fewer than {MIN_FRAMES} frames")
@@ -399,8 +404,8 @@ class FramesDataset(Dataset):
             frames = read_frames_at(video.path, [source, driving], self.frame_shape)
         pair = self._augment(frames, rng)
         sample = {
-            "source": torch.from_numpy(np.ascontiguousarray(pair[0].transpose(2, 0, 1))),
-            "driving": torch.from_numpy(np.ascontiguousarray(pair[1].transpose(2, 0, 1))),
+            "source": _channels_first(pair[0]),
+            "driving": _channels_first(pair[1]),
             "name": video.name,
             "nearby": nearby,
         }
@@ -419,12 +424,9 @@ class FramesDataset(Dataset):
         source = read_frames_at(pair.source, [0], self.frame_shape)[0]
         initial, driving = read_frames_at(pair.driving, [0, t], self.frame_shape)
         target = read_frames_at(pair.truth, [t], self.frame_shape)[0]
-
-        def tensor(frame: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1), dtype=np.float32) / 255.0)
-
-        sample = {"source": tensor(source), "driving": tensor(driving), "initial": tensor(initial),
-                  "target": tensor(target), "name": pair.name, "nearby": False}
+        frames = np.stack([source, driving, initial, target]).astype(np.float32) / 255.0
+        sample = {key: _channels_first(frame) for key, frame in zip(("source", "driving", "initial", "target"), frames)}
+        sample |= {"name": pair.name, "nearby": False}
         if self.params.compute_flow:  # only nearby frames of one video get a flow
             sample["flow"] = torch.zeros((2, *self.frame_shape[:2]))
         return sample
@@ -477,6 +479,11 @@ class FramesDataset(Dataset):
         if self.cache is not None:
             self.cache.put(key, frames)
         return frames
+
+
+def _channels_first(frame: np.ndarray) -> torch.Tensor:
+    """A float ``(H, W, C)`` frame as a contiguous ``(C, H, W)`` tensor."""
+    return torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))
 
 
 class DatasetRepeater(Dataset):

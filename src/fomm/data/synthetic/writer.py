@@ -526,8 +526,8 @@ def make_dataset(
         raise OutputPathError(f"{root} exists and is not a folder")
     test_indices = [i for i in range(videos) if is_test_video(i, test_fraction)]
     pairs = _choose_cross_pairs(kind, seed, test_indices, cross_pairs, "test")
-    train_pairs = _choose_cross_pairs(kind, seed, [i for i in range(videos) if i not in set(test_indices)],
-                                      train_cross_pairs, "training")
+    train_indices = [i for i in range(videos) if not is_test_video(i, test_fraction)]
+    train_pairs = _choose_cross_pairs(kind, seed, train_indices, train_cross_pairs, "training")
     start = time.perf_counter()
     existing = [root / n for n in ("train", "test", CROSS_FOLDER, TRAIN_CROSS_FOLDER, "meta.json")
                 if (root / n).exists()]
