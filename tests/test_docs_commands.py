@@ -121,6 +121,10 @@ NOT_RUN: dict[str, str] = {
     "fomm evaluate --cross-identity --checkpoint runs/cross-2/checkpoint.pth.tar --dataset data/val-1001 "
     "--embedding color-histogram --out eval-cross-2/":
         "needs the training run above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller split",
+    "fomm train --config configs/sprites-64-cross.yaml --checkpoint reseeded.pth.tar --log-dir runs/reseeded "
+    "--device cpu --threads 2": _HOURS + " (and the re-seeded checkpoint; tests/test_reseed_keypoints.py makes one)",
+    "fomm train --config grow.yaml --checkpoint grown.pth.tar --log-dir runs/grown --device cpu --threads 2":
+        _HOURS + " (and the grown checkpoint; tests/test_reseed_keypoints.py makes one)",
     "fomm experiment curve --dataset sprites --budget 600 --every 100 --out runs/variants --mixed-precision bf16 "
     "--batch-size 4 --max-train-videos 8": _VARIANTS + " (`experiment curve` with a tiny budget)",
     "fomm experiment variants --dataset sprites --budget 500 --seeds 4 --out runs/variants --mixed-precision bf16 "
