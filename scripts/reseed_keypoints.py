@@ -46,6 +46,7 @@ from fomm.checkpoint import load_checkpoint
 from fomm.data.datasets import dataset_folder, list_videos
 from fomm.data.frames import to_float
 from fomm.data.video import read_video
+from fomm.errors import UserError
 from fomm.files import atomic_torch_save
 from fomm.models import build_model
 from fomm.models.fomm.keypoints import Keypoints
@@ -188,14 +189,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the perturbation")
     args = parser.parse_args()
 
-    model = load_checkpoint(args.checkpoint, args.config)
-    if not isinstance(model, FommModel) or model.generator.dense_motion_network is None:
-        raise SystemExit(f"{args.checkpoint}: re-seeding needs a FOMM model with a dense-motion network")
-    shape = model.config.dataset_params.frame_shape
-    paths = list_videos(dataset_folder(args.dataset) / "train")[:args.videos]
-    if not paths:
-        raise SystemExit(f"{args.dataset}: no training videos in {args.dataset / 'train'}")
-    videos = [to_float(read_video(path, shape)) for path in paths]
+    try:
+        model = load_checkpoint(args.checkpoint, args.config)
+        if not isinstance(model, FommModel) or model.generator.dense_motion_network is None:
+            raise SystemExit(f"{args.checkpoint}: re-seeding needs a FOMM model with a dense-motion network")
+        if model.kp_detector.graph is not None:
+            # The graph's attention mixes keypoints by their index; a copied slot would need its rows too.
+            raise SystemExit(f"{args.checkpoint}: re-seeding does not handle keypoints refined by a graph (graph_params)")
+        shape = model.config.dataset_params.frame_shape
+        paths = list_videos(dataset_folder(args.dataset) / "train")[:args.videos]
+        if not paths:
+            raise SystemExit(f"{args.dataset}: no training videos in {args.dataset / 'train'}")
+        videos = [to_float(read_video(path, shape)) for path in paths]
+    except UserError as error:
+        raise SystemExit(f"error: {error}") from None
 
     distance, error_share = keypoint_statistics(model, videos, args.sigma, args.reach)
     redundant = redundant_keypoints(distance, args.radius)

@@ -143,3 +143,11 @@ def test_growing_into_a_config_that_differs_otherwise_is_refused(collapsed, tmp_
     assert result.returncode != 0
     assert "only num_kp may differ" in result.stderr
     assert not (tmp_path / "init.pt").exists()
+
+
+def test_a_missing_dataset_is_named(collapsed, tmp_path):
+    checkpoint, _, _, _ = collapsed
+    result = run_script("--checkpoint", str(checkpoint), "--dataset", str(tmp_path / "nowhere"),
+                        "--out", str(tmp_path / "init.pt"))
+    assert result.returncode != 0
+    assert "nowhere" in result.stderr and "not found" in result.stderr and "Traceback" not in result.stderr
