@@ -60,6 +60,15 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
 
 
+def refusal(checkpoint: Path, dataset: Path, out: Path, *more: str) -> str:
+    """The script's error output for arguments it must refuse (it fails and writes nothing)."""
+    result = run_script("--checkpoint", str(checkpoint), "--dataset", str(dataset), "--out", str(out), *more)
+    assert result.returncode != 0
+    assert not out.exists()
+    assert "Traceback" not in result.stderr
+    return result.stderr
+
+
 def test_a_collapsed_keypoint_becomes_a_copy_of_another(collapsed, tmp_path):
     checkpoint, config, data, before = collapsed
     result = run_script("--checkpoint", str(checkpoint), "--dataset", str(data), "--out", str(tmp_path / "init.pt"))
@@ -98,11 +107,7 @@ def test_a_collapsed_keypoint_becomes_a_copy_of_another(collapsed, tmp_path):
 def test_a_dataset_without_training_videos_is_refused(collapsed, tmp_path):
     checkpoint, _, _, _ = collapsed
     (tmp_path / "empty" / "train").mkdir(parents=True)
-    result = run_script("--checkpoint", str(checkpoint), "--dataset", str(tmp_path / "empty"),
-                        "--out", str(tmp_path / "init.pt"))
-    assert result.returncode != 0
-    assert "no training videos" in result.stderr
-    assert not (tmp_path / "init.pt").exists()
+    assert "no training videos" in refusal(checkpoint, tmp_path / "empty", tmp_path / "init.pt")
 
 
 def test_growing_keeps_every_keypoint_and_fills_the_new_slots(collapsed, tmp_path):
@@ -138,16 +143,11 @@ def test_growing_into_a_config_that_differs_otherwise_is_refused(collapsed, tmp_
     other["model_params"]["common_params"]["num_kp"] = 6
     other["model_params"]["generator_params"]["block_expansion"] = 16
     (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
-    result = run_script("--checkpoint", str(checkpoint), "--dataset", str(data), "--out", str(tmp_path / "init.pt"),
-                        "--grow-config", str(tmp_path / "other.yaml"))
-    assert result.returncode != 0
-    assert "only num_kp may differ" in result.stderr
-    assert not (tmp_path / "init.pt").exists()
+    error = refusal(checkpoint, data, tmp_path / "init.pt", "--grow-config", str(tmp_path / "other.yaml"))
+    assert "only num_kp may differ" in error
 
 
 def test_a_missing_dataset_is_named(collapsed, tmp_path):
     checkpoint, _, _, _ = collapsed
-    result = run_script("--checkpoint", str(checkpoint), "--dataset", str(tmp_path / "nowhere"),
-                        "--out", str(tmp_path / "init.pt"))
-    assert result.returncode != 0
-    assert "nowhere" in result.stderr and "not found" in result.stderr and "Traceback" not in result.stderr
+    error = refusal(checkpoint, tmp_path / "nowhere", tmp_path / "init.pt")
+    assert "nowhere" in error and "not found" in error
