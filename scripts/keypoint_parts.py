@@ -19,14 +19,16 @@ import torch
 from fomm.checkpoint import load_checkpoint
 from fomm.data.frames import to_float
 from fomm.data.synthetic.sprites import PART_NAMES, generate_sprite_video
+from fomm.geometry import to_pixels
 
 
 def labels_under(value: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The label ``(T, K)`` under each keypoint: ``value`` ``(T, K, 2)`` in [-1, 1], x then y;
     ``labels`` ``(T, H, W)``. A keypoint lands on the pixel whose centre is nearest."""
     height, width = labels.shape[1:]
-    x = np.clip(np.rint((value[..., 0] + 1) / 2 * width - 0.5), 0, width - 1).astype(int)
-    y = np.clip(np.rint((value[..., 1] + 1) / 2 * height - 0.5), 0, height - 1).astype(int)
+    pixels = np.rint(to_pixels(value, width, height)).astype(int)
+    x = np.clip(pixels[..., 0], 0, width - 1)
+    y = np.clip(pixels[..., 1], 0, height - 1)
     return labels[np.arange(len(labels))[:, None], y, x]
 
 

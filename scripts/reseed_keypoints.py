@@ -4,8 +4,8 @@
         --dataset data/sprites-x --out runs/reseeded-init.pth.tar
 
 Unsupervised keypoints can collapse: six of the bundled sprites model's ten keypoints sit on the
-torso, a pixel or two apart, and no keypoint sits on a leg (`scripts/keypoint_parts.py`), so a leg
-can only move by the affine map of a keypoint elsewhere. Training does not undo this by itself:
+torso, a pixel or two apart, and none stays on a leg for half the frames (`scripts/keypoint_parts.py`),
+so both legs move by the affine map of one keypoint between them. Training does not undo this by itself:
 keypoints that sit together get the same gradient.
 
 What this does, on a FOMM checkpoint and the training videos of ``--dataset``:
@@ -48,6 +48,7 @@ from fomm.data.frames import to_float
 from fomm.data.video import read_video
 from fomm.errors import UserError
 from fomm.files import atomic_torch_save
+from fomm.geometry import coordinate_grid
 from fomm.models import build_model
 from fomm.models.fomm.keypoints import Keypoints
 from fomm.models.fomm.model import FommModel
@@ -58,14 +59,6 @@ PER_KEYPOINT = ("kp_detector.kp.weight", "kp_detector.kp.bias", "kp_detector.jac
                 "kp_detector.jacobian.bias", "generator.dense_motion_network.hourglass.encoder.down_blocks.0.conv.weight",
                 "generator.dense_motion_network.mask.weight", "generator.dense_motion_network.mask.bias",
                 "generator.dense_motion_network.occlusion.weight")
-
-
-def pixel_centres(height: int, width: int) -> tuple[Tensor, Tensor]:
-    """The (x, y) coordinates in [-1, 1] of every pixel centre: two ``(H, W)`` tensors."""
-    ys = torch.linspace(-1 + 1 / height, 1 - 1 / height, height)
-    xs = torch.linspace(-1 + 1 / width, 1 - 1 / width, width)
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    return grid_x, grid_y
 
 
 @torch.no_grad()
@@ -81,9 +74,10 @@ def keypoint_statistics(model: FommModel, videos: list[Tensor], sigma: float, re
                           jacobian=None if driving.jacobian is None else driving.jacobian[:1].expand_as(driving.jacobian))
         rendered = model.generator(video[:1].expand_as(video), first, driving).prediction
         error = (rendered - video).abs().mean(dim=1)                                   # (T, H, W)
-        grid_x, grid_y = pixel_centres(*error.shape[1:])
-        x, y = driving.value[..., 0, None, None], driving.value[..., 1, None, None]    # (T, K, 1, 1)
-        squared = (grid_x - x) ** 2 + (grid_y - y) ** 2                              # (T, K, H, W)
+        grid = coordinate_grid(*error.shape[1:])                                       # (H, W, 2)
+        squared = (grid - driving.value[..., None, None, :]).pow(2).sum(-1)            # (T, K, H, W)
+        # A softmax of the log-gaussian, not normalised gaussians: far from every keypoint those
+        # underflow to 0 / 0.
         weights = torch.softmax(-squared / (2 * sigma ** 2), dim=1)
         error_share += (weights * error[:, None]).sum(dim=(0, 2, 3))
         distance = torch.cdist(driving.value, driving.value)                              # (T, K, K)

@@ -27,8 +27,9 @@ def test_the_label_under_a_keypoint_is_read_x_then_y():
     labels = np.zeros((2, 4, 8), dtype=np.uint8)  # 4 rows, 8 columns
     labels[0, 1, 6] = 3                            # row 1, column 6
     labels[1, 3, 0] = 5                            # bottom-left pixel
-    # The centre of column 6 of 8 is x = -1 + 13/8; of row 1 of 4, y = -1 + 3/4.
-    value = np.array([[[-1 + 13 / 8, -1 + 3 / 4], [0.9, -0.9]],
+    # Pixel centres span [-1, 1] (fomm.geometry): column 6 of 8 is x = 2 * 6/7 - 1, row 1 of 4 is
+    # y = 2 * 1/3 - 1.
+    value = np.array([[[2 * 6 / 7 - 1, 2 * 1 / 3 - 1], [0.9, -0.9]],
                       [[-0.99, 0.99], [1.5, -1.5]]])  # outside the frame: the nearest edge pixel
     assert labels_under(value, labels).tolist() == [[3, 0], [5, 0]]
 

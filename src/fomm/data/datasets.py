@@ -281,10 +281,10 @@ class FramesDataset(Dataset):
         pairs = list_cross_pairs(dataset_folder(self.root_dir), TRAIN_CROSS_FOLDER)
         checked = {video.path: video.num_frames for video in self._entries}
 
-        def frames(path: Path) -> int:
+        def frame_count(path: Path) -> int:
             return checked[path] if path in checked else video_info(path).num_frames
 
-        counted = [(pair, min(frames(pair.driving), frames(pair.truth))) for pair in pairs]
+        counted = [(pair, min(frame_count(pair.driving), frame_count(pair.truth))) for pair in pairs]
         too_short = [pair.name for pair, frames in counted if frames < MIN_FRAMES]
         if too_short:
             raise DataError(f"cross pair {too_short[0]}: fewer than {MIN_FRAMES} frames")
