@@ -42,6 +42,8 @@ _MADE = ("the workspace's dataset is made by this command with --videos 8 (200 v
 _VARIANTS = "trains 64 runs (1 h 40 min on 2 busy cores); tests/test_experiments.py runs it with a tiny budget"
 _CROSS_SPLIT = ("a 24-video split with 12 cross pairs takes half a minute; docs/evaluation.md's `make-dataset "
                 "--cross-pairs` runs on a smaller one")
+_TWO_MODELS = ("needs two trained models and the 12-pair split; tests/test_compare_cross_identity.py runs the "
+               "comparison on evaluations written by the evaluation's own writer")
 NOT_RUN: dict[str, str] = {
     "fomm animate --checkpoint vox-cpk.pth.tar --config vox-256 --source face.jpg --driving talking.mp4 "
     "--out result.mp4 --adapt-scale --find-best-frame --audio --side-by-side panels.mp4 --gif result.gif": _PUBLISHED,
@@ -110,6 +112,8 @@ NOT_RUN: dict[str, str] = {
     "--threads 1": _HOURS + " (and the files of the lines before it)",
     "fomm evaluate --cross-identity --checkpoint runs/decoded/checkpoint.pth.tar --dataset data/val-1001 --out eval-5a/":
         "needs the training run above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller split",
+    "fomm evaluate --cross-identity --checkpoint a.pth.tar --dataset data/test-2002 --out eval-a/": _TWO_MODELS,
+    "fomm evaluate --cross-identity --checkpoint b.pth.tar --dataset data/test-2002 --out eval-b/": _TWO_MODELS,
     "fomm evaluate --dataset data/test-2002 --embedding none --out eval-self-2002/":
         "needs the split above; `fomm evaluate` runs on the workspace's dataset",
     "fomm make-dataset sprites --out data/sprites-x --videos 2000 --frames 32 --size 64 --train-cross-pairs 2000":
@@ -125,6 +129,10 @@ NOT_RUN: dict[str, str] = {
     "--device cpu --threads 2": _HOURS + " (and the re-seeded checkpoint; tests/test_reseed_keypoints.py makes one)",
     "fomm train --config grow.yaml --checkpoint grown.pth.tar --log-dir runs/grown --device cpu --threads 2":
         _HOURS + " (and the grown checkpoint; tests/test_reseed_keypoints.py makes one)",
+    "fomm train --config grow-gan.yaml --checkpoint grown-weights.pth.tar --log-dir runs/grown-gan --device cpu "
+    "--threads 2": _HOURS + " (and the grown run's weights)",
+    "fomm train --config grow.yaml --checkpoint grown-weights.pth.tar --log-dir runs/grown-2 --device cpu --threads 2":
+        _HOURS + " (and the grown run's weights)",
     "fomm experiment curve --dataset sprites --budget 600 --every 100 --out runs/variants --mixed-precision bf16 "
     "--batch-size 4 --max-train-videos 8": _VARIANTS + " (`experiment curve` with a tiny budget)",
     "fomm experiment variants --dataset sprites --budget 500 --seeds 4 --out runs/variants --mixed-precision bf16 "

@@ -1,0 +1,164 @@
+"""Compare two models pair by pair on the same cross-identity split.
+
+    fomm evaluate --cross-identity --checkpoint a.pth.tar --dataset data/test-2002 --out eval-a/
+    fomm evaluate --cross-identity --checkpoint b.pth.tar --dataset data/test-2002 --out eval-b/
+    .venv/bin/python scripts/compare_cross_identity.py eval-a/ eval-b/ --column l1_moving
+
+Reads the ``per_pair.csv`` that ``fomm evaluate --cross-identity --out`` writes for each model,
+matches the pairs by name and checks that they are the same pairs (the repeat-the-source L1 of
+each, which depends on the data alone, must agree), and prints, for the chosen column, each
+model's mean, the mean of the per-pair differences A - B, its Student t interval and p-value, and
+the exact sign-flip permutation p-value (:mod:`fomm.evaluation.statistics`), so a verdict is only
+stated where both tests agree. Several pairs of folders (A1 B1 A2 B2 ...) are one family of
+comparisons: each is printed, then both tests' p-values Holm-adjusted over the family, with the
+verdicts on the adjusted values.
+
+    .venv/bin/python scripts/compare_cross_identity.py eval-a-2002/ eval-b-2002/ eval-a-3003/ eval-b-3003/
+
+The pairs are the unit here: the comparison says whether A beats B *on these pairs*, for these two
+trained models. It says nothing about a training recipe run again with another seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+
+from fomm.errors import DataError, UserError
+from fomm.evaluation.statistics import EXACT_PERMUTATION_LIMIT, PairedDifference, holm_adjusted, paired_difference
+
+PER_PAIR_FILE = "per_pair.csv"
+# Written in full precision by the evaluation, so the same split gives the same value to the last digit.
+DATA_ONLY_COLUMN = "repeat_l1"
+
+
+def read_column(folder: Path, column: str) -> dict[str, float]:
+    """``{pair name: value}`` of ``column`` in ``folder/per_pair.csv``. Raises DataError for a
+    missing file, a column it does not have, or a pair without a number there (n/a is written
+    empty)."""
+    path = folder / PER_PAIR_FILE
+    if not path.is_file():
+        raise DataError(f"{path}: not found (write it with `fomm evaluate --cross-identity --out {folder}`)")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise DataError(f"{path}: no pairs in it")
+    if column not in rows[0]:
+        numeric = [name for name in rows[0] if name not in ("name", "frames")]
+        raise UserError(f"--column {column}: {path} has no such column (it has {', '.join(numeric)})")
+    values = {}
+    for row in rows:
+        if row[column] == "":
+            raise DataError(f"{path}: pair {row['name']} has no {column} value (n/a)")
+        try:
+            values[row["name"]] = float(row[column])
+        except ValueError:
+            raise DataError(f"{path}: pair {row['name']} has {row[column]!r} for {column}, not a number") from None
+    return values
+
+
+def check_same_pairs(a_folder: Path, b_folder: Path) -> None:
+    """Raises DataError unless both evaluations hold the same pairs: the same names (not two
+    different splits, nor one cut short by ``--num-videos``) with the same data behind them (pair
+    names repeat between splits of different seeds; the repeat-the-source L1 tells them apart)."""
+    a, b = read_column(a_folder, DATA_ONLY_COLUMN), read_column(b_folder, DATA_ONLY_COLUMN)
+    if set(a) != set(b):
+        only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+        raise DataError(f"the two evaluations hold different pairs: only in A {only_a[:3]}, only in B {only_b[:3]} "
+                        f"({len(only_a)} and {len(only_b)} in all); compare evaluations of the same split")
+    differing = [name for name in sorted(a) if not math.isclose(a[name], b[name], rel_tol=1e-9, abs_tol=1e-12)]
+    if differing:
+        raise DataError(f"pair {differing[0]} is not the same video in both evaluations (its repeat-the-source L1 "
+                        f"is {a[differing[0]]!r} in A, {b[differing[0]]!r} in B; {len(differing)} pairs differ): "
+                        f"compare evaluations of the same split")
+
+
+def compare(a: dict[str, float], b: dict[str, float], confidence: float) -> PairedDifference:
+    """The paired difference A - B over the pairs (the same names in both; see
+    :func:`check_same_pairs`)."""
+    names = sorted(a)
+    if len(names) > EXACT_PERMUTATION_LIMIT:
+        raise DataError(f"{len(names)} pairs: the exact sign-flip test enumerates 2^n assignments and stops at "
+                        f"{EXACT_PERMUTATION_LIMIT} pairs; compare each split of at most that many on its own")
+    return paired_difference([a[name] for name in names], [b[name] for name in names], confidence)
+
+
+def verdict(difference: PairedDifference, t_p: float, sign_flip_p: float, alpha: float) -> str:
+    """``A is lower`` / ``A is higher`` only where both tests' p-values (adjusted or not) are below
+    ``alpha``; otherwise why not."""
+    if difference.ci_low is None:
+        return f"{difference.verdict} ({difference.note})"
+    if (t_p < alpha) != (sign_flip_p < alpha):
+        return "the two tests disagree: no verdict"
+    if t_p >= alpha:
+        return "no significant difference"
+    return "A is lower" if difference.mean < 0 else "A is higher"
+
+
+def report(label: str, column: str, a: dict[str, float], b: dict[str, float], difference: PairedDifference) -> str:
+    """One comparison as a few lines of text, its verdict unadjusted."""
+    def mean(values: dict[str, float]) -> float:
+        return math.fsum(values.values()) / len(values)
+
+    lines = [f"{label}: {column} over {difference.n} pairs: A {mean(a):.4f}, B {mean(b):.4f}",
+             f"A - B: {difference.mean:+.4f} (std {difference.std:.4f})" if difference.std is not None
+             else f"A - B: {difference.mean:+.4f}"]
+    if difference.ci_low is not None:
+        lines += [f"{difference.confidence:.0%} t interval: [{difference.ci_low:+.4f}, {difference.ci_high:+.4f}], "
+                  f"t test p = {difference.t_p_value:.4f}",
+                  f"exact sign-flip p = {difference.permutation_p_value:.4f}"]
+    alpha = 1 - difference.confidence
+    lines.append("verdict: " + verdict(difference, difference.t_p_value or 1.0,
+                                       difference.permutation_p_value or 1.0, alpha))
+    return "\n".join(lines)
+
+
+def holm_report(labels: list[str], differences: list[PairedDifference], alpha: float) -> str:
+    """The comparisons as one family: each test's p-values Holm-adjusted over the family, and the
+    verdicts on the adjusted values."""
+    t_adjusted = holm_adjusted([d.t_p_value if d.t_p_value is not None else 1.0 for d in differences])
+    flip_adjusted = holm_adjusted([d.permutation_p_value if d.permutation_p_value is not None else 1.0
+                                   for d in differences])
+    lines = [f"Holm-Bonferroni over the {len(differences)} comparisons (family-wise error at most {alpha:g}):",
+             "comparison  A - B    t p (Holm)  sign-flip p (Holm)  verdict"]
+    for label, difference, t_p, flip_p in zip(labels, differences, t_adjusted, flip_adjusted):
+        lines.append(f"{label:<11} {difference.mean:+.4f}  {t_p:.4f}      {flip_p:.4f}              "
+                     f"{verdict(difference, t_p, flip_p, alpha)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", type=Path, nargs="+", metavar="A B",
+                        help="the --out folders of two `fomm evaluate --cross-identity` runs on the same split, "
+                             "model A's then model B's; several such pairs of folders are one family of "
+                             "comparisons, Holm-adjusted")
+    parser.add_argument("--column", default="l1_moving", help="a column of per_pair.csv (default l1_moving)")
+    parser.add_argument("--confidence", type=float, default=0.95)
+    args = parser.parse_args(argv)
+    try:
+        if len(args.folders) % 2:
+            raise UserError(f"{len(args.folders)} folders: give them in pairs, model A's then model B's")
+        labels, differences = [], []
+        for index in range(0, len(args.folders), 2):
+            a_folder, b_folder = args.folders[index], args.folders[index + 1]
+            check_same_pairs(a_folder, b_folder)
+            a, b = read_column(a_folder, args.column), read_column(b_folder, args.column)
+            labels.append(f"#{index // 2 + 1}")
+            differences.append(compare(a, b, args.confidence))
+            print(f"{labels[-1]}: A = {a_folder}, B = {b_folder}")
+            print(report(labels[-1], args.column, a, b, differences[-1]))
+            print()
+        if len(differences) > 1:
+            print(holm_report(labels, differences, 1 - args.confidence))
+    except (UserError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
