@@ -26,6 +26,7 @@ import csv
 import math
 import sys
 from pathlib import Path
+from typing import Optional
 
 from fomm.errors import DataError, UserError
 from fomm.evaluation.statistics import EXACT_PERMUTATION_LIMIT, PairedDifference, holm_adjusted, paired_difference
@@ -86,10 +87,10 @@ def compare(a: dict[str, float], b: dict[str, float], confidence: float) -> Pair
     return paired_difference([a[name] for name in names], [b[name] for name in names], confidence)
 
 
-def verdict(difference: PairedDifference, t_p: float, sign_flip_p: float, alpha: float) -> str:
+def verdict(difference: PairedDifference, t_p: Optional[float], sign_flip_p: Optional[float], alpha: float) -> str:
     """``A is lower`` / ``A is higher`` only where both tests' p-values (adjusted or not) are below
-    ``alpha``; otherwise why not."""
-    if difference.ci_low is None:
+    ``alpha``; otherwise why not. The p-values are None only for a single pair (no test)."""
+    if difference.ci_low is None or t_p is None or sign_flip_p is None:
         return f"{difference.verdict} ({difference.note})"
     if (t_p < alpha) != (sign_flip_p < alpha):
         return "the two tests disagree: no verdict"
@@ -111,8 +112,8 @@ def report(label: str, column: str, a: dict[str, float], b: dict[str, float], di
                   f"t test p = {difference.t_p_value:.4f}",
                   f"exact sign-flip p = {difference.permutation_p_value:.4f}"]
     alpha = 1 - difference.confidence
-    lines.append("verdict: " + verdict(difference, difference.t_p_value or 1.0,
-                                       difference.permutation_p_value or 1.0, alpha))
+    # Not `p or 1.0`: every difference equal and non-zero gives a t p-value of exactly 0.
+    lines.append("verdict: " + verdict(difference, difference.t_p_value, difference.permutation_p_value, alpha))
     return "\n".join(lines)
 
 

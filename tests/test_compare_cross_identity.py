@@ -53,6 +53,19 @@ def test_a_model_lower_on_every_pair_is_lower_by_both_tests(tmp_path):
     assert result.stdout.strip().endswith("verdict: A is lower")
 
 
+def test_the_same_gap_on_every_pair_is_a_verdict(tmp_path):
+    # No spread at all: the t test's p-value is exactly 0, and the sign-flip test's 2/64.
+    b_values = [0.090, 0.085, 0.101, 0.079, 0.094, 0.088]
+    a = write_evaluation(tmp_path / "a", [v + 0.0025 for v in b_values], REPEAT)
+    b = write_evaluation(tmp_path / "b", b_values, REPEAT)
+
+    result = run_script(str(a), str(b))
+
+    assert result.returncode == 0, result.stderr
+    assert "t test p = 0.0000" in result.stdout
+    assert result.stdout.strip().endswith("verdict: A is higher")
+
+
 def test_mixed_signs_give_no_verdict(tmp_path):
     b_values = [0.090, 0.085, 0.101, 0.079, 0.094, 0.088]
     a = write_evaluation(tmp_path / "a", [v + d for v, d in zip(b_values, [0.004, -0.003, 0.002, -0.004, 0.001, -0.002])],
