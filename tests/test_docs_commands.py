@@ -133,6 +133,13 @@ NOT_RUN: dict[str, str] = {
     "--threads 2": _HOURS + " (and the grown run's weights)",
     "fomm train --config grow.yaml --checkpoint grown-weights.pth.tar --log-dir runs/grown-2 --device cpu --threads 2":
         _HOURS + " (and the grown run's weights)",
+    "fomm train --config grow.yaml --checkpoint grown-3-weights.pth.tar --log-dir runs/grown-4 --device cpu "
+    "--threads 2": _HOURS + " (and the weights of the runs before it)",
+    "fomm train --config grow-fine.yaml --checkpoint grown-3-fine.pth.tar --log-dir runs/grown-fine --device cpu "
+    "--threads 2": _HOURS + " (and the weights of the runs before it)",
+    "fomm train --config grow-decoded.yaml --checkpoint grown-3-weights.pth.tar --log-dir runs/grown-decoded "
+    "--device cpu --threads 2 --max-steps 5000": "trains for 20 minutes, from the weights of the runs before it; "
+                                                 "tests/test_decoded_loss.py trains with the loss through `fomm train`",
     "fomm experiment curve --dataset sprites --budget 600 --every 100 --out runs/variants --mixed-precision bf16 "
     "--batch-size 4 --max-train-videos 8": _VARIANTS + " (`experiment curve` with a tiny budget)",
     "fomm experiment variants --dataset sprites --budget 500 --seeds 4 --out runs/variants --mixed-precision bf16 "

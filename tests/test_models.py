@@ -126,6 +126,8 @@ def test_occlusion_blend_mixes_warped_source_and_decoder_by_the_occlusion_map(sm
     expected = visible * decoded.deformed + (1 - visible) * decoded.prediction
     assert torch.allclose(blended.prediction, expected, atol=1e-6)
     assert torch.allclose(blended.deformed, decoded.deformed)
+    assert torch.allclose(blended.decoded, decoded.prediction)  # the decoder's image, before the blend
+    assert decoded.decoded is None
     assert (blended.prediction - decoded.prediction).abs().mean() > 0.01  # the blend did something
 
 

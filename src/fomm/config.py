@@ -242,6 +242,11 @@ class LossWeights(_Section):
     equivariance_value: float = 0.0
     equivariance_jacobian: float = 0.0
     flow_consistency: float = 0.0  # ours
+    #: Ours. The reconstruction loss once more (the same ``perceptual`` weights and pyramid), times
+    #: this factor, on the decoder's own image before ``output_blend: occlusion`` mixes in the
+    #: warped source. The blended output hides the decoder where the occlusion map is near 1, so
+    #: nothing else asks it to draw what the warp cannot place.
+    decoded_reconstruction: float = Field(0.0, ge=0)
 
 
 #: ``train_params.mixed_precision`` of every family: the arithmetic of training.
@@ -367,6 +372,20 @@ class FommConfig(ConfigFile):
     reconstruction_params: ReconstructionParams = ReconstructionParams()
     animate_params: AnimateParams = AnimateParams()
     visualizer_params: VisualizerParams = VisualizerParams()
+
+    @model_validator(mode="after")
+    def _decoded_loss_needs_blend(self) -> "FommConfig":
+        weights = self.train_params.loss_weights if self.train_params else None
+        if weights is None or weights.decoded_reconstruction == 0:
+            return self
+        if self.model_params.generator_params.output_blend != "occlusion":
+            raise ValueError("train_params.loss_weights.decoded_reconstruction weighs the decoder's image before the "
+                             "occlusion blend: it needs model_params.generator_params.output_blend: occlusion "
+                             "(without the blend the reconstruction loss already sees the decoder's image)")
+        if not any(weights.perceptual):
+            raise ValueError("train_params.loss_weights.decoded_reconstruction scales the perceptual loss: "
+                             "train_params.loss_weights.perceptual needs a non-zero weight")
+        return self
 
 
 def _describe_errors(error: ValidationError, source: str) -> str:

@@ -23,10 +23,13 @@ class GeneratorOutput(Rendered):
     ``output_blend: occlusion``, already blended with ``deformed``). ``deformed`` is the source
     warped by the dense deformation at full resolution; ``mask``, ``sparse_deformed``,
     ``occlusion_map`` and ``deformation`` come from the dense motion (see :class:`Motion`); they
-    are None when the generator has no dense-motion network."""
+    are None when the generator has no dense-motion network. ``decoded`` ``(B, C, H, W)`` is the
+    decoder's own image before the occlusion blend (None without ``output_blend: occlusion``, where
+    it is ``prediction``)."""
 
     mask: Optional[Tensor] = None
     sparse_deformed: Optional[Tensor] = None
+    decoded: Optional[Tensor] = None
 
 
 @dataclass
@@ -92,13 +95,15 @@ class Generator(nn.Module):
             features = features * resize_map(motion.occlusion_map, height, width)
         _, _, image_height, image_width = source.image.shape
         deformed = warp(source.image, self.resize_deformation(motion.deformation, image_height, image_width))
-        prediction = self.decode(features)
+        prediction = decoded = self.decode(features)
         if self.blend_by_occlusion and motion.occlusion_map is not None:
             # Where the source is visible (O near 1) the warped source is already the answer, pixel
             # for pixel; the decoder's rebuilt image, which smooths fine texture, fills the rest.
             visible = resize_map(motion.occlusion_map, image_height, image_width)
-            prediction = visible * deformed + (1 - visible) * prediction
-        return GeneratorOutput(prediction=prediction, deformed=deformed, mask=motion.mask,
+            prediction = visible * deformed + (1 - visible) * decoded
+        else:
+            decoded = None
+        return GeneratorOutput(prediction=prediction, deformed=deformed, mask=motion.mask, decoded=decoded,
                                sparse_deformed=motion.sparse_deformed, occlusion_map=motion.occlusion_map,
                                deformation=motion.deformation)
 

@@ -35,6 +35,7 @@ from ..losses import (
 from ..blocks import ImagePyramid, at_least_fp32, full_precision
 from ..family import OptimizerPlan, Schedule, TrainingPlan, TrainingStage
 from .discriminator import DiscriminatorOutput
+from .generator import GeneratorOutput
 from .keypoints import Keypoints, relative_keypoints
 from .model import FommModel
 
@@ -48,7 +49,7 @@ class GeneratorFullModel(nn.Module):
     [0, 1] returns
     ``(losses, generated)``: weighted scalar losses keyed by the original names (``perceptual``,
     ``gen_gan``, ``feature_matching``, ``equivariance_value``, ``equivariance_jacobian``; ours:
-    ``flow_consistency``), only those with a non-zero weight, and a dict of tensors for the
+    ``flow_consistency``, ``decoded_reconstruction``), only those with a non-zero weight, and a dict of tensors for the
     discriminator step and the visualisation: ``prediction`` ``(B, C, H, W)``, ``kp_source`` and
     ``kp_driving`` values ``(B, K, 2)``, and ``deformed`` / ``occlusion_map`` when the generator
     makes them.
@@ -101,6 +102,9 @@ class GeneratorFullModel(nn.Module):
             # pyramid's scales.
             losses["perceptual"] = self.perceptual(pyramid_fake, pyramid_real)
 
+        if weights.decoded_reconstruction != 0:
+            losses["decoded_reconstruction"] = weights.decoded_reconstruction * self._decoded_loss(output, pyramid_real)
+
         if weights.generator_gan != 0:
             losses.update(self._gan_losses(pyramid_real, pyramid_fake, kp_rendered))
 
@@ -121,6 +125,15 @@ class GeneratorFullModel(nn.Module):
         if output.occlusion_map is not None:
             generated["occlusion_map"] = at_least_fp32(output.occlusion_map)
         return losses, generated
+
+    def _decoded_loss(self, output: GeneratorOutput, pyramid_real: dict[str, Tensor]) -> Tensor:
+        """The reconstruction loss on the decoder's image before the occlusion blend (ours)."""
+        if output.decoded is None:
+            raise ConfigError("train_params.loss_weights.decoded_reconstruction needs a generator with "
+                              "output_blend: occlusion (its decoder's image is otherwise the prediction)")
+        with full_precision(output.decoded):
+            pyramid_decoded = self.pyramid(at_least_fp32(output.decoded))
+        return self.perceptual(pyramid_decoded, pyramid_real)
 
     def _relative(self, kp_source: Keypoints, kp_driving: Keypoints, initial: Tensor) -> Keypoints:
         """The driving keypoints moved onto the source relative to the initial frame's (Appendix A.3;
