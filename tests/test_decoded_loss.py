@@ -19,10 +19,10 @@ from fomm.training import CHECKPOINT_NAME, Trainer
 from tests.train_helpers import TINY_CONFIG, MovingBlobs
 
 
-def _config(decoded_weight: float, blend: str = "occlusion", perceptual: list[float] = [10]) -> FommConfig:
+def _config(decoded_weight: float, blend: str = "occlusion", perceptual: tuple[float, ...] = (10,)) -> FommConfig:
     data = copy.deepcopy(TINY_CONFIG)
     data["model_params"]["generator_params"]["output_blend"] = blend
-    data["train_params"]["loss_weights"].update(decoded_reconstruction=decoded_weight, perceptual=perceptual)
+    data["train_params"]["loss_weights"].update(decoded_reconstruction=decoded_weight, perceptual=list(perceptual))
     return FommConfig.from_dict(data)
 
 
@@ -41,7 +41,7 @@ def test_the_weight_needs_the_occlusion_blend_and_a_perceptual_weight():
     with pytest.raises(ConfigError, match="decoded_reconstruction.*output_blend: occlusion"):
         _config(1.0, blend="decoded")
     with pytest.raises(ConfigError, match="decoded_reconstruction.*perceptual needs a non-zero weight"):
-        _config(1.0, perceptual=[0])
+        _config(1.0, perceptual=(0,))
     with pytest.raises(ConfigError, match="decoded_reconstruction"):
         _config(-1.0)
     assert _config(0.0, blend="decoded").train_params.loss_weights.decoded_reconstruction == 0
@@ -80,7 +80,7 @@ def test_only_the_decoded_loss_teaches_the_decoder_where_the_source_is_visible()
     assert gradients[1.0].abs().max() > 1e-4
 
 
-def test_fomm_train_with_the_decoded_loss_logs_it_and_writes_a_checkpoint(tmp_path):
+def test_fomm_train_with_the_decoded_loss_writes_a_checkpoint_that_carries_it(tmp_path):
     from fomm.data.synthetic.writer import make_dataset
 
     root = tmp_path / "sprites"

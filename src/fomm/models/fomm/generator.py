@@ -95,14 +95,14 @@ class Generator(nn.Module):
             features = features * resize_map(motion.occlusion_map, height, width)
         _, _, image_height, image_width = source.image.shape
         deformed = warp(source.image, self.resize_deformation(motion.deformation, image_height, image_width))
-        prediction = decoded = self.decode(features)
+        prediction = self.decode(features)
+        decoded = None
         if self.blend_by_occlusion and motion.occlusion_map is not None:
             # Where the source is visible (O near 1) the warped source is already the answer, pixel
             # for pixel; the decoder's rebuilt image, which smooths fine texture, fills the rest.
             visible = resize_map(motion.occlusion_map, image_height, image_width)
+            decoded = prediction
             prediction = visible * deformed + (1 - visible) * decoded
-        else:
-            decoded = None
         return GeneratorOutput(prediction=prediction, deformed=deformed, mask=motion.mask, decoded=decoded,
                                sparse_deformed=motion.sparse_deformed, occlusion_map=motion.occlusion_map,
                                deformation=motion.deformation)

@@ -49,8 +49,8 @@ class GeneratorFullModel(nn.Module):
     [0, 1] returns
     ``(losses, generated)``: weighted scalar losses keyed by the original names (``perceptual``,
     ``gen_gan``, ``feature_matching``, ``equivariance_value``, ``equivariance_jacobian``; ours:
-    ``flow_consistency``, ``decoded_reconstruction``), only those with a non-zero weight, and a dict of tensors for the
-    discriminator step and the visualisation: ``prediction`` ``(B, C, H, W)``, ``kp_source`` and
+    ``flow_consistency``, ``decoded_reconstruction``), only those with a non-zero weight, and a dict
+    of tensors for the discriminator step and the visualisation: ``prediction`` ``(B, C, H, W)``, ``kp_source`` and
     ``kp_driving`` values ``(B, K, 2)``, and ``deformed`` / ``occlusion_map`` when the generator
     makes them.
 
