@@ -9,14 +9,11 @@ import copy
 
 import pytest
 import torch
-import yaml
-
-from fomm.cli import main
 from fomm.config import FommConfig
 from fomm.errors import ConfigError
 from fomm.models.fomm.objective import GeneratorFullModel
-from fomm.training import CHECKPOINT_NAME, Trainer
-from tests.train_helpers import TINY_CONFIG, MovingBlobs
+from fomm.training import Trainer
+from tests.train_helpers import TINY_CONFIG, MovingBlobs, train_briefly
 
 
 def _config(decoded_weight: float, blend: str = "occlusion", perceptual: tuple[float, ...] = (10,)) -> FommConfig:
@@ -85,12 +82,5 @@ def test_fomm_train_with_the_decoded_loss_writes_a_checkpoint_that_carries_it(tm
 
     root = tmp_path / "sprites"
     make_dataset("sprites", root, videos=4, frames=4, size=32, seed=0, workers=1)
-    data = _config(1.0).to_dict()
-    data["dataset_params"]["root_dir"] = str(root)
-    config = tmp_path / "decoded.yaml"
-    config.write_text(yaml.safe_dump(data))
-    run = tmp_path / "run"
-    assert main(["train", "--config", str(config), "--log-dir", str(run), "--max-steps", "2", "--threads", "1",
-                 "--no-progress", "--device", "cpu"]) == 0
-    checkpoint = torch.load(run / CHECKPOINT_NAME, weights_only=True)
+    checkpoint = train_briefly(_config(1.0), root, tmp_path)
     assert checkpoint["config"]["train_params"]["loss_weights"]["decoded_reconstruction"] == 1.0

@@ -106,6 +106,10 @@ NOT_RUN: dict[str, str] = {
     "--cross-pairs 12": _CROSS_SPLIT,
     "fomm make-dataset sprites --out data/test-3003 --videos 24 --frames 32 --size 64 --seed 3003 --test-fraction 0.5 "
     "--cross-pairs 12": _CROSS_SPLIT,
+    "fomm make-dataset sprites --out data/test-8008 --videos 24 --frames 32 --size 64 --seed 8008 --test-fraction 0.5 "
+    "--cross-pairs 12": _CROSS_SPLIT,
+    "fomm make-dataset sprites --out data/test-9009 --videos 24 --frames 32 --size 64 --seed 9009 --test-fraction 0.5 "
+    "--cross-pairs 12": _CROSS_SPLIT,
     "fomm evaluate --cross-identity --dataset data/test-2002 --landmarks landmarks.pt --out eval-cross-2002/":
         "needs the split above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller one",
     "fomm train --config decoded.yaml --checkpoint bundled-weights.pth.tar --log-dir runs/decoded --device cpu "
@@ -137,6 +141,11 @@ NOT_RUN: dict[str, str] = {
     "--threads 2": _HOURS + " (and the weights of the runs before it)",
     "fomm train --config grow-fine.yaml --checkpoint grown-3-fine.pth.tar --log-dir runs/grown-fine --device cpu "
     "--threads 2": _HOURS + " (and the weights of the runs before it)",
+    "fomm train --config grow-fine.yaml --checkpoint grown-fine-weights.pth.tar --log-dir runs/grown-fine-2 "
+    "--device cpu --threads 2": _HOURS + " (and the weights of the runs before it)",
+    "fomm train --config grow-transfer.yaml --checkpoint grown-3-weights.pth.tar --log-dir runs/grown-transfer "
+    "--device cpu --threads 2": _HOURS + " (and the weights of the runs before it); tests/test_keypoint_transfer_loss.py "
+                                         "trains with the loss through `fomm train`",
     "fomm train --config grow-decoded.yaml --checkpoint grown-3-weights.pth.tar --log-dir runs/grown-decoded "
     "--device cpu --threads 2 --max-steps 5000": "trains for 20 minutes, from the weights of the runs before it; "
                                                  "tests/test_decoded_loss.py trains with the loss through `fomm train`",

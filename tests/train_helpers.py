@@ -65,6 +65,23 @@ def tiny_config(**train_overrides: Any) -> FommConfig:
     return FommConfig.from_dict(data)
 
 
+def train_briefly(config: FommConfig, dataset_root: Path, folder: Path, steps: int = 2) -> dict[str, Any]:
+    """``fomm train`` for ``steps`` steps (one thread, CPU) of ``config`` on the dataset at
+    ``dataset_root``, its config file and run written under ``folder``; the checkpoint it wrote."""
+    import yaml
+
+    from fomm.cli import main
+    from fomm.training import CHECKPOINT_NAME
+
+    data = config.to_dict()
+    data["dataset_params"]["root_dir"] = str(dataset_root)
+    config_file, run = folder / "config.yaml", folder / "run"
+    config_file.write_text(yaml.safe_dump(data))
+    assert main(["train", "--config", str(config_file), "--log-dir", str(run), "--max-steps", str(steps),
+                 "--threads", "1", "--no-progress", "--device", "cpu"]) == 0
+    return torch.load(run / CHECKPOINT_NAME, weights_only=True)
+
+
 class MovingBlobs(Dataset):
     """Pairs of frames of a coloured blob moving on a gradient background, ``(3, size, size)``
     in [0, 1]; item ``i`` is deterministic (no RNG), so runs differ only through the trainer."""

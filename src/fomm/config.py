@@ -247,6 +247,12 @@ class LossWeights(_Section):
     #: warped source. The blended output hides the decoder where the occlusion map is near 1, so
     #: nothing else asks it to draw what the warp cannot place.
     decoded_reconstruction: float = Field(0.0, ge=0)
+    #: Ours. On cross pairs (``dataset_params.cross_pair_ratio``), the L1 distance, times this factor,
+    #: between the driving keypoints moved onto the source by relative motion and the keypoints the
+    #: detector finds on the truth frame (values and jacobians). The animation differs from the
+    #: source animated by the truth itself only through these keypoints, so this is its whole gap,
+    #: named directly instead of reached through the renderer's gradient.
+    keypoint_transfer: float = Field(0.0, ge=0)
 
 
 #: ``train_params.mixed_precision`` of every family: the arithmetic of training.
@@ -385,6 +391,17 @@ class FommConfig(ConfigFile):
         if not any(weights.perceptual):
             raise ValueError("train_params.loss_weights.decoded_reconstruction scales the perceptual loss: "
                              "train_params.loss_weights.perceptual needs a non-zero weight")
+        return self
+
+    @model_validator(mode="after")
+    def _keypoint_transfer_needs_cross_pairs(self) -> "FommConfig":
+        weights = self.train_params.loss_weights if self.train_params else None
+        if weights is None or weights.keypoint_transfer == 0 or self.dataset_params is None:
+            return self
+        if self.dataset_params.cross_pair_ratio == 0:
+            raise ValueError("train_params.loss_weights.keypoint_transfer compares keypoints moved by relative motion "
+                             "with the truth of cross pairs: it needs dataset_params.cross_pair_ratio > 0 (and a "
+                             "dataset written with fomm make-dataset --train-cross-pairs N)")
         return self
 
 

@@ -49,10 +49,10 @@ class GeneratorFullModel(nn.Module):
     [0, 1] returns
     ``(losses, generated)``: weighted scalar losses keyed by the original names (``perceptual``,
     ``gen_gan``, ``feature_matching``, ``equivariance_value``, ``equivariance_jacobian``; ours:
-    ``flow_consistency``, ``decoded_reconstruction``), only those with a non-zero weight, and a dict
-    of tensors for the discriminator step and the visualisation: ``prediction`` ``(B, C, H, W)``, ``kp_source`` and
-    ``kp_driving`` values ``(B, K, 2)``, and ``deformed`` / ``occlusion_map`` when the generator
-    makes them.
+    ``flow_consistency``, ``decoded_reconstruction``, ``keypoint_transfer``), only those with a
+    non-zero weight, and a dict of tensors for the discriminator step and the visualisation:
+    ``prediction`` ``(B, C, H, W)``, ``kp_source`` and ``kp_driving`` values ``(B, K, 2)``, and
+    ``deformed`` / ``occlusion_map`` when the generator makes them.
 
     The discriminator is used but not registered as a submodule: the gradients this loss leaves on
     it are discarded (as in the original), and keeping it out means DDP does not synchronise them.
@@ -105,6 +105,9 @@ class GeneratorFullModel(nn.Module):
         if weights.decoded_reconstruction != 0:
             losses["decoded_reconstruction"] = weights.decoded_reconstruction * self._decoded_loss(output, pyramid_real)
 
+        if weights.keypoint_transfer != 0 and "target" in batch:
+            losses["keypoint_transfer"] = weights.keypoint_transfer * self._keypoint_transfer_loss(kp_rendered, target)
+
         if weights.generator_gan != 0:
             losses.update(self._gan_losses(pyramid_real, pyramid_fake, kp_rendered))
 
@@ -134,6 +137,21 @@ class GeneratorFullModel(nn.Module):
         with full_precision(output.decoded):
             pyramid_decoded = self.pyramid(at_least_fp32(output.decoded))
         return self.perceptual(pyramid_decoded, pyramid_real)
+
+    def _keypoint_transfer_loss(self, kp_rendered: Keypoints, target: Tensor) -> Tensor:
+        """Mean L1 distance between the keypoints the generator was given ``(B, K, 2)`` (and
+        ``(B, K, 2, 2)`` jacobians) and the detector's keypoints of the truth frame (ours).
+
+        On a plain sample (initial = source, target = driving) the two are the same keypoints up to
+        rounding, so the term is zero there and only the cross pairs of the batch contribute.
+        Neither side is detached: both are the detector's, and agreeing is what is asked of it."""
+        kp_truth = self.kp_detector(target)
+        with full_precision(target):
+            truth = kp_truth.float()
+            loss = (kp_rendered.value - truth.value).abs().mean()
+            if kp_rendered.jacobian is not None and truth.jacobian is not None:
+                loss = loss + (kp_rendered.jacobian - truth.jacobian).abs().mean()
+        return loss
 
     def _relative(self, kp_source: Keypoints, kp_driving: Keypoints, initial: Tensor) -> Keypoints:
         """The driving keypoints moved onto the source relative to the initial frame's (Appendix A.3;

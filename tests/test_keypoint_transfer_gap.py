@@ -1,0 +1,71 @@
+"""scripts/keypoint_transfer_gap.py: how far a model's own description carries over between
+figures (what alone separates an animation of a cross pair from its oracle)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import fomm
+from fomm.assets import BUNDLED_CHECKPOINT
+from fomm.data.synthetic.writer import generate_video, make_dataset
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "keypoint_transfer_gap.py"
+_spec = importlib.util.spec_from_file_location("keypoint_transfer_gap", SCRIPT)
+keypoint_transfer_gap = importlib.util.module_from_spec(_spec)
+sys.modules["keypoint_transfer_gap"] = keypoint_transfer_gap  # its dataclass looks its module up
+_spec.loader.exec_module(keypoint_transfer_gap)
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return fomm.load_checkpoint(BUNDLED_CHECKPOINT)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("gap") / "sprites"
+    make_dataset("sprites", root, videos=4, frames=6, size=64, seed=11, test_fraction=0.5, workers=1, cross_pairs=2)
+    return root
+
+
+def _frames(seed: int) -> torch.Tensor:
+    """The 6 frames ``(T, 3, 64, 64)`` in [0, 1] of sprites video 0 of ``seed``."""
+    video = generate_video("sprites", seed, 0, 6, 64)
+    return torch.from_numpy(video.frames).permute(0, 3, 1, 2).float() / 255
+
+
+def test_a_figure_driving_itself_has_no_gap_and_another_truth_has_one(bundled):
+    driving, other = _frames(3), _frames(4)
+    points, jacobian = keypoint_transfer_gap.transfer_gap(bundled, driving[:1], driving, driving)
+    assert points < 1e-3 and jacobian < 1e-4  # source = initial frame: the transfer gives the driving keypoints
+    points, jacobian = keypoint_transfer_gap.transfer_gap(bundled, driving[:1], driving, other)
+    assert points > 1.0 and jacobian > 1e-3
+
+
+def test_every_pair_gets_a_row_and_the_script_prints_them(bundled, pairs):
+    gaps = keypoint_transfer_gap.dataset_gaps(bundled, pairs)
+    assert len(gaps) == 2 and all(gap.points_px > 0 and gap.jacobian > 0 for gap in gaps)
+    result = subprocess.run([sys.executable, str(SCRIPT), "--checkpoint", str(BUNDLED_CHECKPOINT),
+                             "--dataset", str(pairs)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "pair,points_px,jacobian" and len(lines) == 4
+    assert lines[1].split(",")[0] == gaps[0].name
+    assert float(lines[-1].split(",")[1]) == pytest.approx(sum(gap.points_px for gap in gaps) / 2, abs=2e-3)
+
+
+@pytest.mark.parametrize("family", ["tpsmm", "mraa"])
+def test_other_families_are_measured_through_the_same_interface(family, pairs, tmp_path):
+    from fomm.checkpoint import load_checkpoint
+    from tests.reference_fixtures import fixture, original_checkpoint
+
+    torch.save(original_checkpoint(family), tmp_path / "original.pth.tar")
+    model = load_checkpoint(tmp_path / "original.pth.tar", fixture(family, "config.yaml"))
+    gaps = keypoint_transfer_gap.dataset_gaps(model, pairs)
+    assert len(gaps) == 2 and all(gap.points_px > 0 and gap.jacobian is None for gap in gaps)
