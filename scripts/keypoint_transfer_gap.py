@@ -16,6 +16,7 @@ difference of the jacobians.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -24,6 +25,7 @@ import torch
 
 from fomm.checkpoint import load_checkpoint
 from fomm.data.synthetic.writer import list_cross_pairs
+from fomm.errors import UserError
 from fomm.evaluation.protocol import read_frames
 from fomm.geometry import to_pixels
 from fomm.models.family import MotionModel, MotionSettings
@@ -71,20 +73,25 @@ def dataset_gaps(model: MotionModel, dataset: Path) -> list[PairGap]:
     return gaps
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--dataset", type=Path, required=True, help="a dataset with cross pairs")
     args = parser.parse_args()
-    gaps = dataset_gaps(load_checkpoint(args.checkpoint, args.config), args.dataset)
+    try:
+        gaps = dataset_gaps(load_checkpoint(args.checkpoint, args.config), args.dataset)
+    except UserError as error:  # a missing or pair-less dataset, an unreadable checkpoint
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print("pair,points_px,jacobian")
     for gap in gaps:
         print(f"{gap.name},{gap.points_px:.3f},{'' if gap.jacobian is None else f'{gap.jacobian:.4f}'}")
     jacobians = [gap.jacobian for gap in gaps if gap.jacobian is not None]
     mean_jacobian = f"{sum(jacobians) / len(jacobians):.4f}" if jacobians else ""
     print(f"mean,{sum(gap.points_px for gap in gaps) / len(gaps):.3f},{mean_jacobian}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

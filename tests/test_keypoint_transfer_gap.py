@@ -69,3 +69,11 @@ def test_other_families_are_measured_through_the_same_interface(family, pairs, t
     model = load_checkpoint(tmp_path / "original.pth.tar", fixture(family, "config.yaml"))
     gaps = keypoint_transfer_gap.dataset_gaps(model, pairs)
     assert len(gaps) == 2 and all(gap.points_px > 0 and gap.jacobian is None for gap in gaps)
+
+
+def test_a_dataset_without_pairs_is_named_not_a_traceback(tmp_path):
+    make_dataset("sprites", tmp_path / "plain", videos=2, frames=2, size=32, seed=0, workers=1)
+    result = subprocess.run([sys.executable, str(SCRIPT), "--checkpoint", str(BUNDLED_CHECKPOINT),
+                             "--dataset", str(tmp_path / "plain")], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no cross-identity pairs" in result.stderr and "--cross-pairs N" in result.stderr
