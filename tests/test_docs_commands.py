@@ -143,6 +143,11 @@ NOT_RUN: dict[str, str] = {
     "--threads 2": _HOURS + " (and the weights of the runs before it)",
     "fomm train --config grow-fine.yaml --checkpoint grown-fine-weights.pth.tar --log-dir runs/grown-fine-2 "
     "--device cpu --threads 2": _HOURS + " (and the weights of the runs before it)",
+    "fomm train --config grow-fine-decoded.yaml --checkpoint grown-fine-2-weights.pth.tar --log-dir "
+    "runs/grown-fine-decoded --device cpu --threads 2": _HOURS + " (and the weights of the runs before it)",
+    "fomm evaluate --cross-identity --checkpoint runs/grown-fine-decoded/checkpoint.pth.tar --dataset data/val-1001 "
+    "--embedding color-histogram --precision fp32 --backend torch --out eval-5u/":
+        "needs the training run above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller split",
     "fomm train --config grow-transfer.yaml --checkpoint grown-3-weights.pth.tar --log-dir runs/grown-transfer "
     "--device cpu --threads 2": _HOURS + " (and the weights of the runs before it); tests/test_keypoint_transfer_loss.py "
                                          "trains with the loss through `fomm train`",
