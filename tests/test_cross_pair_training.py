@@ -24,7 +24,7 @@ from fomm.data.synthetic.writer import (
 from fomm.data.video import read_video
 from fomm.errors import DataError
 from fomm.training import CHECKPOINT_NAME, Trainer
-from tests.train_helpers import TINY_CONFIG, MovingBlobs, tiny_config
+from tests.train_helpers import TINY_CONFIG, MovingBlobs, blob_batch, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +94,6 @@ def test_without_the_ratio_samples_stay_as_they_were(with_training_pairs):
     assert set(dataset[0]) == {"source", "driving", "name", "nearby"}
 
 
-def _blob_batch() -> dict[str, torch.Tensor]:
-    """Two plain pairs of :class:`MovingBlobs` as a batch."""
-    blobs = MovingBlobs(4)
-    return {key: torch.stack([blobs[i][key] for i in range(2)]) for key in ("source", "driving")}
-
-
 def _step(batch: dict[str, torch.Tensor]) -> tuple[Trainer, dict[str, float], dict[str, torch.Tensor]]:
     """A fresh trainer (weights from the config's seed) and its first step on ``batch``."""
     trainer = Trainer(tiny_config(), "unused-log-dir", device="cpu", dataset=MovingBlobs(4), progress=False)
@@ -111,7 +105,7 @@ def _step(batch: dict[str, torch.Tensor]) -> tuple[Trainer, dict[str, float], di
 def test_the_relative_objective_on_a_plain_pair_is_the_plain_objective():
     """With the source as the initial frame and the driving frame as the target, relative motion
     gives back the driving keypoints, so every loss is the plain pair's (up to rounding)."""
-    batch = _blob_batch()
+    batch = blob_batch()
     _, plain, _ = _step(batch)
     _, relative, _ = _step(batch | {"initial": batch["source"], "target": batch["driving"]})
     assert set(relative) == set(plain)
@@ -120,7 +114,7 @@ def test_the_relative_objective_on_a_plain_pair_is_the_plain_objective():
 
 
 def test_a_cross_batch_is_compared_with_its_target():
-    batch = _blob_batch()
+    batch = blob_batch()
     target = batch["driving"].flip(-1)
     trainer, values, generated = _step(batch | {"initial": batch["driving"].roll(1, dims=-1), "target": target})
     objective = trainer.objectives["generator"]

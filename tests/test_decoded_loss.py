@@ -12,8 +12,7 @@ import torch
 from fomm.config import FommConfig
 from fomm.errors import ConfigError
 from fomm.models.fomm.objective import GeneratorFullModel
-from fomm.training import Trainer
-from tests.train_helpers import TINY_CONFIG, MovingBlobs, train_briefly
+from tests.train_helpers import TINY_CONFIG, blob_batch, generator_objective, train_briefly
 
 
 def _config(decoded_weight: float, blend: str = "occlusion", perceptual: tuple[float, ...] = (10,)) -> FommConfig:
@@ -23,15 +22,9 @@ def _config(decoded_weight: float, blend: str = "occlusion", perceptual: tuple[f
     return FommConfig.from_dict(data)
 
 
-def _batch() -> dict[str, torch.Tensor]:
-    blobs = MovingBlobs(4)
-    return {key: torch.stack([blobs[i][key] for i in range(2)]) for key in ("source", "driving")}
-
-
 def _objective(decoded_weight: float) -> GeneratorFullModel:
     """The generator objective of a fresh trainer (weights from the config's seed, float32)."""
-    trainer = Trainer(_config(decoded_weight), "unused-log-dir", device="cpu", dataset=MovingBlobs(4), progress=False)
-    return trainer.objectives["generator"]
+    return generator_objective(_config(decoded_weight))
 
 
 def test_the_weight_needs_the_occlusion_blend_and_a_perceptual_weight():
@@ -46,7 +39,7 @@ def test_the_weight_needs_the_occlusion_blend_and_a_perceptual_weight():
 
 def test_the_loss_is_the_reconstruction_loss_of_the_decoders_image():
     objective = _objective(2.5)
-    batch = _batch()
+    batch = blob_batch()
     torch.manual_seed(7)
     losses, generated = objective(batch)
     losses = {name: value.detach() for name, value in losses.items()}
@@ -69,7 +62,7 @@ def test_only_the_decoded_loss_teaches_the_decoder_where_the_source_is_visible()
         with torch.no_grad():
             objective.generator.dense_motion_network.occlusion.bias.fill_(40.0)  # sigmoid(40 + ...) = 1
         torch.manual_seed(7)
-        losses, _ = objective(_batch())
+        losses, _ = objective(blob_batch())
         objective.generator.zero_grad()
         sum(losses.values()).backward()
         gradients[weight] = objective.generator.final.weight.grad

@@ -12,8 +12,7 @@ import torch
 from fomm.config import FommConfig
 from fomm.errors import ConfigError
 from fomm.models.fomm.keypoints import relative_keypoints
-from fomm.training import Trainer
-from tests.train_helpers import TINY_CONFIG, MovingBlobs, train_briefly
+from tests.train_helpers import TINY_CONFIG, blob_batch, generator_objective, train_briefly
 
 
 def _config(weight: float, ratio: float = 0.5) -> FommConfig:
@@ -25,15 +24,13 @@ def _config(weight: float, ratio: float = 0.5) -> FommConfig:
 
 def _objective(weight: float):
     """The generator objective of a fresh trainer (weights from the config's seed, float32)."""
-    trainer = Trainer(_config(weight), "unused-log-dir", device="cpu", dataset=MovingBlobs(4), progress=False)
-    return trainer.objectives["generator"]
+    return generator_objective(_config(weight))
 
 
 def _cross_batch() -> dict[str, torch.Tensor]:
     """Two pairs of :class:`MovingBlobs` made into cross samples: another initial frame and a
     target that is not the driving frame."""
-    blobs = MovingBlobs(4)
-    batch = {key: torch.stack([blobs[i][key] for i in range(2)]) for key in ("source", "driving")}
+    batch = blob_batch()
     return batch | {"initial": batch["driving"].roll(3, dims=-1), "target": batch["driving"].flip(-1)}
 
 

@@ -65,6 +65,20 @@ def tiny_config(**train_overrides: Any) -> FommConfig:
     return FommConfig.from_dict(data)
 
 
+def blob_batch() -> dict[str, torch.Tensor]:
+    """Two plain pairs of :class:`MovingBlobs` as a batch: ``source`` and ``driving`` ``(2, 3, 32, 32)``."""
+    blobs = MovingBlobs(4)
+    return {key: torch.stack([blobs[i][key] for i in range(2)]) for key in ("source", "driving")}
+
+
+def generator_objective(config: FommConfig) -> torch.nn.Module:
+    """The generator objective of a fresh trainer of ``config`` (weights from its seed, CPU)."""
+    from fomm.training import Trainer
+
+    trainer = Trainer(config, "unused-log-dir", device="cpu", dataset=MovingBlobs(4), progress=False)
+    return trainer.objectives["generator"]
+
+
 def train_briefly(config: FommConfig, dataset_root: Path, folder: Path, steps: int = 2) -> dict[str, Any]:
     """``fomm train`` for ``steps`` steps (one thread, CPU) of ``config`` on the dataset at
     ``dataset_root``, its config file and run written under ``folder``; the checkpoint it wrote."""
