@@ -8,16 +8,19 @@ import re
 
 import pytest
 import torch
+import yaml
 
 import fomm
 from fomm.animate import Animator
 from fomm.assets import BUNDLED_DRIVING
 from fomm.backends import FP32_TOLERANCE, MIN_PSNR_DB, candidates, psnr
 from fomm.backends.cache import cached_export, exported_files
+from fomm.backends.fused import has_winograd_layers
 from fomm.backends.onnxruntime_engine import OnnxRuntimeEngine
 from fomm.backends.torch_engine import TorchEngine
-from fomm.backends.selection import forget_choices
+from fomm.backends.selection import Candidate, _preferences, forget_choices
 from fomm.cli import main
+from fomm.config import FommConfig
 from fomm.data.media import read_driving_video
 from fomm.data.video import video_info
 from fomm.errors import UserError
@@ -165,3 +168,19 @@ def test_a_damaged_cached_graph_is_detected_and_exported_again(model, files, cap
     source, driving = frames(64, 64, count=4)
     result = Animator(model, engine=OnnxRuntimeEngine(model, exported), batch_size=4).animate(source, driving)
     assert (result - plain(model, source, driving)).abs().max() <= FP32_TOLERANCE
+
+
+def test_fp32_prefers_torch_only_for_models_with_wide_residual_blocks(model, files, reference_dir):
+    # Both exported: the narrow reference model's fp32 goes to OpenVINO, a model whose residual
+    # blocks are wide enough for the fused networks' Winograd convolutions stays on torch.
+    raw = yaml.safe_load((reference_dir / "config.yaml").read_text())
+    raw["model_params"]["generator_params"].update(block_expansion=64, max_features=128, num_down_blocks=1)
+    torch.manual_seed(0)
+    wide = fomm.build_model(FommConfig.model_validate(raw)).eval()
+    assert has_winograd_layers(wide) and not has_winograd_layers(model)
+    assert exported_files(wide).exist()
+    found = candidates(model.device)
+    if Candidate("openvino", "fp32") not in found:
+        pytest.skip("needs OpenVINO")
+    assert _preferences(model, found, "fp32")[0][0] == Candidate("openvino", "fp32")
+    assert _preferences(wide, found, "fp32")[0][0] == Candidate("torch", "fp32")

@@ -7,11 +7,15 @@ Each conv block of :mod:`fomm.models.blocks` is replaced by an equivalent that d
 * "nearest 2x upsampling then a 3x3 convolution" (:class:`~fomm.models.blocks.UpBlock2d`) becomes
   four 2x2 convolutions on the small input, one per output phase, interleaved afterwards: 16
   instead of 36 multiply-adds per input pixel and channel pair, and no upsampled copy;
-* ReLUs and residual additions run in place.
+* ReLUs and residual additions run in place;
+* in fp32 on the CPU, a residual block's 3x3 convolutions run as Winograd F(4x4, 3x3)
+  (:mod:`fomm.backends.winograd`, 4x fewer multiply-adds) where that measures faster for the
+  layer's shape on this machine: vox-256's 256-channel bottleneck, not small models.
 
 The outer networks (``kp_detector``, ``generator``) keep their classes and methods, so the copy is
 used exactly like the model. The rewrites only re-associate sums, so in fp32 the outputs agree
-with the original blocks to rounding (measured ~1e-6 on vox-256; ``tests/test_precision.py``).
+with the original blocks to rounding (measured ~1e-6 on vox-256 without Winograd, ~2e-6 relative
+at its bottleneck with it; ``tests/test_precision.py``, ``tests/test_winograd.py``).
 The copy is never trained or saved: its parameter names are not the checkpoint's.
 """
 
@@ -26,8 +30,13 @@ from torch import Tensor, nn
 
 from ..models import MotionModel
 from ..models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from .winograd import WINOGRAD_MIN_CHANNELS, winograd_conv3x3, winograd_faster, winograd_weight
 
-__all__ = ["cast_convolutions", "fold_batch_norm", "fused_copy", "subpixel_weights"]
+__all__ = ["WINOGRAD_CHOICES", "cast_convolutions", "fold_batch_norm", "fused_copy", "has_winograd_layers",
+           "subpixel_weights"]
+
+#: ``fused_copy(winograd=...)``: measure per layer shape, always (fp32 CPU inference), never.
+WINOGRAD_CHOICES = ("auto", "on", "off")
 
 
 def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
@@ -153,10 +162,16 @@ class SubpixelUpConvReLU(nn.Module):
 
 
 class FusedResBlock(nn.Module):
-    """:class:`ResBlock2d` with its second batch norm folded into the first convolution."""
+    """:class:`ResBlock2d` with its second batch norm folded into the first convolution.
 
-    def __init__(self, block: ResBlock2d) -> None:
+    In fp32 on the CPU its two 3x3 convolutions run as Winograd F(4x4, 3x3)
+    (:mod:`fomm.backends.winograd`) where that measures faster on this machine for this shape
+    (``winograd="auto"``); ``"on"`` and ``"off"`` force the choice."""
+
+    def __init__(self, block: ResBlock2d, winograd: str = "auto") -> None:
         super().__init__()
+        self.winograd = winograd
+        self._taps: Optional[tuple[Tensor, Tensor]] = None
         self.norm1 = copy.deepcopy(block.norm1)
         weight1, bias1 = fold_batch_norm(block.conv1, block.norm2)
         self.weight1 = nn.Parameter(weight1, requires_grad=False)
@@ -172,8 +187,23 @@ class FusedResBlock(nn.Module):
             # for every convolution and added out of place.
             x = x.to(reduced)
         out = F.relu_(self.norm1(x))
+        if self._winograd(out):
+            out = winograd_conv3x3(out, self._taps[0], self.bias1).relu_()
+            return winograd_conv3x3(out, self._taps[1], self.bias2).add_(x)
         out = conv_relu(out, self.weight1, self.bias1, self.padding1)
         return conv_add(out, self.weight2, self.bias2, self.padding2, x)
+
+    def _winograd(self, x: Tensor) -> bool:
+        """Whether both convolutions run as Winograd F(4x4, 3x3): fp32 on the CPU at inference,
+        3x3 kernels, and measured faster for this shape (:func:`~fomm.backends.winograd.winograd_faster`).
+        The transformed taps (4x the weights' memory) are made on first use only."""
+        if (self.winograd == "off" or torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32
+                or self.weight1.dtype != torch.float32 or self.padding1 != (1, 1) or self.padding2 != (1, 1)
+                or self.weight1.shape[-2:] != (3, 3) or self.weight2.shape[-2:] != (3, 3)):
+            return False
+        if self._taps is None:
+            self._taps = (winograd_weight(self.weight1), winograd_weight(self.weight2))
+        return self.winograd == "on" or winograd_faster(x, self.weight1, self._taps[0], self.bias1)
 
 
 def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
@@ -199,10 +229,10 @@ def _can_fold(norm: nn.Module) -> bool:
             and norm.affine)
 
 
-def _fused_block(module: nn.Module) -> Optional[nn.Module]:
+def _fused_block(module: nn.Module, winograd: str) -> Optional[nn.Module]:
     """The cheaper equivalent of one block, or None to keep it as it is."""
     if isinstance(module, ResBlock2d) and _can_fold(module.norm2):
-        return FusedResBlock(module)
+        return FusedResBlock(module, winograd)
     if isinstance(module, (SameBlock2d, DownBlock2d)) and _can_fold(module.norm):
         return ConvReLU(module.conv, module.norm, pool=isinstance(module, DownBlock2d))
     if isinstance(module, UpBlock2d) and _can_fold(module.norm):
@@ -212,13 +242,20 @@ def _fused_block(module: nn.Module) -> Optional[nn.Module]:
     return None
 
 
-def _replace_blocks(parent: nn.Module) -> None:
+def has_winograd_layers(model: nn.Module) -> bool:
+    """Whether ``model`` has residual blocks wide enough (:data:`~fomm.backends.winograd.WINOGRAD_MIN_CHANNELS`)
+    for the fused copy to consider Winograd convolutions for them in fp32 on the CPU."""
+    return any(isinstance(module, ResBlock2d) and min(module.conv1.in_channels, module.conv1.out_channels)
+               >= WINOGRAD_MIN_CHANNELS and module.conv1.kernel_size == (3, 3) for module in model.modules())
+
+
+def _replace_blocks(parent: nn.Module, winograd: str) -> None:
     for name, child in parent.named_children():
-        fused = _fused_block(child)
+        fused = _fused_block(child, winograd)
         if fused is not None:
             setattr(parent, name, fused)
         else:
-            _replace_blocks(child)
+            _replace_blocks(child, winograd)
 
 
 #: Modules whose own parameters are convolution weights and biases.
@@ -239,13 +276,16 @@ def cast_convolutions(networks: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 
 @torch.no_grad()
-def fused_copy(model: MotionModel, channels_last: bool = True) -> MotionModel:
+def fused_copy(model: MotionModel, channels_last: bool = True, winograd: str = "auto") -> MotionModel:
     """An eval-mode copy of ``model`` for inference, blocks replaced as the module doc says.
 
     Networks used only in training (``model.training_only``: a discriminator) are not copied.
     With ``channels_last`` the 4-D weights are stored NHWC, which oneDNN's convolutions prefer
-    (and need for bf16 on AMX).
+    (and need for bf16 on AMX). ``winograd`` (one of :data:`WINOGRAD_CHOICES`) says whether the
+    residual blocks' fp32 convolutions may run as Winograd F(4x4, 3x3) on the CPU.
     """
+    if winograd not in WINOGRAD_CHOICES:
+        raise ValueError(f"winograd must be one of {', '.join(WINOGRAD_CHOICES)}, not {winograd!r}")
     left_out = {name: getattr(model, name) for name in model.training_only if getattr(model, name, None) is not None}
     try:
         for name in left_out:
@@ -255,7 +295,7 @@ def fused_copy(model: MotionModel, channels_last: bool = True) -> MotionModel:
         for name, network in left_out.items():
             setattr(model, name, network)
     fused.eval().requires_grad_(False)
-    _replace_blocks(fused)
+    _replace_blocks(fused, winograd)
     if channels_last:
         fused = fused.to(memory_format=torch.channels_last)
     return fused

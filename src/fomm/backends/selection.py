@@ -12,7 +12,9 @@ small probe.
    calibrates it: tens of seconds, once), OpenVINO once the model has been exported: ``auto``
    never starts either itself, so a first run stays seconds from its first frame;
 4. the preferred reduced arithmetic is checked on the first driving frame against the plain fp32
-   networks: kept if within :data:`MIN_PSNR_DB`, else the next (fp32 last).
+   networks: kept if within :data:`MIN_PSNR_DB`, else the next (fp32 last). fp32 runs on torch
+   where the model has wide residual blocks (the fused networks run them as Winograd
+   convolutions, :mod:`.winograd`), else on OpenVINO where the model is exported.
 
 The choice is remembered per model object in memory and per checkpoint, machine (flags and cap),
 threads and input size in ``$FOMM_CACHE/choices.json``.
@@ -36,6 +38,7 @@ from ..export import OnnxFiles
 from ..models import MotionModel, MotionSettings
 from .base import BACKENDS, PRECISIONS, Engine
 from .cache import cache_dir, cached_export, exported_files, model_fingerprint, read_choice, write_choice
+from .fused import has_winograd_layers
 from .hardware import cpu_info, device_summary, reduced_precisions
 from .onnxruntime_engine import OnnxRuntimeEngine, onnxruntime_available
 from .openvino_engine import OpenVinoEngine, openvino_available
@@ -242,7 +245,9 @@ def _preferences(model: MotionModel, found: list[Candidate], precision: str) -> 
                             speedups[reduced])
                 continue
         ordered.append(candidate)
-    fp32 = Candidate(float_backend, "fp32")
+    # In fp32 the fused torch networks run wide residual blocks as Winograd convolutions, which
+    # the exported runtimes do not: vox-256 3.3 frames/s against OpenVINO's 2.3 on a 2-core Zen 4.
+    fp32 = Candidate("torch" if cpu and has_winograd_layers(model) else float_backend, "fp32")
     if precision in ("auto", "fp32"):
         ordered.append(fp32 if fp32 in found else Candidate("torch", "fp32"))
     elif not ordered:  # an explicit reduced precision the probe finds slow here: the user's call
