@@ -81,6 +81,9 @@ def test_repeating_the_source_scores_the_baseline(dataset):
     assert result.value("L1") == result.value("L1_repeat_source") > 0
     assert result.value("L1_moving") == result.value("L1_moving_repeat_source") > result.value("L1")
     assert result.value("moving_vs_repeat_source") == 1
+    # Every resampling of the pairs gives the same ratio: the interval is the point.
+    assert result.value("moving_vs_repeat_source_low") == pytest.approx(1)
+    assert result.value("moving_vs_repeat_source_high") == pytest.approx(1)
     assert result.value("appearance") == result.value("appearance_repeat_source")
     # Repeating the source is its own oracle: the truth video does not move it either.
     assert result.value("L1_oracle") == result.value("L1")
@@ -100,6 +103,12 @@ def test_the_bundled_model_lies_between_perfect_and_no_motion(dataset):
     rows = result.videos
     low, high = min(r.l1_moving for r in rows), max(r.l1_moving for r in rows)
     assert low <= result.value("L1_moving") <= high
+    # Resampling two pairs spans the ratios of each pair alone (and holds the pooled one).
+    for name, baseline in (("moving_vs_repeat_source", "repeat_l1_moving"), ("moving_vs_oracle", "oracle_l1_moving")):
+        alone = [r.l1_moving / getattr(r, baseline) for r in rows]
+        assert result.value(f"{name}_low") == pytest.approx(min(alone))
+        assert result.value(f"{name}_high") == pytest.approx(max(alone))
+        assert min(alone) <= result.value(name) <= max(alone)
 
 
 def test_evaluate_cross_identity_command_writes_its_table_and_videos(dataset, tmp_path, capsys):

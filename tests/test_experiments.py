@@ -17,6 +17,7 @@ from fomm.models.registry import load_config
 from fomm.errors import UserError
 from fomm.evaluation.metrics import keypoint_acceleration, smooth_tracks
 from fomm.evaluation.statistics import (
+    bootstrap_ratio_interval,
     holm_adjusted,
     mean_std,
     paired_difference,
@@ -83,6 +84,21 @@ def test_holm_adjusts_step_down_and_keeps_the_order():
     assert holm_adjusted([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm_adjusted([0.5, 0.9]) == pytest.approx([1.0, 1.0])
     assert holm_adjusted([0.02]) == [0.02] and holm_adjusted([]) == []
+
+
+def test_bootstrap_ratio_interval_resamples_items_with_their_parts():
+    # Every item the same ratio: so is every resample. Mixed items: the pooled ratio lies inside,
+    # the interval inside the items' own extremes, and it narrows as items (of the same spread) grow.
+    assert bootstrap_ratio_interval([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]) == pytest.approx((0.5, 0.5))
+    numerators, denominators = [1.0, 3.0, 2.0, 5.0], [2.0, 2.0, 4.0, 5.0]
+    low, high = bootstrap_ratio_interval(numerators, denominators)
+    assert 0.5 <= low < sum(numerators) / sum(denominators) < high <= 1.5
+    assert bootstrap_ratio_interval(numerators, denominators) == (low, high)  # seeded
+    wide_low, wide_high = bootstrap_ratio_interval(numerators * 8, denominators * 8)
+    assert high - low > wide_high - wide_low > 0
+    assert bootstrap_ratio_interval([1.0], [2.0]) is None
+    with pytest.raises(ValueError, match="2 numerators against 3 denominators"):
+        bootstrap_ratio_interval([1.0, 2.0], [1.0, 2.0, 3.0])
 
 
 def test_paired_difference_of_identical_or_balanced_samples_is_not_significant():

@@ -62,6 +62,7 @@ from .metrics import (
 )
 from .protocol import read_frames
 from .results import EvaluationResult, Metric
+from .statistics import bootstrap_ratio_interval
 
 __all__ = ["Animation", "ModelAnimation", "PairMetrics", "evaluate_cross_identity"]
 
@@ -118,11 +119,23 @@ class _Totals:
     """Pooled terms of every figure, over the pairs seen so far (keys as :class:`PairMetrics`')."""
 
     terms: dict[str, PooledMean] = field(default_factory=dict)
+    #: Each pair's summed terms per key, in order: what the ratios' intervals resample.
+    pair_sums: dict[str, list[float]] = field(default_factory=dict)
     fid_animated: FeatureStatistics = field(default_factory=FeatureStatistics)
     fid_truth: FeatureStatistics = field(default_factory=FeatureStatistics)
 
     def add(self, key: str, values: np.ndarray | Tensor) -> Optional[float]:
-        return self.terms.setdefault(key, PooledMean()).add(values)
+        pooled = self.terms.setdefault(key, PooledMean())
+        before = pooled.total
+        mean = pooled.add(values)
+        self.pair_sums.setdefault(key, []).append(pooled.total - before)
+        return mean
+
+    def ratio_interval(self, numerator: str, denominator: str) -> Optional[tuple[float, float]]:
+        """95 % bootstrap interval of the pooled ratio of two keys, pairs resampled."""
+        if numerator not in self.pair_sums or denominator not in self.pair_sums:
+            return None
+        return bootstrap_ratio_interval(self.pair_sums[numerator], self.pair_sums[denominator])
 
     def value(self, key: str) -> Optional[float]:
         pooled = self.terms.get(key)
@@ -302,6 +315,16 @@ def _ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional
     return numerator / denominator
 
 
+def _interval_rows(totals: _Totals, name: str, denominator: str) -> list[Metric]:
+    """The two ends of a ratio's 95 % interval over the pairs (n/a below two pairs)."""
+    interval = totals.ratio_interval("l1_moving", denominator)
+    note = "" if interval is not None else "fewer than two pairs with moving pixels"
+    ends = interval if interval is not None else (None, None)
+    return [Metric(f"{name}_{end}", bound, "ratio",
+                   f"{end} end of {name}'s 95 % interval: pairs resampled (bootstrap, 10,000 draws, seed 0)", note)
+            for end, bound in zip(("low", "high"), ends)]
+
+
 def _metric_rows(totals: _Totals, size: str, detector: Optional[LandmarkDetector],
                  embedding: Optional[EmbeddingNetwork], network: Optional[FeatureNetwork]) -> list[Metric]:
     """The pooled table; each figure n/a (None) with its reason where it could not be computed."""
@@ -334,6 +357,8 @@ def _metric_rows(totals: _Totals, size: str, detector: Optional[LandmarkDetector
                "L1_moving / L1_moving_repeat_source (below 1: better than no motion)", no_moving),
         Metric("moving_vs_oracle", _ratio(value("l1_moving"), value("oracle_l1_moving")), "ratio",
                "L1_moving / L1_moving_oracle (1: the transfer costs nothing over self-reconstruction)", no_moving),
+        *_interval_rows(totals, "moving_vs_repeat_source", "repeat_l1_moving"),
+        *_interval_rows(totals, "moving_vs_oracle", "oracle_l1_moving"),
         Metric("moving_fraction", value("moving_fraction"), "fraction", "share of the pixels that moved"),
         Metric("transfer_gap", value("transfer_gap_px"), f"px @{size}",
                "relative transfer of the true keypoints, A(0) + B(t) - B(0), against the truth's (no model)",

@@ -16,6 +16,10 @@ beat. Three tools:
 * :func:`holm_adjusted`: Holm–Bonferroni's step-down adjustment of a family of p-values, which
   keeps the chance of any false "significant" in the family at the stated level.
 
+One more for a single model on one dataset: :func:`bootstrap_ratio_interval`, how far a pooled
+ratio (a model's error over a baseline's, summed over cross pairs) could move had other pairs of
+the same recipe been drawn.
+
 Standard deviations are sample standard deviations (``n - 1`` in the denominator).
 """
 
@@ -29,7 +33,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["VERDICTS", "PairedDifference", "Summary", "holm_adjusted", "mean_std", "paired_difference",
+__all__ = ["VERDICTS", "PairedDifference", "Summary", "bootstrap_ratio_interval", "holm_adjusted", "mean_std", "paired_difference",
            "sign_flip_p_value", "t_quantile"]
 
 #: Up to this many pairs the permutation test enumerates every sign assignment (2^20 ~ 1e6).
@@ -170,3 +174,22 @@ def holm_adjusted(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * float(p_values[index])))
         adjusted[index] = running
     return adjusted
+
+
+def bootstrap_ratio_interval(numerators: Sequence[float], denominators: Sequence[float], confidence: float = 0.95,
+                             resamples: int = 10_000, seed: int = 0) -> Optional[tuple[float, float]]:
+    """Percentile bootstrap interval of ``sum(numerators) / sum(denominators)`` over items
+    resampled with replacement (item ``i`` contributes ``numerators[i]`` and ``denominators[i]``
+    together, e.g. one cross pair's summed error of the model and of a baseline). Deterministic
+    for a ``seed``. None with fewer than two items (nothing to resample)."""
+    top, bottom = np.asarray(numerators, dtype=np.float64), np.asarray(denominators, dtype=np.float64)
+    if top.shape != bottom.shape:
+        raise ValueError(f"{top.size} numerators against {bottom.size} denominators")
+    if top.size < 2:
+        return None
+    draws = np.random.default_rng(seed).integers(0, top.size, size=(resamples, top.size))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = top[draws].sum(axis=1) / bottom[draws].sum(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.nanpercentile(ratios, [tail, 100 - tail])
+    return float(low), float(high)
