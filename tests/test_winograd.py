@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 import fomm
+from fomm.assets import BUNDLED_CHECKPOINT
 from fomm.backends import winograd
-from fomm.backends.fused import FusedResBlock, fused_copy
+from fomm.backends.fused import FusedResBlock, fused_copy, has_winograd_layers
 from fomm.backends.winograd import (input_transform, output_transform, winograd_conv3x3, winograd_faster,
                                     winograd_weight)
 
@@ -91,7 +92,7 @@ def test_fused_networks_with_winograd_reproduce_the_reference_outputs(reference_
 
 
 def test_winograd_is_not_used_while_training():
-    model = fomm.load_checkpoint(fomm.assets.BUNDLED_CHECKPOINT)
+    model = fomm.load_checkpoint(BUNDLED_CHECKPOINT)
     networks = fused_copy(model, winograd="on")
     block = next(module for module in networks.modules() if isinstance(module, FusedResBlock))
     x = torch.randn(1, block.weight1.shape[1], 8, 8, requires_grad=True)
@@ -100,6 +101,14 @@ def test_winograd_is_not_used_while_training():
 
 
 def test_unknown_winograd_choice_is_named():
-    model = fomm.load_checkpoint(fomm.assets.BUNDLED_CHECKPOINT)
+    model = fomm.load_checkpoint(BUNDLED_CHECKPOINT)
     with pytest.raises(ValueError, match="winograd must be one of auto, on, off, not 'always'"):
         fused_copy(model, winograd="always")
+
+
+@pytest.mark.parametrize("config, wide", [("vox-256", True), ("mraa-vox256", True), ("tpsmm-vox-256", False),
+                                          ("sprites-64", False)])
+def test_models_with_wide_batch_norm_residual_blocks_are_the_ones_offered_winograd(config, wide):
+    # TPSMM's residual blocks use instance norm, which the fused copy keeps as it is.
+    model = fomm.build_model(fomm.load_config(config))
+    assert has_winograd_layers(model) is wide

@@ -243,10 +243,12 @@ def _fused_block(module: nn.Module, winograd: str) -> Optional[nn.Module]:
 
 
 def has_winograd_layers(model: nn.Module) -> bool:
-    """Whether ``model`` has residual blocks wide enough (:data:`~fomm.backends.winograd.WINOGRAD_MIN_CHANNELS`)
-    for the fused copy to consider Winograd convolutions for them in fp32 on the CPU."""
-    return any(isinstance(module, ResBlock2d) and min(module.conv1.in_channels, module.conv1.out_channels)
-               >= WINOGRAD_MIN_CHANNELS and module.conv1.kernel_size == (3, 3) for module in model.modules())
+    """Whether ``model`` has residual blocks that the fused copy replaces (batch norm, not
+    TPSMM's instance norm) and that are wide enough (:data:`~fomm.backends.winograd.WINOGRAD_MIN_CHANNELS`)
+    for it to consider Winograd convolutions for them in fp32 on the CPU."""
+    return any(isinstance(module, ResBlock2d) and _can_fold(module.norm2) and module.conv1.kernel_size == (3, 3)
+               and min(module.conv1.in_channels, module.conv1.out_channels) >= WINOGRAD_MIN_CHANNELS
+               for module in model.modules())
 
 
 def _replace_blocks(parent: nn.Module, winograd: str) -> None:
