@@ -1,6 +1,6 @@
 """One 3x3 convolution three ways, at the shapes of vox-256's networks: oneDNN's direct kernel in
 fp32 and bf16, and Winograd F(4x4, 3x3) in fp32 (:mod:`fomm.backends.winograd`). Prints one
-Markdown table: milliseconds per image (best of ``--repeats``), the Winograd speed-up over direct
+Markdown table: milliseconds per image (best of ``--repeats``, the three alternated), the Winograd speed-up over direct
 fp32, each one's largest error against an fp64 convolution, and what
 :func:`~fomm.backends.winograd.winograd_faster` decides on this machine.
 
@@ -12,28 +12,17 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import time
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from fomm.backends import winograd
+from fomm.backends.probe import best_seconds
 from fomm.backends.winograd import winograd_conv3x3, winograd_faster, winograd_weight
 
 #: (in channels, out channels, height = width): vox-256's generator bottleneck (6 residual blocks,
 #: 12 such convolutions per frame), its first up block's input size, and a small layer.
 SHAPES = [(256, 256, 64), (128, 128, 128), (64, 64, 256), (128, 128, 64)]
-
-
-def best_ms(function: Callable[[], torch.Tensor], repeats: int) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3
 
 
 def lscpu_flags() -> str:
@@ -61,9 +50,9 @@ def main() -> None:
         taps = winograd_weight(weight)
         x16, weight16, bias16 = x.bfloat16(), weight.bfloat16(), bias.bfloat16()
         exact = F.conv2d(x.double(), weight.double(), bias.double(), padding=1)
-        direct = best_ms(lambda: F.conv2d(x, weight, bias, padding=1), args.repeats)
-        fast = best_ms(lambda: winograd_conv3x3(x, taps, bias), args.repeats)
-        half = best_ms(lambda: F.conv2d(x16, weight16, bias16, padding=1), args.repeats)
+        direct, fast, half = (seconds * 1e3 for seconds in best_seconds(
+            lambda: F.conv2d(x, weight, bias, padding=1), lambda: winograd_conv3x3(x, taps, bias),
+            lambda: F.conv2d(x16, weight16, bias16, padding=1), repeats=args.repeats))
         errors = [(result.double() - exact).abs().max().item() for result in
                   (F.conv2d(x, weight, bias, padding=1), winograd_conv3x3(x, taps, bias),
                    F.conv2d(x16, weight16, bias16, padding=1))]

@@ -15,7 +15,7 @@ from fomm.animate import Animator
 from fomm.assets import BUNDLED_CHECKPOINT
 from fomm.backends import candidates, choose_engine
 from fomm.backends.hardware import capped_flags, cpu_info
-from fomm.backends.probe import reduced_speedup
+from fomm.backends.probe import best_seconds, reduced_speedup
 from fomm.backends.selection import forget_choices
 
 from .conftest import bundled_clip, fresh_cache
@@ -103,6 +103,13 @@ def test_probe_is_small_and_remembered():
     assert reduced_speedup("bf16", cpu, repeats=2) == first and time.perf_counter() - start < 0.01
     with pytest.raises(ValueError):
         reduced_speedup("int8", cpu)
+
+
+def test_timings_warm_each_run_once_then_alternate():
+    calls: list[str] = []
+    times = best_seconds(lambda: calls.append("a"), lambda: (calls.append("b"), time.sleep(0.01)), repeats=3)
+    assert calls == ["a", "b"] + ["a", "b"] * 3
+    assert len(times) == 2 and 0 <= times[0] < 0.01 <= times[1]
 
 
 def test_second_animator_reuses_the_fused_networks(bundled, clip):

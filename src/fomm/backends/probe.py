@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
+from typing import Callable
 
 import torch
 
 from .hardware import cpu_info
 
-__all__ = ["PROBE_SIZE", "reduced_speedup"]
+__all__ = ["PROBE_SIZE", "best_seconds", "reduced_speedup"]
 
 #: Side of the square matrices multiplied (2.1 GFLOP per product: ~10-20 ms in fp32 on two cores).
 PROBE_SIZE = 1024
@@ -64,3 +65,18 @@ def reduced_speedup(precision: str, device: torch.device, repeats: int = 8) -> f
     if precision not in _DTYPES:
         raise ValueError(f"no probe for {precision!r}")
     return _measure(precision, device.type, torch.get_num_threads(), cpu_info().isa_summary(), repeats)
+
+
+def best_seconds(*runs: Callable[[], object], repeats: int) -> list[float]:
+    """The best wall-clock time of each of ``runs`` over ``repeats`` rounds, after one warm-up
+    call each (first-call allocations, kernels built on first use). Within a round the runs
+    alternate, so load from other processes weighs on all of them alike."""
+    for run in runs:
+        run()
+    best = [float("inf")] * len(runs)
+    for _ in range(repeats):
+        for index, run in enumerate(runs):
+            start = time.perf_counter()
+            run()
+            best[index] = min(best[index], time.perf_counter() - start)
+    return best

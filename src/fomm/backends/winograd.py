@@ -32,12 +32,12 @@ Layout: activations are worked on channels-last, ``(B, H, W, C)``, so every tran
 from __future__ import annotations
 
 import threading
-import time
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .probe import best_seconds
 
 __all__ = ["WINOGRAD_MIN_CHANNELS", "input_transform", "output_transform", "winograd_conv3x3", "winograd_faster",
            "winograd_weight"]
@@ -154,18 +154,8 @@ _measured: dict[tuple[int, ...], bool] = {}
 _measuring = threading.Lock()
 
 
-def _best_of(function: Callable[[], Tensor], repeats: int) -> float:
-    function()  # warm-up: first-call allocations and oneDNN's kernel creation
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 @torch.no_grad()
-def winograd_faster(x: Tensor, weight: Tensor, taps: Tensor, bias: Tensor, repeats: int = 2) -> bool:
+def winograd_faster(x: Tensor, weight: Tensor, taps: Tensor, bias: Tensor, repeats: int = 3) -> bool:
     """Whether :func:`winograd_conv3x3` beats ``conv2d`` on one image of ``x``'s shape on this CPU
     with this many threads: measured once (a few convolutions, ~0.1 s at vox-256's bottleneck),
     then remembered for the process. Layers with fewer than :data:`WINOGRAD_MIN_CHANNELS` input
@@ -178,7 +168,7 @@ def winograd_faster(x: Tensor, weight: Tensor, taps: Tensor, bias: Tensor, repea
     with _measuring:
         if key not in _measured:
             one = x[:1].contiguous(memory_format=torch.channels_last)
-            direct = _best_of(lambda: F.conv2d(one, weight, bias, padding=1), repeats)
-            winograd = _best_of(lambda: winograd_conv3x3(one, taps, bias), repeats)
+            direct, winograd = best_seconds(lambda: F.conv2d(one, weight, bias, padding=1),
+                                            lambda: winograd_conv3x3(one, taps, bias), repeats=repeats)
             _measured[key] = winograd < direct
         return _measured[key]
