@@ -96,6 +96,8 @@ def _tile_taps(x: Tensor, dim: int, tiles: int) -> list[Tensor]:
 
 
 _workspaces = threading.local()
+#: Four buffers per layer shape: a few shapes (vox-256 has one) stay, a stream of sizes does not pile up.
+_MAX_WORKSPACES = 16
 
 
 def _workspace(name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
@@ -105,6 +107,8 @@ def _workspace(name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
     cache: dict = _workspaces.__dict__.setdefault("tensors", {})
     key = (name, shape, like.dtype, like.device)
     if key not in cache:
+        if len(cache) >= _MAX_WORKSPACES:  # many frame sizes in one thread: start again
+            cache.clear()
         cache[key] = like.new_empty(shape)
     return cache[key]
 
