@@ -49,6 +49,16 @@ def test_convolution_equals_conv2d(batch, in_channels, out_channels, height, wid
     assert (got.double() - expected).abs().max() < 1e-4 * expected.abs().max()
 
 
+def test_convolution_runs_in_and_out_of_inference_mode_in_either_order():
+    # Its scratch buffers are kept between calls; a buffer made under inference mode cannot be
+    # written under no_grad (the evaluation code) and the other way round.
+    weight, bias, x = torch.randn(8, 8, 3, 3), torch.zeros(8), torch.randn(1, 8, 8, 8)
+    expected = F.conv2d(x, weight, bias, padding=1)
+    for mode in (torch.inference_mode, torch.no_grad, torch.inference_mode, torch.no_grad):
+        with mode():
+            assert (winograd_conv3x3(x, winograd_weight(weight), bias) - expected).abs().max() < 1e-4
+
+
 def test_only_3x3_kernels_are_transformed():
     with pytest.raises(ValueError, match=r"3x3 kernels, not \(5, 5\)"):
         winograd_weight(torch.zeros(4, 4, 5, 5))

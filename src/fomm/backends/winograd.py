@@ -105,7 +105,8 @@ def _workspace(name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
     would come from the system each time (page faults on every first touch), which made the same
     convolution run in 17 or 36 ms from one call to the next."""
     cache: dict = _workspaces.__dict__.setdefault("tensors", {})
-    key = (name, shape, like.dtype, like.device)
+    # Tensors made under inference mode cannot be written outside it, nor the other way round.
+    key = (name, shape, like.dtype, like.device, torch.is_inference_mode_enabled())
     if key not in cache:
         if len(cache) >= _MAX_WORKSPACES:  # many frame sizes in one thread: start again
             cache.clear()
