@@ -50,7 +50,7 @@ def transfer_gap(model: MotionModel, source: torch.Tensor, driving: torch.Tensor
     device = model.device
     describe = model.describe
     driving_description = describe(driving.to(device))
-    moved = model.transfer(describe(source.to(device)), driving_description, describe(driving[:1].to(device)),
+    moved = model.transfer(describe(source.to(device)), driving_description, driving_description[:1],
                            MotionSettings(mode="relative"))
     found = describe(truth.to(device))
     height, width = truth.shape[-2:]

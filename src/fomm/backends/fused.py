@@ -170,7 +170,7 @@ class FusedResBlock(nn.Module):
 
     def __init__(self, block: ResBlock2d, winograd: str = "auto") -> None:
         super().__init__()
-        self.winograd = winograd
+        self.winograd = winograd if _winograd_shaped(block) else "off"
         self._taps: Optional[tuple[Tensor, Tensor]] = None
         self.norm1 = copy.deepcopy(block.norm1)
         weight1, bias1 = fold_batch_norm(block.conv1, block.norm2)
@@ -194,12 +194,12 @@ class FusedResBlock(nn.Module):
         return conv_add(out, self.weight2, self.bias2, self.padding2, x)
 
     def _winograd(self, x: Tensor) -> bool:
-        """Whether both convolutions run as Winograd F(4x4, 3x3): fp32 on the CPU at inference,
-        3x3 kernels, and measured faster for this shape (:func:`~fomm.backends.winograd.winograd_faster`).
-        The transformed taps (4x the weights' memory) are made on first use only."""
+        """Whether both convolutions run as Winograd F(4x4, 3x3): 3x3 kernels (decided at
+        construction), fp32 on the CPU at inference, and measured faster for this shape
+        (:func:`~fomm.backends.winograd.winograd_faster`). The transformed taps (4x the weights'
+        memory) are made on first use only."""
         if (self.winograd == "off" or torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32
-                or self.weight1.dtype != torch.float32 or self.padding1 != (1, 1) or self.padding2 != (1, 1)
-                or self.weight1.shape[-2:] != (3, 3) or self.weight2.shape[-2:] != (3, 3)):
+                or self.weight1.dtype != torch.float32):
             return False
         if self._taps is None:
             self._taps = (winograd_weight(self.weight1), winograd_weight(self.weight2))
@@ -229,9 +229,19 @@ def _can_fold(norm: nn.Module) -> bool:
             and norm.affine)
 
 
+def _replaced_res_block(module: nn.Module) -> bool:
+    """A residual block the fused copy replaces: batch norm (not TPSMM's instance norm)."""
+    return isinstance(module, ResBlock2d) and _can_fold(module.norm2)
+
+
+def _winograd_shaped(block: ResBlock2d) -> bool:
+    """Both convolutions 3x3 with padding 1: what Winograd F(4x4, 3x3) computes."""
+    return all(conv.kernel_size == (3, 3) and conv.padding == (1, 1) for conv in (block.conv1, block.conv2))
+
+
 def _fused_block(module: nn.Module, winograd: str) -> Optional[nn.Module]:
     """The cheaper equivalent of one block, or None to keep it as it is."""
-    if isinstance(module, ResBlock2d) and _can_fold(module.norm2):
+    if _replaced_res_block(module):
         return FusedResBlock(module, winograd)
     if isinstance(module, (SameBlock2d, DownBlock2d)) and _can_fold(module.norm):
         return ConvReLU(module.conv, module.norm, pool=isinstance(module, DownBlock2d))
@@ -246,7 +256,7 @@ def has_winograd_layers(model: nn.Module) -> bool:
     """Whether ``model`` has residual blocks that the fused copy replaces (batch norm, not
     TPSMM's instance norm) and that are wide enough (:data:`~fomm.backends.winograd.WINOGRAD_MIN_CHANNELS`)
     for it to consider Winograd convolutions for them in fp32 on the CPU."""
-    return any(isinstance(module, ResBlock2d) and _can_fold(module.norm2) and module.conv1.kernel_size == (3, 3)
+    return any(_replaced_res_block(module) and _winograd_shaped(module)
                and min(module.conv1.in_channels, module.conv1.out_channels) >= WINOGRAD_MIN_CHANNELS
                for module in model.modules())
 

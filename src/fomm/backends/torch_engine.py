@@ -59,8 +59,8 @@ class TorchEngine(Engine):
     up-convolutions, on the CPU in fp32 Winograd convolutions in wide residual blocks where they
     measure faster: :func:`~fomm.backends.fused.fused_copy`) in channels-last memory format on
     the CPU and CUDA: in fp32 within rounding of the model itself (~1e-6), and the layout oneDNN
-    needs for AMX bf16. ``bf16``/``fp16`` run the convolutions under autocast; keypoint statistics and
-    sampling grids stay fp32 inside the networks. ``compile`` wraps the networks in
+    needs for AMX bf16. ``bf16``/``fp16`` run the convolutions under autocast; keypoint statistics
+    and sampling grids stay fp32 inside the networks. ``compile`` wraps the networks in
     ``torch.compile`` (a cold start of tens of seconds per input shape: opt-in). The fused copy
     is built once per model and settings in a process (:func:`shared_networks`).
     """

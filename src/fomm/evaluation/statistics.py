@@ -33,8 +33,8 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["VERDICTS", "PairedDifference", "Summary", "bootstrap_ratio_interval", "holm_adjusted", "mean_std", "paired_difference",
-           "sign_flip_p_value", "t_quantile"]
+__all__ = ["VERDICTS", "PairedDifference", "Summary", "bootstrap_ratio_interval", "holm_adjusted", "mean_std",
+           "paired_difference", "sign_flip_p_value", "t_quantile"]
 
 #: Up to this many pairs the permutation test enumerates every sign assignment (2^20 ~ 1e6).
 EXACT_PERMUTATION_LIMIT = 20
