@@ -280,7 +280,10 @@ def test_browser_uploads_a_sample_and_shows_the_result(server, media, tmp_path):
         shutil.copyfile(screenshot, os.environ["FOMM_APP_SCREENSHOT"])
 
 
-def test_serve_refuses_a_missing_models_folder_and_a_busy_port(tmp_path, capsys):
+def test_serve_refuses_a_missing_models_folder_and_a_busy_port(tmp_path, capsys, monkeypatch):
+    # Gradio reads its folder once, when first imported: in one process, both calls must use one
+    # that outlives them (each `fomm serve` process deletes its own).
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     assert main(["serve", "--models", str(tmp_path / "missing")]) == 2
     assert "--models" in capsys.readouterr().err
     with socket.socket() as busy:

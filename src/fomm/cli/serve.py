@@ -9,7 +9,9 @@ import os
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from ..device import resolve_device, set_threads
 from ..errors import UserError
@@ -73,10 +75,24 @@ def run(args: argparse.Namespace) -> int:
         _check_share_possible()
     with tempfile.TemporaryDirectory(prefix="fomm-serve-") as work_dir:
         # Gradio's copies of uploads and torch's compile cache go into this server's own folder,
-        # deleted when it stops (Ctrl-C or SIGTERM), not into the shared temporary folder.
-        os.environ["GRADIO_TEMP_DIR"] = str(Path(work_dir) / "gradio")
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(work_dir) / "inductor"))
-        return _serve(args, Path(work_dir))
+        # deleted when it stops (Ctrl-C or SIGTERM), not into the shared temporary folder, unless
+        # the user chose folders for them.
+        with _environment_defaults(GRADIO_TEMP_DIR=str(Path(work_dir) / "gradio"),
+                                   TORCHINDUCTOR_CACHE_DIR=str(Path(work_dir) / "inductor")):
+            return _serve(args, Path(work_dir))
+
+
+@contextmanager
+def _environment_defaults(**values: str) -> Iterator[None]:
+    """Set the environment variables that are not set yet; unset them again on the way out, so a
+    caller in the same process (a test, a notebook) does not inherit a folder that is deleted."""
+    added = [name for name in values if name not in os.environ]
+    os.environ.update({name: values[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def _serve(args: argparse.Namespace, work_dir: Path) -> int:
