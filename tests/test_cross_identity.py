@@ -126,6 +126,28 @@ def test_evaluate_cross_identity_command_writes_its_table_and_videos(dataset, tm
     assert written.is_file() and len(read_video(written)) == 12
 
 
+def test_adapt_scale_changes_the_cross_identity_animation_and_is_recorded(dataset, tmp_path, capsys):
+    figures = {}
+    for adapt in (False, True):
+        out = tmp_path / f"adapt-{adapt}"
+        code = main(["evaluate", "--cross-identity", "--dataset", str(dataset), "--num-videos", "2", "--device", "cpu",
+                     "--embedding", "none", "--out", str(out), *(["--adapt-scale"] if adapt else [])])
+        assert code == 0, capsys.readouterr().err
+        data = json.loads((out / "metrics.json").read_text())
+        assert data["settings"]["adapt_scale"] is adapt
+        figures[adapt] = data["metrics"]
+    # The oracle is driven by the truth itself (the same figure), the animation by another figure.
+    assert figures[True]["L1_moving"]["value"] != figures[False]["L1_moving"]["value"]
+    assert figures[True]["L1_moving_repeat_source"] == figures[False]["L1_moving_repeat_source"]
+
+
+def test_adapt_scale_without_cross_identity_is_refused_in_one_line(dataset, tmp_path, capsys):
+    code = main(["evaluate", "--adapt-scale", "--dataset", str(dataset), "--device", "cpu", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--adapt-scale" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cross_identity_on_a_dataset_without_pairs_is_one_line(tmp_path, capsys):
     make_dataset("sprites", tmp_path / "plain", videos=2, frames=3, size=32, workers=1)
     code = main(["evaluate", "--cross-identity", "--dataset", str(tmp_path / "plain"), "--device", "cpu"])

@@ -159,6 +159,12 @@ NOT_RUN: dict[str, str] = {
     "fomm evaluate --cross-identity --checkpoint runs/grown-fine-gan/checkpoint.pth.tar --dataset data/val-1001 "
     "--embedding color-histogram --precision fp32 --backend torch --out eval-5v/":
         "needs the training run above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller split",
+    "fomm evaluate --cross-identity --adapt-scale --dataset data/val-1001 --embedding color-histogram --precision fp32 "
+    "--backend torch --out eval-bundled-adapt/": "needs the 12-pair split above (half a minute to make); "
+                                                  "tests/test_cross_identity.py runs `--adapt-scale` on a smaller one",
+    "fomm evaluate --cross-identity --adapt-scale --checkpoint runs/grown-fine-2/checkpoint.pth.tar --dataset "
+    "data/val-1001 --embedding color-histogram --precision fp32 --backend torch --out eval-5t-adapt/":
+        "needs the training run above; tests/test_cross_identity.py runs `--adapt-scale` on a smaller split",
     "fomm train --config grow-transfer.yaml --checkpoint grown-3-weights.pth.tar --log-dir runs/grown-transfer "
     "--device cpu --threads 2": _HOURS + " (and the weights of the runs before it); tests/test_keypoint_transfer_loss.py "
                                          "trains with the loss through `fomm train`",

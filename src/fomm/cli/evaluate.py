@@ -47,6 +47,10 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, *, reconstruct: bo
                       help="animate the dataset's cross pairs (made by `fomm make-dataset --cross-pairs N`: one "
                            "test video's figure driven by another test video, relative motion) and measure them "
                            "against their ground truth, with the repeat-the-source baseline and the oracle")
+    data.add_argument("--adapt-scale", "--adapt_scale", dest="adapt_scale", action="store_true", default=None,
+                      help="with --cross-identity: scale the driving motion by the ratio of the source figure's "
+                           "size to the driving figure's (the original's adapt_movement_scale; default: the "
+                           "model's config)")
     data.add_argument("--num-videos", type=int,
                       help="evaluate only the first N test videos, or N cross pairs (default: the config's "
                            "reconstruction_params.num_videos, else all)")
@@ -136,6 +140,9 @@ def _check_options(args: argparse.Namespace) -> None:
     read_meta(args.dataset)  # a meta.json that is not an object of dataset facts is refused here
     if args.cross_identity:
         list_cross_pairs(args.dataset)  # a dataset without pairs fails before the model loads
+    elif args.adapt_scale:
+        raise UserError("--adapt-scale: only --cross-identity moves one figure by another's motion (a video "
+                        "reconstructed from its own frames has nothing to adapt)")
     if args.fid_network is not None and not args.fid_network.is_file():
         raise CheckpointError(f"--fid-network {args.fid_network}: feature network not found")
     if args.out is not None:
