@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "live": ("live", "real-time animation from a camera, a video or a stream (window, file, virtual camera)"),
     "experiment": ("experiment", "`fomm experiment variants` (the model variants on equal terms, over seeds) and "
                    "`fomm experiment curve` (a learning curve)"),
+    "cache": ("cache", "what the backends' cache of exports and `auto` choices holds, and --clear to empty it"),
     "benchmark": ("experiment", "`fomm experiment` by its old name (`benchmark quality` is `experiment variants`)"),
 }
 

@@ -1,0 +1,147 @@
+"""What ``$FOMM_CACHE`` holds, and emptying it (``fomm cache``).
+
+The cache only saves time: every file in it is made again when missing. It grows by one ONNX
+export (with its int8 quantisations, 10-400 MB) for every checkpoint animated with an exported
+runtime, and by OpenVINO's compiled blobs; nothing removes them on its own, so a user who animates
+many checkpoints (each epoch of a training run, say) needs to see what it holds and clear it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..errors import OutputPathError
+from ..files import FolderLock
+from .cache import CHOICES_FILE, cache_dir
+
+__all__ = ["CacheEntry", "ClearedCache", "cache_entries", "clear_cache"]
+
+EXPORTS = "onnx"
+COMPILED_BLOBS = "openvino"
+LOCK_SUFFIX = ".lock"
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One thing the cache holds. ``kind``: "export" (one model's ONNX graphs, with its int8
+    quantisations), "compiled" (OpenVINO's compiled blobs, all models) or "choices" (`auto`'s
+    remembered choices); ``modified``: seconds since the epoch of its newest file."""
+
+    kind: str
+    path: Path
+    size_bytes: int
+    modified: float
+    description: str
+
+
+@dataclass(frozen=True)
+class ClearedCache:
+    """What :func:`clear_cache` did: the bytes it freed, and the exports it left because another
+    process was writing them."""
+
+    freed_bytes: int
+    kept_in_use: list[Path]
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return [file for file in path.rglob("*") if file.is_file() and not file.is_symlink()]
+
+
+def _size_and_time(path: Path) -> tuple[int, float]:
+    sizes, times = 0, [0.0]
+    for file in _files(path):
+        try:
+            stat = file.stat()
+        except OSError:  # removed meanwhile by another process
+            continue
+        sizes += stat.st_size
+        times.append(stat.st_mtime)
+    return sizes, max(times)
+
+
+def _export_description(folder: Path) -> str:
+    """The model family of an export and how many int8 quantisations it holds."""
+    try:
+        family = json.loads((folder / "graphs.json").read_text(encoding="utf-8")).get("family", "?")
+    except (OSError, ValueError, AttributeError):
+        family = "unfinished or damaged (made again when used)"
+    quantised = sum(1 for path in folder.glob("int8-*") if path.is_dir() and ".tmp-" not in path.name)
+    return f"{family}, {quantised} int8 quantisation(s)" if quantised else str(family)
+
+
+def _exports(root: Path) -> list[Path]:
+    folder = root / EXPORTS
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.endswith(LOCK_SUFFIX))
+
+
+def cache_entries(root: Optional[Path] = None) -> list[CacheEntry]:
+    """Everything in the cache (``$FOMM_CACHE`` unless ``root``), exports newest first, then
+    the compiled blobs and the choices. An empty or missing cache gives an empty list."""
+    root = cache_dir() if root is None else Path(root)
+    entries = []
+    for folder in _exports(root):
+        size, modified = _size_and_time(folder)
+        entries.append(CacheEntry("export", folder, size, modified, _export_description(folder)))
+    entries.sort(key=lambda entry: entry.modified, reverse=True)
+    blobs = root / COMPILED_BLOBS
+    if blobs.is_dir() and _files(blobs):
+        size, modified = _size_and_time(blobs)
+        entries.append(CacheEntry("compiled", blobs, size, modified, f"{len(_files(blobs))} OpenVINO compiled blob(s)"))
+    choices = root / CHOICES_FILE
+    if choices.is_file():
+        try:
+            count = len(json.loads(choices.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            count = 0
+        size, modified = _size_and_time(choices)
+        entries.append(CacheEntry("choices", choices, size, modified, f"{count} `auto` choice(s)"))
+    return entries
+
+
+def _remove_export(folder: Path) -> bool:
+    """Remove one export (or only its lock folder, when the export is gone), unless a process
+    holds its lock: one exporting it now."""
+    lock_folder = folder.parent / f"{folder.name}{LOCK_SUFFIX}"
+    try:
+        with FolderLock(lock_folder, "being exported"):
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(lock_folder, ignore_errors=True)
+    except OutputPathError:
+        return False
+    return True
+
+
+def clear_cache(root: Optional[Path] = None, older_than_days: Optional[float] = None) -> ClearedCache:
+    """Remove what the cache holds (``$FOMM_CACHE`` unless ``root``), or with ``older_than_days``
+    only the entries none of whose files changed for that long. An export that another process is
+    writing is left (and named). Runs that need a removed file make it again."""
+    root = cache_dir() if root is None else Path(root)
+    cutoff = None if older_than_days is None else time.time() - older_than_days * 86400
+    freed, kept = 0, []
+    for entry in cache_entries(root):
+        if cutoff is not None and entry.modified > cutoff:
+            continue
+        if entry.kind == "export":
+            if not _remove_export(entry.path):
+                kept.append(entry.path)
+                continue
+        elif entry.kind == "compiled":
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            entry.path.unlink(missing_ok=True)
+        freed += entry.size_bytes
+    if cutoff is None:  # the lock folders of exports that are gone, unless one is being made
+        for lock_folder in (root / EXPORTS).glob(f"*{LOCK_SUFFIX}"):
+            export = lock_folder.with_name(lock_folder.name[: -len(LOCK_SUFFIX)])
+            if not export.exists():
+                _remove_export(export)
+    return ClearedCache(freed, kept)
