@@ -3,7 +3,9 @@ cache is listed, and `--clear` removes it, leaving an export another process is 
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,25 @@ def test_cache_lists_then_clears_what_runs_put_there(filled_cache, capsys):
     assert "freed" in capsys.readouterr().out
     assert list((filled_cache / "onnx").iterdir()) == []
     assert main(["cache"]) == 0 and "holds nothing" in capsys.readouterr().out
+
+
+def _age(path: Path, days: float) -> None:
+    then = time.time() - days * 86400
+    for file in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.utime(file, (then, then))
+
+
+def test_older_than_removes_only_what_has_not_changed_for_that_long(filled_cache, capsys):
+    export = next(path for path in (filled_cache / "onnx").iterdir() if not path.name.endswith(".lock"))
+    _age(export, 40)
+    blobs = sorted((filled_cache / "openvino").iterdir()) if openvino_available() else []
+    if blobs:
+        _age(blobs[0], 40)
+    assert main(["cache", "--clear", "--older-than", "30"]) == 0
+    assert "freed" in capsys.readouterr().out
+    assert not export.exists() and read_choice("a model | this machine") is not None
+    if blobs:  # each compiled blob is judged by its own age
+        assert not blobs[0].exists() and all(blob.exists() for blob in blobs[1:])
 
 
 @pytest.mark.parametrize("arguments, named", [(["--older-than", "2"], "--clear"),

@@ -120,23 +120,42 @@ def _remove_export(folder: Path) -> bool:
     return True
 
 
+def _remove_blobs(folder: Path, cutoff: Optional[float]) -> int:
+    """Remove OpenVINO's compiled blobs (those older than ``cutoff`` when given: each blob is one
+    model and setting); return the bytes freed."""
+    freed = 0
+    for blob in _files(folder):
+        try:
+            stat = blob.stat()
+            if cutoff is None or stat.st_mtime <= cutoff:
+                blob.unlink()
+                freed += stat.st_size
+        except OSError:  # removed meanwhile
+            continue
+    if cutoff is None:
+        shutil.rmtree(folder, ignore_errors=True)
+    return freed
+
+
 def clear_cache(root: Optional[Path] = None, older_than_days: Optional[float] = None) -> ClearedCache:
     """Remove what the cache holds (``$FOMM_CACHE`` unless ``root``), or with ``older_than_days``
-    only the entries none of whose files changed for that long. An export that another process is
-    writing is left (and named). Runs that need a removed file make it again."""
+    only what has not changed for that long (an export as a whole, a compiled blob each). An
+    export that another process is writing is left (and named). Runs that need a removed file
+    make it again."""
     root = cache_dir() if root is None else Path(root)
     cutoff = None if older_than_days is None else time.time() - older_than_days * 86400
     freed, kept = 0, []
     for entry in cache_entries(root):
+        if entry.kind == "compiled":
+            freed += _remove_blobs(entry.path, cutoff)
+            continue
         if cutoff is not None and entry.modified > cutoff:
             continue
         if entry.kind == "export":
             if not _remove_export(entry.path):
                 kept.append(entry.path)
                 continue
-        elif entry.kind == "compiled":
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
+        else:  # the choices file
             entry.path.unlink(missing_ok=True)
         freed += entry.size_bytes
     if cutoff is None:  # the lock folders of exports that are gone, unless one is being made
