@@ -4,6 +4,7 @@ real model lies between; real model objects throughout (tiny nn.Modules, the bun
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -17,6 +18,12 @@ from fomm.data.synthetic import list_cross_pairs, make_dataset
 from fomm.data.video import read_video
 from fomm.evaluation import ColorHistogramEmbedding, LandmarkConfig, LandmarkNet, TrainedLandmarkDetector
 from fomm.evaluation.cross_identity import Animation, ModelAnimation, evaluate_cross_identity
+from fomm.evaluation.metrics import embedding_distances, gaussian_blur
+
+_CONTROLS = Path(__file__).resolve().parents[1] / "scripts" / "appearance_controls.py"
+_spec = importlib.util.spec_from_file_location("appearance_controls", _CONTROLS)
+appearance_controls = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(appearance_controls)
 
 SHAPE = (64, 64, 3)
 
@@ -146,6 +153,55 @@ def test_adapt_scale_without_cross_identity_is_refused_in_one_line(dataset, tmp_
     err = capsys.readouterr().err
     assert code == 2 and "--adapt-scale" in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_smooth_histogram_is_a_colour_distribution_and_tells_colours_apart(dataset):
+    truth = torch.from_numpy(read_video(list_cross_pairs(dataset)[0].truth)).permute(0, 3, 1, 2).float() / 255
+    for embedding in (ColorHistogramEmbedding(smooth=True), ColorHistogramEmbedding(smooth=True, blur_sigma=0)):
+        vectors = embedding(truth)
+        assert vectors.shape == (len(truth), 8 ** 3) and (vectors >= 0).all()
+        assert torch.allclose((vectors ** 2).sum(dim=1), torch.ones(len(truth)), atol=1e-5)
+        assert embedding_distances(embedding, truth, truth).max() == 0
+        # The same pixels with red and blue swapped: every colour changes, nothing moves.
+        assert embedding_distances(embedding, truth.flip(1), truth).min() > 0.5
+    with pytest.raises(ValueError, match="blur_sigma"):
+        ColorHistogramEmbedding(smooth=True, blur_sigma=-1)
+
+
+def test_gaussian_blur_keeps_a_flat_image_and_the_mean():
+    flat = torch.full((2, 3, 9, 11), 0.3)
+    assert torch.allclose(gaussian_blur(flat, 1.5), flat)
+    torch.manual_seed(0)
+    noise = torch.rand(1, 3, 32, 32)
+    blurred = gaussian_blur(noise, 1.0)
+    assert blurred.shape == noise.shape and blurred.std() < noise.std() / 2
+    assert blurred.mean() == pytest.approx(noise.mean().item(), abs=0.01)
+    assert gaussian_blur(noise, 0) is noise
+
+
+def test_appearance_controls_show_resampling_counts_less_with_the_smooth_histogram(dataset, capsys):
+    """scripts/appearance_controls.py on real cross pairs: half a pixel of resampling of the truth
+    against another figure's frames, for both histograms."""
+    assert appearance_controls.main([str(dataset)]) == 0
+    rows = {line.split()[0]: [float(value) for value in line.split()[1:]]
+            for line in capsys.readouterr().out.splitlines()[2:]}
+    hard, smooth = rows["color-histogram"], rows["smooth-color-histogram"]
+    half_pixel, blurred, other_figure, separation = 1, 3, 5, 6
+    assert smooth[half_pixel] < hard[half_pixel] / 2
+    assert smooth[other_figure] > 5 * smooth[half_pixel]
+    assert smooth[separation] > hard[separation]
+    # It still sees a washed-out figure: a blur of the truth reads well above half a pixel's shift.
+    assert smooth[blurred] > 1.5 * smooth[half_pixel]
+
+
+def test_evaluate_names_the_embedding_it_used(dataset, tmp_path):
+    out = tmp_path / "out"
+    assert main(["evaluate", "--cross-identity", "--dataset", str(dataset), "--num-videos", "1", "--device", "cpu",
+                 "--embedding", "smooth-color-histogram", "--out", str(out)]) == 0
+    data = json.loads((out / "metrics.json").read_text())
+    assert data["settings"]["embedding"] == "ColorHistogramEmbedding(bins=8, smooth=True, blur_sigma=1.0)"
+    assert "smooth=True" in data["metrics"]["appearance"]["description"]
+    assert 0 < data["metrics"]["appearance"]["value"] < 2 ** 0.5
 
 
 def test_cross_identity_on_a_dataset_without_pairs_is_one_line(tmp_path, capsys):

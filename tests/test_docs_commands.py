@@ -165,6 +165,12 @@ NOT_RUN: dict[str, str] = {
     "fomm evaluate --cross-identity --adapt-scale --checkpoint runs/grown-fine-2/checkpoint.pth.tar --dataset "
     "data/val-1001 --embedding color-histogram --precision fp32 --backend torch --out eval-5t-adapt/":
         "needs the training run above; tests/test_cross_identity.py runs `--adapt-scale` on a smaller split",
+    "fomm evaluate --cross-identity --checkpoint runs/grown-fine-2/checkpoint.pth.tar --dataset data/val-1001 "
+    "--embedding smooth-color-histogram --precision fp32 --backend torch --out eval-5t-smooth-1001/":
+        "needs the training run above; docs/evaluation.md runs `--embedding smooth-color-histogram` on a smaller split",
+    "fomm evaluate --cross-identity --dataset data/val-1001 --embedding smooth-color-histogram --precision fp32 "
+    "--backend torch --out eval-bundled-smooth-1001/": "needs the 12-pair split above (half a minute to make); "
+                                                        "docs/evaluation.md runs the same on a smaller one",
     "fomm train --config grow-transfer.yaml --checkpoint grown-3-weights.pth.tar --log-dir runs/grown-transfer "
     "--device cpu --threads 2": _HOURS + " (and the weights of the runs before it); tests/test_keypoint_transfer_loss.py "
                                          "trains with the loss through `fomm train`",

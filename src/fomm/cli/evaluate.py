@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from ..data.synthetic.writer import list_cross_pairs, read_meta
 from ..errors import CheckpointError, DataError, UserError
@@ -28,6 +28,14 @@ from .arguments import add_model_arguments, load_model, motion_settings
 from .outputs import check_output_file, check_output_folder
 
 __all__ = ["add_arguments", "add_evaluation_arguments", "run", "run_evaluation"]
+
+
+#: ``--embedding`` values and what each makes.
+EMBEDDINGS: dict[str, Callable[[], Optional[ColorHistogramEmbedding]]] = {
+    "color-histogram": ColorHistogramEmbedding,
+    "smooth-color-histogram": lambda: ColorHistogramEmbedding(smooth=True),
+    "none": lambda: None,
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,8 +75,11 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, *, reconstruct: bo
     metrics.add_argument("--fid-network", type=Path, metavar="FILE",
                          help="TorchScript feature network (frames (B, 3, H, W) in [0, 1] -> features (B, D)) "
                               "for FID between all generated and all driving frames; fomm downloads none")
-    metrics.add_argument("--embedding", choices=("color-histogram", "none"), default="color-histogram",
-                         help="identity embedding for AED (default: colour histogram, no weights needed)")
+    metrics.add_argument("--embedding", choices=tuple(EMBEDDINGS), default="color-histogram",
+                         help="identity embedding for AED and the cross pairs' appearance (default: colour "
+                              "histogram, no weights needed; smooth-color-histogram: blurred, with soft bins, so "
+                              "that resampling a sharp image by a fraction of a pixel barely counts, "
+                              "docs/evaluation.md)")
     outputs = parser.add_argument_group("outputs")
     if reconstruct:
         outputs.add_argument("--out", type=Path, default=Path("reconstruction"),
@@ -105,7 +116,7 @@ def run_evaluation(args: argparse.Namespace, videos: Optional[Path]
     detector = load_landmark_detector(args.landmarks, model.device) if args.landmarks is not None else None
     features = (load_feature_network(args.fid_network, model.device, args.batch_size)
                 if args.fid_network is not None else None)
-    embedding = ColorHistogramEmbedding() if args.embedding == "color-histogram" else None
+    embedding = EMBEDDINGS[args.embedding]()
     writer = ReconstructionWriter(videos, model.config.reconstruction_params.format) if videos is not None else None
     # The config's reconstruction_params.num_videos is the original's default limit.
     num_videos = args.num_videos if args.num_videos is not None else model.config.reconstruction_params.num_videos

@@ -58,6 +58,7 @@ from .metrics import (
     PooledMean,
     as_detections,
     embedding_distances,
+    embedding_name,
     point_distances,
 )
 from .protocol import read_frames
@@ -305,7 +306,7 @@ def evaluate_cross_identity(
         "motion": "relative (the truth of the cross pairs is relative animation)",
         "truth": meta.get("cross_pairs_truth"),
         "oracle": "the source animated by the truth video itself (perfect driving motion)",
-        "embedding": type(embedding).__name__ if embedding is not None else None,
+        "embedding": embedding_name(embedding),
         **(settings or {})}, row_kind="pair")
 
 
@@ -334,7 +335,7 @@ def _metric_rows(totals: _Totals, size: str, detector: Optional[LandmarkDetector
                  "" if value("pose_error_px") is not None else
                  "the detector's landmarks are not the dataset's keypoints")
     appearance_note = "" if embedding is not None else "no embedding network"
-    embedding_name = type(embedding).__name__ if embedding is not None else "none"
+    name = embedding_name(embedding) or "none"
     fid, fid_note = None, "no feature network given (--fid-network)"
     if network is not None:
         try:
@@ -370,7 +371,7 @@ def _metric_rows(totals: _Totals, size: str, detector: Optional[LandmarkDetector
         Metric("pose_error_truth", value("truth_pose_error_px"), f"px @{size}",
                "the same on the truth's own frames: the detector's floor", pose_note),
         Metric("appearance", value("appearance"), "embedding L2",
-               f"distance of identity embeddings ({embedding_name}) of animated vs truth frames", appearance_note),
+               f"distance of identity embeddings ({name}) of animated vs truth frames", appearance_note),
         Metric("appearance_repeat_source", value("repeat_appearance"), "embedding L2",
                "the same for the source repeated", appearance_note),
         Metric("appearance_oracle", value("oracle_appearance"), "embedding L2",

@@ -67,6 +67,7 @@ from .metrics import (
     acceleration_norms,
     compare_landmarks,
     embedding_distances,
+    embedding_name,
     fit_keypoint_regression,
     flow_end_point_error,
     l1_error,
@@ -413,15 +414,15 @@ def evaluate_dataset(
         if on_video is not None:
             on_video(path, frames, result)
 
-    embedding_name = type(embedding).__name__ if embedding is not None else None
-    metrics = _metric_rows(totals, f"{width}x{height}", landmark_note, embedding_name,
+    name = embedding_name(embedding)
+    metrics = _metric_rows(totals, f"{width}x{height}", landmark_note, name,
                            _fid_row(totals, feature_network), regression is not None, regression_note, has_truth,
                            truth_note)
     settings = {"dataset": str(root), "test_videos": len(paths), "frames": int(sum(r.frames for r in rows)),
                 "frame_size": [height, width], "num_kp": num_points,
                 "motion": "absolute (reconstruction protocol: source = frame 0)",
                 "regression_train_frames": regression.train_frames if regression is not None else None,
-                "embedding": embedding_name, "precision": precision,
+                "embedding": name, "precision": precision,
                 "landmark_detector_test_error": detector_error,
                 "feature_network": feature_network.name if feature_network is not None else None,
                 "keypoint_filter": getattr(keypoint_filter, "__name__", None) if keypoint_filter else None}
