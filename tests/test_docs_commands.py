@@ -171,6 +171,12 @@ NOT_RUN: dict[str, str] = {
     "fomm evaluate --cross-identity --dataset data/val-1001 --embedding smooth-color-histogram --precision fp32 "
     "--backend torch --out eval-bundled-smooth-1001/": "needs the 12-pair split above (half a minute to make); "
                                                         "docs/evaluation.md runs the same on a smaller one",
+    "fomm evaluate --cross-identity --checkpoint runs/grown-fine-gan/checkpoint.pth.tar --dataset data/test-8008 "
+    "--embedding smooth-color-histogram --precision fp32 --backend torch --out eval-5v-8008/":
+        "needs the training run above; docs/evaluation.md runs `--embedding smooth-color-histogram` on a smaller split",
+    "fomm evaluate --cross-identity --dataset data/test-8008 --embedding smooth-color-histogram --precision fp32 "
+    "--backend torch --out eval-bundled-8008/": "needs a 12-pair split (half a minute to make); docs/evaluation.md "
+                                                "runs the same on a smaller one",
     "fomm train --config grow-transfer.yaml --checkpoint grown-3-weights.pth.tar --log-dir runs/grown-transfer "
     "--device cpu --threads 2": _HOURS + " (and the weights of the runs before it); tests/test_keypoint_transfer_loss.py "
                                          "trains with the loss through `fomm train`",

@@ -101,6 +101,23 @@ def test_bootstrap_ratio_interval_resamples_items_with_their_parts():
         bootstrap_ratio_interval([1.0, 2.0], [1.0, 2.0, 3.0])
 
 
+def test_bootstrap_ratio_interval_resamples_shared_videos_as_one():
+    # Twelve pairs in which four driving videos each drive three sources: a video's three pairs
+    # err alike, so drawing videos moves the ratio far more than drawing pairs one by one would.
+    numerators = [0.2, 0.25, 0.22, 0.5, 0.55, 0.52, 0.3, 0.32, 0.35, 0.6, 0.58, 0.62]
+    denominators = [1.0] * 12
+    clusters = [(f"source{i}", f"driving{i // 3}") for i in range(12)]
+    by_pairs = bootstrap_ratio_interval(numerators, denominators)
+    by_videos = bootstrap_ratio_interval(numerators, denominators, clusters=clusters)
+    assert by_videos[0] < by_pairs[0] < sum(numerators) / 12 < by_pairs[1] < by_videos[1]
+    assert bootstrap_ratio_interval(numerators, denominators, clusters=clusters) == by_videos  # seeded
+    # Each pair its own video: the same resampling as pairs, up to the draws.
+    alone = bootstrap_ratio_interval(numerators, denominators, clusters=[(i,) for i in range(12)])
+    assert alone == pytest.approx(by_pairs, abs=0.02)
+    with pytest.raises(ValueError, match="11 clusters for 12 items"):
+        bootstrap_ratio_interval(numerators, denominators, clusters=clusters[:11])
+
+
 def test_paired_difference_of_identical_or_balanced_samples_is_not_significant():
     same = paired_difference([0.3, 0.5, 0.7], [0.3, 0.5, 0.7])
     assert same.mean == 0 and same.std == 0 and (same.ci_low, same.ci_high) == (0, 0)

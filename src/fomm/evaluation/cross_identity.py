@@ -122,6 +122,8 @@ class _Totals:
     terms: dict[str, PooledMean] = field(default_factory=dict)
     #: Each pair's summed terms per key, in order: what the ratios' intervals resample.
     pair_sums: dict[str, list[float]] = field(default_factory=dict)
+    #: Each pair's source and driving video, in the same order: the units the intervals resample.
+    pair_videos: list[tuple[str, str]] = field(default_factory=list)
     fid_animated: FeatureStatistics = field(default_factory=FeatureStatistics)
     fid_truth: FeatureStatistics = field(default_factory=FeatureStatistics)
 
@@ -133,10 +135,13 @@ class _Totals:
         return mean
 
     def ratio_interval(self, numerator: str, denominator: str) -> Optional[tuple[float, float]]:
-        """95 % bootstrap interval of the pooled ratio of two keys, pairs resampled."""
+        """95 % bootstrap interval of the pooled ratio of two keys, the videos resampled (a pair
+        counts as often as its source and its driving video were both drawn: pairs that share a
+        video are not independent)."""
         if numerator not in self.pair_sums or denominator not in self.pair_sums:
             return None
-        return bootstrap_ratio_interval(self.pair_sums[numerator], self.pair_sums[denominator])
+        return bootstrap_ratio_interval(self.pair_sums[numerator], self.pair_sums[denominator],
+                                        clusters=self.pair_videos)
 
     def value(self, key: str) -> Optional[float]:
         pooled = self.terms.get(key)
@@ -294,6 +299,7 @@ def evaluate_cross_identity(
     rows: list[PairMetrics] = []
     for pair in tqdm(pairs, desc="cross-identity", unit="pair", disable=not progress):
         data = _read_pair(pair, frame_shape)
+        totals.pair_videos.append((pair.source.name, pair.driving.name))
         row, animated = _evaluate_pair(pair.name, data, animate, totals, landmark_detector, embedding,
                                        feature_network, batch_size)
         rows.append(row)
@@ -322,7 +328,8 @@ def _interval_rows(totals: _Totals, name: str, denominator: str) -> list[Metric]
     note = "" if interval is not None else "fewer than two pairs with moving pixels"
     ends = interval if interval is not None else (None, None)
     return [Metric(f"{name}_{end}", bound, "ratio",
-                   f"{end} end of {name}'s 95 % interval: pairs resampled (bootstrap, 10,000 draws, seed 0)", note)
+                   f"{end} end of {name}'s 95 % interval: the split's videos resampled, each pair counted as often "
+                   f"as its two videos were drawn (bootstrap, 10,000 draws, seed 0)", note)
             for end, bound in zip(("low", "high"), ends)]
 
 

@@ -17,8 +17,8 @@ beat. Three tools:
   keeps the chance of any false "significant" in the family at the stated level.
 
 One more for a single model on one dataset: :func:`bootstrap_ratio_interval`, how far a pooled
-ratio (a model's error over a baseline's, summed over cross pairs) could move had other pairs of
-the same recipe been drawn.
+ratio (a model's error over a baseline's, summed over cross pairs) could move had other videos and
+pairs of the same recipe been drawn.
 
 Standard deviations are sample standard deviations (``n - 1`` in the denominator).
 """
@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import asdict, dataclass
-from typing import Optional, Sequence
+from typing import Hashable, Optional, Sequence
 
 import numpy as np
 from scipy import stats
@@ -177,19 +177,49 @@ def holm_adjusted(p_values: Sequence[float]) -> list[float]:
 
 
 def bootstrap_ratio_interval(numerators: Sequence[float], denominators: Sequence[float], confidence: float = 0.95,
-                             resamples: int = 10_000, seed: int = 0) -> Optional[tuple[float, float]]:
-    """Percentile bootstrap interval of ``sum(numerators) / sum(denominators)`` over items
-    resampled with replacement (item ``i`` contributes ``numerators[i]`` and ``denominators[i]``
-    together, e.g. one cross pair's summed error of the model and of a baseline). Deterministic
-    for a ``seed``. None with fewer than two items (nothing to resample)."""
+                             resamples: int = 10_000, seed: int = 0,
+                             clusters: Optional[Sequence[Sequence[Hashable]]] = None) -> Optional[tuple[float, float]]:
+    """Percentile bootstrap interval of ``sum(numerators) / sum(denominators)`` (item ``i``
+    contributes ``numerators[i]`` and ``denominators[i]`` together, e.g. one cross pair's summed
+    error of the model and of a baseline). Deterministic for a ``seed``. None with fewer than two
+    items (nothing to resample).
+
+    Without ``clusters`` the items are resampled with replacement. With them, item ``i`` is made
+    of the units ``clusters[i]`` (a cross pair: its source video and its driving video), and the
+    *units* are resampled: an item counts as often as the product of its units' draws (the
+    pigeonhole bootstrap of crossed designs, Owen 2007). Items that share a unit, such as two
+    pairs driven by one video, are not independent; resampling them as if they were gives an
+    interval too narrow for what another draw of videos would give."""
     top, bottom = np.asarray(numerators, dtype=np.float64), np.asarray(denominators, dtype=np.float64)
     if top.shape != bottom.shape:
         raise ValueError(f"{top.size} numerators against {bottom.size} denominators")
+    if clusters is not None and len(clusters) != top.size:
+        raise ValueError(f"{len(clusters)} clusters for {top.size} items")
     if top.size < 2:
         return None
-    draws = np.random.default_rng(seed).integers(0, top.size, size=(resamples, top.size))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = top[draws].sum(axis=1) / bottom[draws].sum(axis=1)
+    generator = np.random.default_rng(seed)
+    if clusters is None:
+        draws = generator.integers(0, top.size, size=(resamples, top.size))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = top[draws].sum(axis=1) / bottom[draws].sum(axis=1)
+    else:
+        weights = _unit_weights(clusters, resamples, generator)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = (weights * top).sum(axis=1) / (weights * bottom).sum(axis=1)
     tail = (1 - confidence) / 2 * 100
     low, high = np.nanpercentile(ratios, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def _unit_weights(clusters: Sequence[Sequence[Hashable]], resamples: int, generator: np.random.Generator
+                  ) -> np.ndarray:
+    """``(resamples, items)``: how many times each item counts in each resample of the units."""
+    units = {unit: index for index, unit in enumerate(dict.fromkeys(unit for item in clusters for unit in item))}
+    draws = generator.integers(0, len(units), size=(resamples, len(units)))
+    counts = np.zeros((resamples, len(units)))
+    np.add.at(counts, (np.arange(resamples)[:, None], draws), 1)
+    weights = np.ones((resamples, len(clusters)))
+    for item, members in enumerate(clusters):
+        for unit in members:
+            weights[:, item] *= counts[:, units[unit]]
+    return weights
