@@ -8,8 +8,11 @@ Reads the ``per_pair.csv`` that ``fomm evaluate --cross-identity --out`` writes 
 matches the pairs by name and checks that they are the same pairs (the repeat-the-source L1 of
 each, which depends on the data alone, must agree), and prints, for the chosen column, each
 model's mean, the mean of the per-pair differences A - B, its Student t interval and p-value, and
-the exact sign-flip permutation p-value (:mod:`fomm.evaluation.statistics`), so a verdict is only
-stated where both tests agree. Several pairs of folders (A1 B1 A2 B2 ...) are one family of
+the exact sign-flip permutation p-value (:mod:`fomm.evaluation.statistics`), and an interval of the
+mean difference with the split's *videos* resampled (a pair, named ``<source>-by-<driving>``,
+counted as often as both its videos were drawn). Both tests take the pairs as independent, and the
+pairs of a split share videos; a verdict is only stated where both tests agree and the videos'
+interval excludes 0. Several pairs of folders (A1 B1 A2 B2 ...) are one family of
 comparisons: each is printed, then both tests' p-values Holm-adjusted over the family, with the
 verdicts on the adjusted values.
 
@@ -29,7 +32,8 @@ from pathlib import Path
 from typing import Optional
 
 from fomm.errors import DataError, UserError
-from fomm.evaluation.statistics import EXACT_PERMUTATION_LIMIT, PairedDifference, holm_adjusted, paired_difference
+from fomm.evaluation.statistics import (EXACT_PERMUTATION_LIMIT, PairedDifference, bootstrap_ratio_interval, holm_adjusted,
+                                        paired_difference)
 
 PER_PAIR_FILE = "per_pair.csv"
 # Written in full precision by the evaluation, so the same split gives the same value to the last digit.
@@ -87,20 +91,41 @@ def compare(a: dict[str, float], b: dict[str, float], confidence: float) -> Pair
     return paired_difference([a[name] for name in names], [b[name] for name in names], confidence)
 
 
-def verdict(difference: PairedDifference, t_p: Optional[float], sign_flip_p: Optional[float], alpha: float) -> str:
+def pair_videos(name: str) -> tuple[str, ...]:
+    """The videos a pair is made of, from its name ``<source>-by-<driving>``; a name without
+    ``-by-`` is its own unit."""
+    source, separator, driving = name.partition("-by-")
+    return (source, driving) if separator else (name,)
+
+
+def videos_interval(a: dict[str, float], b: dict[str, float], confidence: float) -> Optional[tuple[float, float]]:
+    """Percentile bootstrap interval of the mean of A - B over the pairs, the videos resampled
+    (:func:`~fomm.evaluation.statistics.bootstrap_ratio_interval` with unit denominators: the
+    weighted mean). None for a single pair."""
+    names = sorted(a)
+    return bootstrap_ratio_interval([a[name] - b[name] for name in names], [1.0] * len(names), confidence,
+                                    clusters=[pair_videos(name) for name in names])
+
+
+def verdict(difference: PairedDifference, t_p: Optional[float], sign_flip_p: Optional[float], alpha: float,
+            interval: Optional[tuple[float, float]] = None) -> str:
     """``A is lower`` / ``A is higher`` only where both tests' p-values (adjusted or not) are below
-    ``alpha``; otherwise why not. The p-values are None only for a single pair (no test)."""
+    ``alpha`` and the videos' ``interval`` (when given) excludes 0; otherwise why not. The p-values
+    are None only for a single pair (no test)."""
     if difference.ci_low is None or t_p is None or sign_flip_p is None:
         return f"{difference.verdict} ({difference.note})"
     if (t_p < alpha) != (sign_flip_p < alpha):
         return "the two tests disagree: no verdict"
     if t_p >= alpha:
         return "no significant difference"
+    if interval is not None and interval[0] <= 0 <= interval[1]:
+        return "significant by both tests, not with the videos resampled: no verdict"
     return "A is lower" if difference.mean < 0 else "A is higher"
 
 
 def report(label: str, column: str, a: dict[str, float], b: dict[str, float], difference: PairedDifference) -> str:
     """One comparison as a few lines of text, its verdict unadjusted."""
+    interval = videos_interval(a, b, difference.confidence)
     def mean(values: dict[str, float]) -> float:
         return math.fsum(values.values()) / len(values)
 
@@ -111,23 +136,31 @@ def report(label: str, column: str, a: dict[str, float], b: dict[str, float], di
         lines += [f"{difference.confidence:.0%} t interval: [{difference.ci_low:+.4f}, {difference.ci_high:+.4f}], "
                   f"t test p = {difference.t_p_value:.4f}",
                   f"exact sign-flip p = {difference.permutation_p_value:.4f}"]
+    if interval is not None:
+        lines.append(f"{difference.confidence:.0%} interval, videos resampled: [{interval[0]:+.4f}, {interval[1]:+.4f}]")
     alpha = 1 - difference.confidence
     # Not `p or 1.0`: every difference equal and non-zero gives a t p-value of exactly 0.
-    lines.append("verdict: " + verdict(difference, difference.t_p_value, difference.permutation_p_value, alpha))
+    lines.append("verdict: " + verdict(difference, difference.t_p_value, difference.permutation_p_value, alpha,
+                                       interval))
     return "\n".join(lines)
 
 
-def holm_report(labels: list[str], differences: list[PairedDifference], alpha: float) -> str:
-    """The comparisons as one family: each test's p-values Holm-adjusted over the family, and the
-    verdicts on the adjusted values."""
+def holm_report(labels: list[str], differences: list[PairedDifference], alpha: float,
+                values: list[tuple[dict[str, float], dict[str, float]]]) -> str:
+    """The comparisons as one family: each test's p-values Holm-adjusted over the family, the
+    videos' intervals at Bonferroni's level (``1 - alpha / m``), and the verdicts on those.
+    ``values``: each comparison's A and B values by pair."""
     t_adjusted = holm_adjusted([d.t_p_value if d.t_p_value is not None else 1.0 for d in differences])
     flip_adjusted = holm_adjusted([d.permutation_p_value if d.permutation_p_value is not None else 1.0
                                    for d in differences])
+    level = 1 - alpha / len(differences)
     lines = [f"Holm-Bonferroni over the {len(differences)} comparisons (family-wise error at most {alpha:g}):",
-             "comparison  A - B    t p (Holm)  sign-flip p (Holm)  verdict"]
-    for label, difference, t_p, flip_p in zip(labels, differences, t_adjusted, flip_adjusted):
-        lines.append(f"{label:<11} {difference.mean:+.4f}  {t_p:.4f}      {flip_p:.4f}              "
-                     f"{verdict(difference, t_p, flip_p, alpha)}")
+             f"comparison  A - B    t p (Holm)  sign-flip p (Holm)  videos' {level:.1%} interval  verdict"]
+    for label, difference, t_p, flip_p, (a, b) in zip(labels, differences, t_adjusted, flip_adjusted, values):
+        interval = videos_interval(a, b, level)
+        shown = f"[{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval is not None else "n/a"
+        lines.append(f"{label:<11} {difference.mean:+.4f}  {t_p:.4f}      {flip_p:.4f}              {shown:<22}  "
+                     f"{verdict(difference, t_p, flip_p, alpha, interval)}")
     return "\n".join(lines)
 
 
@@ -143,18 +176,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if len(args.folders) % 2:
             raise UserError(f"{len(args.folders)} folders: give them in pairs, model A's then model B's")
-        labels, differences = [], []
+        labels, differences, values = [], [], []
         for index in range(0, len(args.folders), 2):
             a_folder, b_folder = args.folders[index], args.folders[index + 1]
             check_same_pairs(a_folder, b_folder)
             a, b = read_column(a_folder, args.column), read_column(b_folder, args.column)
             labels.append(f"#{index // 2 + 1}")
             differences.append(compare(a, b, args.confidence))
+            values.append((a, b))
             print(f"{labels[-1]}: A = {a_folder}, B = {b_folder}")
             print(report(labels[-1], args.column, a, b, differences[-1]))
             print()
         if len(differences) > 1:
-            print(holm_report(labels, differences, 1 - args.confidence))
+            print(holm_report(labels, differences, 1 - args.confidence, values))
     except (UserError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,27 @@ def test_the_same_gap_on_every_pair_is_a_verdict(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "t test p = 0.0000" in result.stdout
     assert result.stdout.strip().endswith("verdict: A is higher")
+
+
+def test_a_difference_carried_by_one_video_is_no_verdict(tmp_path):
+    # Eight of twelve pairs are driven by one video and A is far lower on each; on the other four,
+    # driven by two other videos, A is a little higher. Taken as independent pairs, both tests
+    # say "A is lower"; with the videos resampled, a draw without that one video reverses it.
+    names = [f"source{i:02d}-by-{'driving0' if i < 8 else f'driving{1 + i % 2}'}" for i in range(12)]
+    gaps = [-0.020, -0.019, -0.021, -0.018, -0.022, -0.020, -0.019, -0.021, 0.002, 0.001, 0.002, 0.001]
+    b_values = [0.09 + 0.001 * i for i in range(12)]
+    repeat = [0.03 + 0.001 * i for i in range(12)]
+    a = write_evaluation(tmp_path / "a", [v + g for v, g in zip(b_values, gaps)], repeat, names=names)
+    b = write_evaluation(tmp_path / "b", b_values, repeat, names=names)
+
+    result = run_script(str(a), str(b))
+
+    assert result.returncode == 0, result.stderr
+    t_p = float(re.search(r"t test p = ([0-9.]+)", result.stdout).group(1))
+    flip_p = float(re.search(r"exact sign-flip p = ([0-9.]+)", result.stdout).group(1))
+    low, high = map(float, re.search(r"videos resampled: \[([-+0-9.]+), ([-+0-9.]+)\]", result.stdout).groups())
+    assert t_p < 0.05 and flip_p < 0.05 and low < 0 < high
+    assert result.stdout.strip().endswith("not with the videos resampled: no verdict")
 
 
 def test_mixed_signs_give_no_verdict(tmp_path):
