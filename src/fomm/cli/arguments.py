@@ -5,6 +5,7 @@ transferred (relative or absolute, adapt scale), and turning them into a loaded 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 from typing import Optional, get_args
@@ -17,7 +18,7 @@ from ..device import resolve_device, set_threads
 from ..models import MotionModel
 
 __all__ = ["MIXED_PRECISION_MODES", "add_model_arguments", "add_motion_arguments", "load_model", "motion_settings",
-           "positive_int"]
+           "non_negative_float", "positive_int"]
 
 
 #: The values of train_params.mixed_precision (see fomm.training.precision), for the commands that
@@ -33,6 +34,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 

@@ -4,29 +4,18 @@ and ``--clear`` to empty it (everything in it is made again when a run needs it)
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 from ..backends.cache import cache_dir
 from ..backends.cache_contents import CacheEntry, cache_entries, clear_cache
 from ..errors import UserError
-
-
-def _days(text: str) -> float:
-    """An argparse type: a number of days, 0 or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more days, got {text}")
-    return value
+from .arguments import non_negative_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clear", action="store_true",
                         help="remove what the cache holds (exports being written by another process are left)")
-    parser.add_argument("--older-than", type=_days, metavar="DAYS",
+    parser.add_argument("--older-than", type=non_negative_float, metavar="DAYS",
                         help="with --clear: only what has not changed for DAYS days")
 
 

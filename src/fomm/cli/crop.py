@@ -39,7 +39,7 @@ from ..data.video import (DEFAULT_FPS, IMAGE_EXTENSIONS, VIDEO_OUTPUT_SUFFIXES, 
                           write_video)
 from ..errors import DataError
 from ..files import atomic_path, staged_outputs
-from .arguments import positive_int
+from .arguments import non_negative_float, positive_int
 from .outputs import check_distinct, check_output_file
 
 logger = logging.getLogger(__name__)
@@ -65,16 +65,6 @@ def crop_size(text: str) -> Optional[int]:
         raise argparse.ArgumentTypeError(f"{size} is above {MAX_SIZE} pixels (the published models take 256 or "
                                          f"512); 'full' keeps the crop at the input's resolution")
     return size
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
