@@ -294,6 +294,25 @@ def test_serve_refuses_a_missing_models_folder_and_a_busy_port(tmp_path, capsys,
     assert len(error.splitlines()) == 1 and "--port" in error, error
 
 
+def test_a_serve_that_stops_leaves_nothing_in_the_temporary_folder(tmp_path):
+    """`fomm serve` on a busy port builds the whole app (Gradio makes its folders then) and stops:
+    its own folder, with Gradio's inside, is gone, and the environment is as it was."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in ("GRADIO_TEMP_DIR", "TORCHINDUCTOR_CACHE_DIR")}
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        script = (f"import os; from fomm.cli import main; code = main(['serve', '--port', '{busy.getsockname()[1]}']); "
+                  "print(code, os.environ.get('GRADIO_TEMP_DIR'), os.environ.get('TORCHINDUCTOR_CACHE_DIR'))")
+        finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                                  env=dict(environment, TMPDIR=str(temporary)))
+    assert finished.stdout.split() == ["2", "None", "None"], finished.stdout + finished.stderr
+    assert "--port" in finished.stderr
+    assert list(temporary.iterdir()) == []
+
+
 # --------------------------------------------------------------------------------------------
 # fomm live
 
