@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Optional
 
 from fomm.errors import DataError, UserError
-from fomm.evaluation.statistics import (EXACT_PERMUTATION_LIMIT, PairedDifference, bootstrap_ratio_interval, holm_adjusted,
-                                        paired_difference)
+from fomm.evaluation.statistics import (EXACT_PERMUTATION_LIMIT, RANDOM_SIGN_FLIPS, PairedDifference,
+                                        bootstrap_ratio_interval, holm_adjusted, paired_difference)
 
 PER_PAIR_FILE = "per_pair.csv"
 # Written in full precision by the evaluation, so the same split gives the same value to the last digit.
@@ -85,9 +85,6 @@ def compare(a: dict[str, float], b: dict[str, float], confidence: float) -> Pair
     """The paired difference A - B over the pairs (the same names in both; see
     :func:`check_same_pairs`)."""
     names = sorted(a)
-    if len(names) > EXACT_PERMUTATION_LIMIT:
-        raise DataError(f"{len(names)} pairs: the exact sign-flip test enumerates 2^n assignments and stops at "
-                        f"{EXACT_PERMUTATION_LIMIT} pairs; compare each split of at most that many on its own")
     return paired_difference([a[name] for name in names], [b[name] for name in names], confidence)
 
 
@@ -123,6 +120,12 @@ def verdict(difference: PairedDifference, t_p: Optional[float], sign_flip_p: Opt
     return "A is lower" if difference.mean < 0 else "A is higher"
 
 
+def _sign_flip_name(pairs: int) -> str:
+    if pairs <= EXACT_PERMUTATION_LIMIT:
+        return "exact sign-flip p"
+    return f"sign-flip p ({RANDOM_SIGN_FLIPS:,} random assignments)"
+
+
 def report(label: str, column: str, a: dict[str, float], b: dict[str, float], difference: PairedDifference) -> str:
     """One comparison as a few lines of text, its verdict unadjusted."""
     interval = videos_interval(a, b, difference.confidence)
@@ -135,7 +138,7 @@ def report(label: str, column: str, a: dict[str, float], b: dict[str, float], di
     if difference.ci_low is not None:
         lines += [f"{difference.confidence:.0%} t interval: [{difference.ci_low:+.4f}, {difference.ci_high:+.4f}], "
                   f"t test p = {difference.t_p_value:.4f}",
-                  f"exact sign-flip p = {difference.permutation_p_value:.4f}"]
+                  f"{_sign_flip_name(difference.n)} = {difference.permutation_p_value:.4f}"]
     if interval is not None:
         lines.append(f"{difference.confidence:.0%} interval, videos resampled: [{interval[0]:+.4f}, {interval[1]:+.4f}]")
     alpha = 1 - difference.confidence

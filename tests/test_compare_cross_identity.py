@@ -88,6 +88,20 @@ def test_a_difference_carried_by_one_video_is_no_verdict(tmp_path):
     assert result.stdout.strip().endswith("not with the videos resampled: no verdict")
 
 
+def test_a_split_of_more_than_twenty_pairs_is_compared_with_sampled_sign_flips(tmp_path):
+    b_values = [0.08 + 0.001 * i for i in range(24)]
+    repeat = [0.03 + 0.0005 * i for i in range(24)]
+    a = write_evaluation(tmp_path / "a", [v - 0.002 - 0.0001 * (i % 5) for i, v in enumerate(b_values)], repeat)
+    b = write_evaluation(tmp_path / "b", b_values, repeat)
+
+    result = run_script(str(a), str(b))
+
+    assert result.returncode == 0, result.stderr
+    assert "l1_moving over 24 pairs" in result.stdout
+    assert "sign-flip p (200,000 random assignments) = 0.0000" in result.stdout
+    assert result.stdout.strip().endswith("verdict: A is lower")
+
+
 def test_mixed_signs_give_no_verdict(tmp_path):
     b_values = [0.090, 0.085, 0.101, 0.079, 0.094, 0.088]
     a = write_evaluation(tmp_path / "a", [v + d for v, d in zip(b_values, [0.004, -0.003, 0.002, -0.004, 0.001, -0.002])],

@@ -177,6 +177,11 @@ NOT_RUN: dict[str, str] = {
     "fomm evaluate --cross-identity --dataset data/test-8008 --embedding smooth-color-histogram --precision fp32 "
     "--backend torch --out eval-bundled-8008/": "needs a 12-pair split (half a minute to make); docs/evaluation.md "
                                                 "runs the same on a smaller one",
+    "fomm make-dataset sprites --out data/test-10010 --videos 96 --frames 32 --size 64 --seed 10010 --test-fraction 0.5 "
+    "--cross-pairs 48": _CROSS_SPLIT,
+    "fomm evaluate --cross-identity --checkpoint runs/grown-fine-gan/checkpoint.pth.tar --dataset data/test-10010 "
+    "--embedding smooth-color-histogram --precision fp32 --backend torch --out eval-5v-10010/":
+        "needs the training run above; docs/evaluation.md runs `--embedding smooth-color-histogram` on a smaller split",
     "fomm train --config grow-transfer.yaml --checkpoint grown-3-weights.pth.tar --log-dir runs/grown-transfer "
     "--device cpu --threads 2": _HOURS + " (and the weights of the runs before it); tests/test_keypoint_transfer_loss.py "
                                          "trains with the loss through `fomm train`",

@@ -17,10 +17,12 @@ from fomm.models.registry import load_config
 from fomm.errors import UserError
 from fomm.evaluation.metrics import keypoint_acceleration, smooth_tracks
 from fomm.evaluation.statistics import (
+    RANDOM_SIGN_FLIPS,
     bootstrap_ratio_interval,
     holm_adjusted,
     mean_std,
     paired_difference,
+    random_sign_flip_p_value,
     sign_flip_p_value,
     t_quantile,
 )
@@ -75,8 +77,18 @@ def test_the_sign_flip_test_counts_sign_patterns():
     assert sign_flip_p_value(differences) == pytest.approx(extreme / 256)
     assert sign_flip_p_value([0.0, 0.0, 0.0]) == 1.0
     assert sign_flip_p_value([1.0] * 8) == pytest.approx(2 / 256)  # the smallest p with 8 seeds
-    with pytest.raises(ValueError, match="2\\^n"):
-        sign_flip_p_value([1.0] * 21)
+    # Sampled assignments estimate the exact p-value, and never give 0.
+    assert random_sign_flip_p_value(differences, 100_000) == pytest.approx(extreme / 256, abs=0.005)
+    assert random_sign_flip_p_value([1.0] * 8, 100_000) == pytest.approx(2 / 256, abs=0.002)
+
+
+def test_above_twenty_pairs_the_sign_flip_test_samples_assignments():
+    # 30 differences of one sign: only 2 of 2^30 assignments are as extreme, so the sampled
+    # p-value is its floor, 1 / (draws + 1); balanced ones are not significant at all.
+    assert sign_flip_p_value([1.0] * 30) == pytest.approx(1 / (RANDOM_SIGN_FLIPS + 1))
+    balanced = [(-1.0) ** i * (1 + i % 3) for i in range(30)]
+    assert sign_flip_p_value(balanced) > 0.5
+    assert sign_flip_p_value(balanced) == sign_flip_p_value(balanced)  # seeded
 
 
 def test_holm_adjusts_step_down_and_keeps_the_order():
