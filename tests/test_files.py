@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
-from fomm.files import (atomic_path, atomic_torch_save, require_free_space, staged_outputs, sweep_stale_temporaries,
-                        write_text_atomic)
+from fomm.errors import OutputPathError
+from fomm.files import (FolderLock, atomic_path, atomic_torch_save, require_free_space, staged_outputs,
+                        sweep_stale_temporaries, write_text_atomic)
 
 
 def _dead_pid() -> int:
@@ -82,8 +84,6 @@ def small_filesystem(tmp_path):
 
 
 def test_a_full_disk_is_a_one_line_error_and_keeps_the_previous_file(small_filesystem):
-    from fomm.errors import OutputPathError
-
     target = atomic_torch_save({"small": torch.zeros(10)}, small_filesystem / "checkpoint.pth.tar")
     before = target.read_bytes()
     with pytest.raises(OutputPathError, match="No space left on device") as error:
@@ -94,8 +94,6 @@ def test_a_full_disk_is_a_one_line_error_and_keeps_the_previous_file(small_files
 
 
 def test_a_read_only_filesystem_is_a_one_line_error(small_filesystem):
-    from fomm.errors import OutputPathError
-
     subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
     with pytest.raises(OutputPathError, match="Read-only file system"):
         write_text_atomic(small_filesystem / "notes.txt", "hello")
@@ -106,8 +104,6 @@ def test_a_video_on_a_full_disk_is_a_one_line_error_naming_it(small_filesystem, 
     import numpy as np
 
     from fomm.data.video import write_video
-    from fomm.errors import OutputPathError
-
     frames = np.random.default_rng(0).integers(0, 255, (30, 96, 96, 3), dtype=np.uint8)  # noise: ~800 KB
     with pytest.raises(OutputPathError, match="No space left on device") as error:
         write_video(small_filesystem / name, frames, fps=10)
@@ -122,3 +118,43 @@ def test_require_free_space_refuses_what_the_disk_cannot_take(tmp_path):
     with pytest.raises(OSError, match=r"No space left on device \(.* MiB needed") as refused:
         require_free_space(tmp_path, 2 ** 62)
     assert refused.value.errno == errno.ENOSPC
+
+
+HOLD_LOCK = """
+import sys, time
+from fomm.files import FolderLock
+with FolderLock(sys.argv[1], "being exported"):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def _holder(folder, seconds: float) -> subprocess.Popen:
+    """Another process holding ``folder``'s lock for ``seconds``; returns once it holds it."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder), str(seconds)], stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_waiting_lock_gives_up_on_a_stuck_holder_with_one_line_naming_it(tmp_path):
+    holder = _holder(tmp_path / "export.lock", 60)
+    try:
+        started = time.monotonic()
+        with pytest.raises(OutputPathError, match=f"being exported by pid {holder.pid} for 1 s.*stop it"):
+            with FolderLock(tmp_path / "export.lock", "being exported", wait=True, wait_seconds=1.0):
+                pass
+        assert 1.0 <= time.monotonic() - started < 10
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_waiting_lock_is_taken_when_its_holder_lets_go(tmp_path):
+    holder = _holder(tmp_path / "export.lock", 1.0)
+    try:
+        with FolderLock(tmp_path / "export.lock", "being exported", wait=True, wait_seconds=30.0):
+            assert holder.wait(timeout=30) == 0  # it finished first, then this process got the lock
+    finally:
+        holder.kill()
+        holder.wait()

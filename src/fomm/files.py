@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -192,15 +193,20 @@ class FolderLock:
     """An exclusive claim on a folder for the life of a process (``fcntl.flock`` on
     ``<folder>/.fomm.lock``): a second process that asks gets an :class:`OutputPathError` naming
     the first, or with ``wait`` waits for it (a cache that one process fills while another would
-    fill it too). The kernel drops the claim when its process ends, even by SIGKILL, so a crashed
-    run never leaves a stale lock."""
+    fill it too), at most ``wait_seconds`` (None: as long as it takes), then the same error. The
+    kernel drops the claim when its process ends, even by SIGKILL, so a crashed run never leaves a
+    stale lock; a live holder that is stuck is what the limit is for."""
 
     NAME = ".fomm.lock"
+    #: How often a waiting process asks again.
+    POLL_SECONDS = 0.2
 
-    def __init__(self, folder: str | Path, purpose: str = "in use", wait: bool = False) -> None:
+    def __init__(self, folder: str | Path, purpose: str = "in use", wait: bool = False,
+                 wait_seconds: Optional[float] = None) -> None:
         self.path = Path(folder) / self.NAME
         self.purpose = purpose
         self.wait = wait
+        self.wait_seconds = wait_seconds
         self._file = None
 
     def __enter__(self) -> "FolderLock":
@@ -213,19 +219,39 @@ class FolderLock:
         except BlockingIOError:
             file.seek(0)
             holder = file.read().strip() or "another process"
-            if self.wait:
-                logger.info("waiting for %s, %s by %s", self.path.parent, self.purpose, holder)
-                fcntl.flock(file.fileno(), fcntl.LOCK_EX)
-            else:
+            if not self.wait:
                 file.close()
                 raise OutputPathError(f"{self.path.parent} is {self.purpose} by {holder}; wait for it to finish "
                                       f"or choose another folder") from None
+            logger.info("waiting for %s, %s by %s", self.path.parent, self.purpose, holder)
+            if not self._wait_for(file):
+                file.close()
+                raise OutputPathError(f"{self.path.parent} has been {self.purpose} by {holder} for "
+                                      f"{self.wait_seconds:.0f} s, longer than it takes; if that process is "
+                                      f"stuck, stop it and run again") from None
         file.seek(0)
         file.truncate()
         file.write(f"pid {os.getpid()}")
         file.flush()
         self._file = file
         return self
+
+    def _wait_for(self, file) -> bool:
+        """Take the lock once its holder lets go; False when ``wait_seconds`` run out first."""
+        import fcntl
+
+        if self.wait_seconds is None:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+            return True
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            try:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(self.POLL_SECONDS)
 
     def __exit__(self, *exc_info) -> None:
         if self._file is not None:

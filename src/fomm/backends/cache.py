@@ -34,6 +34,9 @@ __all__ = ["cache_dir", "cached_export", "copy_cached_export", "exported_files",
            "write_choice"]
 
 CHOICES_FILE = "choices.json"
+#: How long a run waits for another process's export of the same model: exporting the largest
+#: model here took 20-60 s on two busy cores, ten times that is a process that is stuck.
+EXPORT_WAIT_SECONDS = 600.0
 
 # Per model object: (sum of its tensors' in-place version counters, fingerprint). Training
 # changes weights in place, which bumps the counters, so a stale fingerprint is recomputed.
@@ -115,8 +118,10 @@ def exported_files(model: MotionModel) -> OnnxFiles:
     if _intact(files):
         return files
     folder = files.render.parent
-    # Another process exporting the same model at the same moment: wait for its export, then use it.
-    with FolderLock(folder.parent / f"{folder.name}.lock", "being exported", wait=True):
+    # Another process exporting the same model at the same moment: wait for its export, then use
+    # it; but not for ever, should that process be stuck.
+    with FolderLock(folder.parent / f"{folder.name}.lock", "being exported", wait=True,
+                    wait_seconds=EXPORT_WAIT_SECONDS):
         if not _intact(files):
             logger.info("exporting the model to ONNX for the exported backends (once per checkpoint): %s", folder)
             export_onnx(model, folder, check=False)
