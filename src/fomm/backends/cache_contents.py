@@ -93,9 +93,10 @@ def cache_entries(root: Optional[Path] = None) -> list[CacheEntry]:
         entries.append(CacheEntry("export", folder, size, modified, _export_description(folder)))
     entries.sort(key=lambda entry: entry.modified, reverse=True)
     blobs = root / COMPILED_BLOBS
-    if blobs.is_dir() and _files(blobs):
+    blob_files = _files(blobs) if blobs.is_dir() else []
+    if blob_files:
         size, modified = _size_and_time(blobs)
-        entries.append(CacheEntry("compiled", blobs, size, modified, f"{len(_files(blobs))} OpenVINO compiled blob(s)"))
+        entries.append(CacheEntry("compiled", blobs, size, modified, f"{len(blob_files)} OpenVINO compiled blob(s)"))
     choices = root / CHOICES_FILE
     if choices.is_file():
         try:
