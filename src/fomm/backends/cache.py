@@ -30,10 +30,15 @@ from ..models import MotionModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["cache_dir", "cached_export", "copy_cached_export", "exported_files", "model_fingerprint", "read_choice",
+__all__ = ["cache_dir", "cached_export", "choices_path", "compiled_blobs_dir", "copy_cached_export", "export_lock", "exported_files", "model_fingerprint", "read_choice",
            "write_choice"]
 
 CHOICES_FILE = "choices.json"
+#: The cache's folders: one export per model (``onnx/<key>/``, beside it ``<key>.lock/`` while it
+#: is made), and OpenVINO's compiled blobs.
+EXPORTS_FOLDER = "onnx"
+COMPILED_BLOBS_FOLDER = "openvino"
+LOCK_SUFFIX = ".lock"
 #: How long a run waits for another process's export of the same model: exporting the largest
 #: model here took 20-60 s on two busy cores, ten times that is a process that is stuck.
 EXPORT_WAIT_SECONDS = 600.0
@@ -47,6 +52,16 @@ def cache_dir() -> Path:
     """``$FOMM_CACHE``, or ``~/.cache/fomm``."""
     configured = os.environ.get("FOMM_CACHE")
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "fomm"
+
+
+def compiled_blobs_dir() -> Path:
+    """Where OpenVINO keeps the compiled models (its ``CACHE_DIR``)."""
+    return cache_dir() / COMPILED_BLOBS_FOLDER
+
+
+def export_lock(folder: Path) -> Path:
+    """The lock folder of the export in ``folder``: held while the export is made."""
+    return folder.parent / f"{folder.name}{LOCK_SUFFIX}"
 
 
 def _inference_tensors(model: MotionModel) -> list[tuple[str, torch.Tensor]]:
@@ -76,7 +91,7 @@ def model_fingerprint(model: MotionModel) -> str:
 
 def cached_export(model: MotionModel) -> OnnxFiles:
     """Where the model's ONNX graphs are cached (they may not be there yet)."""
-    folder = cache_dir() / "onnx" / f"{model_fingerprint(model)}-format{EXPORT_FORMAT}-torch{torch.__version__}"
+    folder = cache_dir() / EXPORTS_FOLDER / f"{model_fingerprint(model)}-format{EXPORT_FORMAT}-torch{torch.__version__}"
     return OnnxFiles.in_folder(folder)
 
 
@@ -120,7 +135,7 @@ def exported_files(model: MotionModel) -> OnnxFiles:
     folder = files.render.parent
     # Another process exporting the same model at the same moment: wait for its export, then use
     # it; but not for ever, should that process be stuck.
-    with FolderLock(folder.parent / f"{folder.name}.lock", "being exported", wait=True,
+    with FolderLock(export_lock(folder), "being exported", wait=True,
                     wait_seconds=EXPORT_WAIT_SECONDS):
         if not _intact(files):
             logger.info("exporting the model to ONNX for the exported backends (once per checkpoint): %s", folder)
@@ -143,12 +158,13 @@ def copy_cached_export(model: MotionModel, out_dir: Path) -> Optional[OnnxFiles]
     return files
 
 
-def _choices_path() -> Path:
+def choices_path() -> Path:
+    """The file of `auto`'s remembered choices."""
     return cache_dir() / CHOICES_FILE
 
 
 def _read_choices() -> dict[str, Any]:
-    path = _choices_path()
+    path = choices_path()
     try:
         choices = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -172,6 +188,6 @@ def write_choice(key: str, record: dict[str, Any]) -> None:
     choices = _read_choices()
     choices[key] = record
     try:
-        write_text_atomic(_choices_path(), json.dumps(choices, indent=1, sort_keys=True))
+        write_text_atomic(choices_path(), json.dumps(choices, indent=1, sort_keys=True))
     except (OSError, OutputPathError) as error:  # a read-only or full disk
-        logger.warning("could not write %s: %s", _choices_path(), error)
+        logger.warning("could not write %s: %s", choices_path(), error)

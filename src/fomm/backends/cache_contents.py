@@ -17,13 +17,10 @@ from typing import Optional
 
 from ..errors import OutputPathError
 from ..files import FolderLock
-from .cache import CHOICES_FILE, cache_dir
+from .cache import EXPORTS_FOLDER, LOCK_SUFFIX, cache_dir, choices_path, compiled_blobs_dir, export_lock
+from .quantization import quantisation_folders
 
 __all__ = ["CacheEntry", "ClearedCache", "cache_entries", "clear_cache"]
-
-EXPORTS = "onnx"
-COMPILED_BLOBS = "openvino"
-LOCK_SUFFIX = ".lock"
 
 
 @dataclass(frozen=True)
@@ -54,9 +51,10 @@ def _files(path: Path) -> list[Path]:
     return [file for file in path.rglob("*") if file.is_file() and not file.is_symlink()]
 
 
-def _size_and_time(path: Path) -> tuple[int, float]:
+def _size_and_time(files: list[Path]) -> tuple[int, float]:
+    """The total size of ``files`` and the newest modification time among them."""
     sizes, times = 0, [0.0]
-    for file in _files(path):
+    for file in files:
         try:
             stat = file.stat()
         except OSError:  # removed meanwhile by another process
@@ -72,46 +70,43 @@ def _export_description(folder: Path) -> str:
         family = json.loads((folder / "graphs.json").read_text(encoding="utf-8")).get("family", "?")
     except (OSError, ValueError, AttributeError):
         family = "unfinished or damaged (made again when used)"
-    quantised = sum(1 for path in folder.glob("int8-*") if path.is_dir() and ".tmp-" not in path.name)
+    quantised = len(quantisation_folders(folder))
     return f"{family}, {quantised} int8 quantisation(s)" if quantised else str(family)
 
 
-def _exports(root: Path) -> list[Path]:
-    folder = root / EXPORTS
+def _exports() -> list[Path]:
+    folder = cache_dir() / EXPORTS_FOLDER
     if not folder.is_dir():
         return []
     return sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.endswith(LOCK_SUFFIX))
 
 
-def cache_entries(root: Optional[Path] = None) -> list[CacheEntry]:
-    """Everything in the cache (``$FOMM_CACHE`` unless ``root``), exports newest first, then
-    the compiled blobs and the choices. An empty or missing cache gives an empty list."""
-    root = cache_dir() if root is None else Path(root)
+def cache_entries() -> list[CacheEntry]:
+    """Everything in the cache (``$FOMM_CACHE``), exports newest first, then the compiled blobs
+    and the choices. An empty or missing cache gives an empty list."""
     entries = []
-    for folder in _exports(root):
-        size, modified = _size_and_time(folder)
-        entries.append(CacheEntry("export", folder, size, modified, _export_description(folder)))
+    for folder in _exports():
+        entries.append(CacheEntry("export", folder, *_size_and_time(_files(folder)), _export_description(folder)))
     entries.sort(key=lambda entry: entry.modified, reverse=True)
-    blobs = root / COMPILED_BLOBS
+    blobs = compiled_blobs_dir()
     blob_files = _files(blobs) if blobs.is_dir() else []
     if blob_files:
-        size, modified = _size_and_time(blobs)
-        entries.append(CacheEntry("compiled", blobs, size, modified, f"{len(blob_files)} OpenVINO compiled blob(s)"))
-    choices = root / CHOICES_FILE
+        entries.append(CacheEntry("compiled", blobs, *_size_and_time(blob_files),
+                                  f"{len(blob_files)} OpenVINO compiled blob(s)"))
+    choices = choices_path()
     if choices.is_file():
         try:
             count = len(json.loads(choices.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError):
             count = 0
-        size, modified = _size_and_time(choices)
-        entries.append(CacheEntry("choices", choices, size, modified, f"{count} `auto` choice(s)"))
+        entries.append(CacheEntry("choices", choices, *_size_and_time([choices]), f"{count} `auto` choice(s)"))
     return entries
 
 
 def _remove_export(folder: Path) -> bool:
     """Remove one export (or only its lock folder, when the export is gone), unless a process
     holds its lock: one exporting it now."""
-    lock_folder = folder.parent / f"{folder.name}{LOCK_SUFFIX}"
+    lock_folder = export_lock(folder)
     try:
         with FolderLock(lock_folder, "being exported"):
             shutil.rmtree(folder, ignore_errors=True)
@@ -138,15 +133,13 @@ def _remove_blobs(folder: Path, cutoff: Optional[float]) -> int:
     return freed
 
 
-def clear_cache(root: Optional[Path] = None, older_than_days: Optional[float] = None) -> ClearedCache:
-    """Remove what the cache holds (``$FOMM_CACHE`` unless ``root``), or with ``older_than_days``
-    only what has not changed for that long (an export as a whole, a compiled blob each). An
-    export that another process is writing is left (and named). Runs that need a removed file
-    make it again."""
-    root = cache_dir() if root is None else Path(root)
+def clear_cache(older_than_days: Optional[float] = None) -> ClearedCache:
+    """Remove what the cache (``$FOMM_CACHE``) holds, or with ``older_than_days`` only what has
+    not changed for that long (an export as a whole, a compiled blob each). An export that
+    another process is writing is left (and named). Runs that need a removed file make it again."""
     cutoff = None if older_than_days is None else time.time() - older_than_days * 86400
     freed, kept = 0, []
-    for entry in cache_entries(root):
+    for entry in cache_entries():
         if entry.kind == "compiled":
             freed += _remove_blobs(entry.path, cutoff)
             continue
@@ -160,7 +153,7 @@ def clear_cache(root: Optional[Path] = None, older_than_days: Optional[float] = 
             entry.path.unlink(missing_ok=True)
         freed += entry.size_bytes
     if cutoff is None:  # the lock folders of exports that are gone, unless one is being made
-        for lock_folder in (root / EXPORTS).glob(f"*{LOCK_SUFFIX}"):
+        for lock_folder in (cache_dir() / EXPORTS_FOLDER).glob(f"*{LOCK_SUFFIX}"):
             export = lock_folder.with_name(lock_folder.name[: -len(LOCK_SUFFIX)])
             if not export.exists():
                 _remove_export(export)

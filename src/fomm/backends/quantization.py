@@ -189,8 +189,8 @@ def cached_int8_graphs(graphs: Sequence[Path], calibration_digest: str,
     return _outputs(folder, graphs)
 
 
-def _quantisation_folders(parent: Path) -> list[Path]:
-    """The finished int8 folders in ``parent``, newest first."""
+def quantisation_folders(parent: Path) -> list[Path]:
+    """The finished int8 quantisations in ``parent`` (an export's folder), newest first."""
     return sorted((path for path in parent.glob("int8-*") if path.is_dir() and ".tmp-" not in path.name),
                   key=lambda path: path.stat().st_mtime, reverse=True)
 
@@ -198,14 +198,14 @@ def _quantisation_folders(parent: Path) -> list[Path]:
 def _prune(parent: Path, keep: Path) -> None:
     """Remove all but the :data:`KEEP_QUANTISATIONS` newest int8 folders of ``parent`` (``keep``,
     just written, is among them)."""
-    for old in [path for path in _quantisation_folders(parent) if path != keep][KEEP_QUANTISATIONS - 1:]:
+    for old in [path for path in quantisation_folders(parent) if path != keep][KEEP_QUANTISATIONS - 1:]:
         shutil.rmtree(old, ignore_errors=True)
 
 
 def find_int8_graphs(graphs: Sequence[Path]) -> Optional[list[Path]]:
     """A valid cached int8 quantisation of ``graphs`` (the newest), whatever it was calibrated on,
     or None. ``auto`` uses it only after checking its frames against fp32 on the user's own."""
-    return next((_outputs(folder, graphs) for folder in _quantisation_folders(graphs[0].parent)
+    return next((_outputs(folder, graphs) for folder in quantisation_folders(graphs[0].parent)
                  if _valid(folder, graphs)), None)
 
 

@@ -37,7 +37,8 @@ from ..errors import UserError
 from ..export import OnnxFiles
 from ..models import MotionModel, MotionSettings
 from .base import BACKENDS, PRECISIONS, Engine
-from .cache import cache_dir, cached_export, exported_files, model_fingerprint, read_choice, write_choice
+from .cache import (cached_export, choices_path, compiled_blobs_dir, exported_files, model_fingerprint, read_choice,
+                    write_choice)
 from .fused import has_winograd_layers
 from .hardware import cpu_info, device_summary, reduced_precisions
 from .onnxruntime_engine import OnnxRuntimeEngine, onnxruntime_available
@@ -169,7 +170,7 @@ def _int8_engine(model: MotionModel, calibration: Optional[tuple[Tensor, Tensor]
     if not nncf_available():
         raise UserError("int8 needs NNCF and OpenVINO: pip install 'fomm[int8]'")
     files = exported_files(model)
-    blob_cache = cache_dir() / "openvino"
+    blob_cache = compiled_blobs_dir()
     cached = find_int8_graphs(list(files.graphs()))
     if cached is not None:
         return OpenVinoEngine(model, OnnxFiles(*cached, files.layouts), "int8", blob_cache=blob_cache)
@@ -197,7 +198,7 @@ def create_engine(model: MotionModel, backend: str, precision: str, compile: boo
         return OnnxRuntimeEngine(model, exported_files(model), precision)
     if precision == "int8":
         return _int8_engine(model, calibration)
-    return OpenVinoEngine(model, exported_files(model), precision, blob_cache=cache_dir() / "openvino")
+    return OpenVinoEngine(model, exported_files(model), precision, blob_cache=compiled_blobs_dir())
 
 
 def _run(model: MotionModel, engine: Engine, source: Tensor, driving: Tensor) -> Tensor:
@@ -362,7 +363,7 @@ def choose_engine(model: MotionModel, backend: str, precision: str, source: Tens
             known = Candidate(record["backend"], record["precision"])
     if known is not None:
         logger.info("auto: running %s (chosen before on this machine; delete %s to choose again)", known,
-                    cache_dir() / "choices.json")
+                    choices_path())
         _memory[key] = known
         return create_engine(model, known.backend, known.precision, compile=compile), []
     logger.info("auto: choosing among %s on this model (once per checkpoint and machine)",

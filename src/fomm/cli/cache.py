@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     root = cache_dir()
     if args.older_than is not None and not args.clear:
         raise UserError("--older-than says what --clear removes: give both (nothing was removed)")
-    entries = cache_entries(root)
+    entries = cache_entries()
     if not entries:
         print(f"fomm cache: {root} holds nothing")
         return 0
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"fomm cache: {root} ($FOMM_CACHE; everything here is made again when needed)")
         _describe(entries)
         return 0
-    cleared = clear_cache(root, older_than_days=args.older_than)
+    cleared = clear_cache(older_than_days=args.older_than)
     for path in cleared.kept_in_use:
         print(f"fomm cache: left {path.name}: another process is exporting it now")
     print(f"fomm cache: freed {_megabytes(cleared.freed_bytes)} in {root}")
