@@ -123,7 +123,7 @@ def test_bootstrap_ratio_interval_resamples_shared_videos_as_one():
     by_videos = bootstrap_ratio_interval(numerators, denominators, clusters=clusters)
     assert by_videos[0] < by_pairs[0] < sum(numerators) / 12 < by_pairs[1] < by_videos[1]
     assert bootstrap_ratio_interval(numerators, denominators, clusters=clusters) == by_videos  # seeded
-    # Each pair its own video: the same resampling as pairs, up to the draws.
+    # Each pair its own video: the same as resampling the pairs (what no clusters means).
     alone = bootstrap_ratio_interval(numerators, denominators, clusters=[(i,) for i in range(12)])
     assert alone == pytest.approx(by_pairs, abs=0.02)
     with pytest.raises(ValueError, match="11 clusters for 12 items"):

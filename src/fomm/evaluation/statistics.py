@@ -205,9 +205,9 @@ def bootstrap_ratio_interval(numerators: Sequence[float], denominators: Sequence
     error of the model and of a baseline). Deterministic for a ``seed``. None with fewer than two
     items (nothing to resample).
 
-    Without ``clusters`` the items are resampled with replacement. With them, item ``i`` is made
-    of the units ``clusters[i]`` (a cross pair: its source video and its driving video), and the
-    *units* are resampled: an item counts as often as the product of its units' draws (the
+    Item ``i`` is made of the units ``clusters[i]`` (a cross pair: its source video and its
+    driving video; without ``clusters`` each item is its own unit), and the *units* are
+    resampled with replacement: an item counts as often as the product of its units' draws (the
     pigeonhole bootstrap of crossed designs, Owen 2007). Items that share a unit, such as two
     pairs driven by one video, are not independent; resampling them as if they were gives an
     interval too narrow for what another draw of videos would give."""
@@ -218,15 +218,10 @@ def bootstrap_ratio_interval(numerators: Sequence[float], denominators: Sequence
         raise ValueError(f"{len(clusters)} clusters for {top.size} items")
     if top.size < 2:
         return None
-    generator = np.random.default_rng(seed)
-    if clusters is None:
-        draws = generator.integers(0, top.size, size=(resamples, top.size))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = top[draws].sum(axis=1) / bottom[draws].sum(axis=1)
-    else:
-        weights = _unit_weights(clusters, resamples, generator)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = (weights * top).sum(axis=1) / (weights * bottom).sum(axis=1)
+    units = clusters if clusters is not None else [(item,) for item in range(top.size)]
+    weights = _unit_weights(units, resamples, np.random.default_rng(seed))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = (weights * top).sum(axis=1) / (weights * bottom).sum(axis=1)
     tail = (1 - confidence) / 2 * 100
     low, high = np.nanpercentile(ratios, [tail, 100 - tail])
     return float(low), float(high)
