@@ -27,21 +27,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fomm.data.synthetic.writer import list_cross_pairs
-from fomm.data.video import read_video
+from fomm.data.synthetic.writer import list_cross_pairs, read_meta
 from fomm.errors import UserError
-from fomm.evaluation.metrics import ColorHistogramEmbedding, EmbeddingNetwork, embedding_distances, gaussian_blur
+from fomm.evaluation.metrics import COLOR_EMBEDDINGS, EmbeddingNetwork, embedding_distances, gaussian_blur
+from fomm.evaluation.protocol import read_frames
 
-EMBEDDINGS: dict[str, EmbeddingNetwork] = {
-    "color-histogram": ColorHistogramEmbedding(),
-    "smooth-color-histogram": ColorHistogramEmbedding(smooth=True),
-}
+EMBEDDINGS: dict[str, EmbeddingNetwork] = {name: make() for name, make in COLOR_EMBEDDINGS.items()}
 CONTROLS = ("1/4 px", "1/2 px", "1 px", "blurred", "repeat source", "other figure")
-
-
-def read_frames(path: Path) -> torch.Tensor:
-    """A video as ``(T, 3, H, W)`` float in [0, 1]."""
-    return torch.from_numpy(np.stack(read_video(path))).permute(0, 3, 1, 2).float() / 255
 
 
 def shifted(frames: torch.Tensor, pixels: float) -> torch.Tensor:
@@ -67,10 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"appearance_controls: error: {error}", file=sys.stderr)
         return 2
+    frame_shape = read_meta(args.dataset)["frame_shape"]
     scores = {name: {control: [] for control in CONTROLS} for name in EMBEDDINGS}
     for pair in pairs:
-        truth = read_frames(pair.truth)
-        cases = controls(truth, read_frames(pair.source), read_frames(pair.driving))
+        truth = read_frames(pair.truth, frame_shape)
+        cases = controls(truth, read_frames(pair.source, frame_shape), read_frames(pair.driving, frame_shape))
         for name, embedding in EMBEDDINGS.items():
             for control, frames in cases.items():
                 scores[name][control].append(embedding_distances(embedding, frames, truth).mean())

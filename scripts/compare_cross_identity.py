@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from fomm.data.synthetic.cross_pairs import pair_videos
 from fomm.errors import DataError, UserError
 from fomm.evaluation.statistics import (EXACT_PERMUTATION_LIMIT, RANDOM_SIGN_FLIPS, PairedDifference,
                                         bootstrap_ratio_interval, holm_adjusted, paired_difference)
@@ -86,13 +87,6 @@ def compare(a: dict[str, float], b: dict[str, float], confidence: float) -> Pair
     :func:`check_same_pairs`)."""
     names = sorted(a)
     return paired_difference([a[name] for name in names], [b[name] for name in names], confidence)
-
-
-def pair_videos(name: str) -> tuple[str, ...]:
-    """The videos a pair is made of, from its name ``<source>-by-<driving>``; a name without
-    ``-by-`` is its own unit."""
-    source, separator, driving = name.partition("-by-")
-    return (source, driving) if separator else (name,)
 
 
 def videos_interval(a: dict[str, float], b: dict[str, float], confidence: float) -> Optional[tuple[float, float]]:

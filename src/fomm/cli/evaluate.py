@@ -24,6 +24,7 @@ from ..evaluation import (
     load_landmark_detector,
 )
 from ..evaluation.cross_identity import ModelAnimation, evaluate_cross_identity
+from ..evaluation.metrics import COLOR_EMBEDDINGS
 from .arguments import add_model_arguments, load_model, motion_settings
 from .outputs import check_output_file, check_output_folder
 
@@ -31,11 +32,7 @@ __all__ = ["add_arguments", "add_evaluation_arguments", "run", "run_evaluation"]
 
 
 #: ``--embedding`` values and what each makes.
-EMBEDDINGS: dict[str, Callable[[], Optional[ColorHistogramEmbedding]]] = {
-    "color-histogram": ColorHistogramEmbedding,
-    "smooth-color-histogram": lambda: ColorHistogramEmbedding(smooth=True),
-    "none": lambda: None,
-}
+EMBEDDINGS: dict[str, Callable[[], Optional[ColorHistogramEmbedding]]] = {**COLOR_EMBEDDINGS, "none": lambda: None}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

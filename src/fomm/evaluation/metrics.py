@@ -31,6 +31,7 @@ from ..geometry import pixel_scale, resize_grid
 
 __all__ = [
     "PooledMean",
+    "COLOR_EMBEDDINGS",
     "ColorHistogramEmbedding",
     "embedding_name",
     "gaussian_blur",
@@ -258,6 +259,13 @@ class ColorHistogramEmbedding:
                 weight = weight * (above_weight[:, channel] if upper else 1 - above_weight[:, channel])
             histogram.scatter_add_(1, index.flatten(1), weight.flatten(1))
         return histogram
+
+
+#: The embeddings that need no weights, by the name ``--embedding`` gives them.
+COLOR_EMBEDDINGS: dict[str, Callable[[], ColorHistogramEmbedding]] = {
+    "color-histogram": ColorHistogramEmbedding,
+    "smooth-color-histogram": lambda: ColorHistogramEmbedding(smooth=True),
+}
 
 
 def gaussian_blur(frames: Tensor, sigma: float) -> Tensor:

@@ -79,9 +79,20 @@ class CrossTruth:
         return pair_name(self.source, self.driving)
 
 
+#: Between the source's and the driving video's names in a pair's name.
+PAIR_SEPARATOR = "-by-"
+
+
 def pair_name(source: str, driving: str) -> str:
     """File stem of the pair animating ``source`` with ``driving``."""
-    return f"{source}-by-{driving}"
+    return f"{source}{PAIR_SEPARATOR}{driving}"
+
+
+def pair_videos(name: str) -> tuple[str, ...]:
+    """The videos a pair is made of, read back from its :func:`pair_name`: ``(source,
+    driving)``; a name not made by it is its own single unit, ``(name,)``."""
+    source, separator, driving = name.partition(PAIR_SEPARATOR)
+    return (source, driving) if separator else (name,)
 
 
 def video_name(kind: str, index: int) -> str:
