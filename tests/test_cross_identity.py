@@ -19,6 +19,7 @@ from fomm.data.video import read_video
 from fomm.evaluation import ColorHistogramEmbedding, LandmarkConfig, LandmarkNet, TrainedLandmarkDetector
 from fomm.evaluation.cross_identity import Animation, ModelAnimation, evaluate_cross_identity
 from fomm.evaluation.metrics import embedding_distances, gaussian_blur
+from fomm.evaluation.protocol import read_frames
 
 _CONTROLS = Path(__file__).resolve().parents[1] / "scripts" / "appearance_controls.py"
 _spec = importlib.util.spec_from_file_location("appearance_controls", _CONTROLS)
@@ -156,7 +157,7 @@ def test_adapt_scale_without_cross_identity_is_refused_in_one_line(dataset, tmp_
 
 
 def test_the_smooth_histogram_is_a_colour_distribution_and_tells_colours_apart(dataset):
-    truth = torch.from_numpy(read_video(list_cross_pairs(dataset)[0].truth)).permute(0, 3, 1, 2).float() / 255
+    truth = read_frames(list_cross_pairs(dataset)[0].truth, SHAPE)
     for embedding in (ColorHistogramEmbedding(smooth=True), ColorHistogramEmbedding(smooth=True, blur_sigma=0)):
         vectors = embedding(truth)
         assert vectors.shape == (len(truth), 8 ** 3) and (vectors >= 0).all()
