@@ -237,9 +237,9 @@ class ColorHistogramEmbedding:
 
     def _hard_counts(self, frames: Tensor) -> Tensor:
         levels = (frames * self.bins).long().clamp_max(self.bins - 1)  # (T, 3, H, W)
-        index = (levels[:, 0] * self.bins + levels[:, 1]) * self.bins + levels[:, 2]
+        index = ((levels[:, 0] * self.bins + levels[:, 1]) * self.bins + levels[:, 2]).flatten(1)
         histogram = torch.zeros(frames.shape[0], self.bins ** 3)
-        return histogram.scatter_add_(1, index.flatten(1), torch.ones(index.flatten(1).shape))
+        return histogram.scatter_add_(1, index, torch.ones(index.shape))
 
     def _soft_counts(self, frames: Tensor) -> Tensor:
         frames = gaussian_blur(frames, self.blur_sigma)
