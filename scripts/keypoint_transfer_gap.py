@@ -11,6 +11,15 @@ same source from these two descriptions, so this is the whole of what separates 
 model's own terms. Prints per pair and in total: the mean distance between the two sets of points
 (pixels of the model's frame) and, for descriptions with jacobians (FOMM), the mean absolute
 difference of the jacobians.
+
+With ``--pixels`` (FOMM: its description has jacobians) a second table says which part of that
+difference costs pixels: L1 on the moving pixels (as ``fomm evaluate --cross-identity``) of the
+source rendered with the transferred description (the animation), with the truth's (the oracle),
+with the transferred points and the truth's jacobians, with the truth's points and the transferred
+jacobians, and with the truth's description but keypoint k alone transferred, for every k. The
+total row pools every moving pixel of every pair.
+
+    .venv/bin/python scripts/keypoint_transfer_gap.py --checkpoint C --dataset data/val-1001 --pixels
 """
 
 from __future__ import annotations
@@ -21,14 +30,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 
 from fomm.checkpoint import load_checkpoint
 from fomm.data.synthetic.writer import list_cross_pairs
 from fomm.errors import UserError
+from fomm.evaluation.cross_identity import PairData, read_pair
 from fomm.evaluation.protocol import read_frames
 from fomm.geometry import to_pixels
 from fomm.models.family import MotionModel, MotionSettings
+from fomm.models.fomm.keypoints import Keypoints
 
 
 @dataclass
@@ -73,14 +85,91 @@ def dataset_gaps(model: MotionModel, dataset: Path) -> list[PairGap]:
     return gaps
 
 
+@dataclass
+class PixelDecomposition:
+    """One pair's L1 on moving pixels rendered from mixes of the transferred and the truth's
+    descriptions (module docstring); ``moving_values`` counts the values each mean is over."""
+
+    name: str
+    moving_values: int
+    transferred: float
+    oracle: float
+    points_transferred: float
+    jacobians_transferred: float
+    each_point_transferred: list[float]
+
+    def row(self) -> list[float]:
+        return [self.transferred, self.oracle, self.points_transferred, self.jacobians_transferred,
+                *self.each_point_transferred]
+
+
+def _mix(transferred: Keypoints, truth: Keypoints, points: bool, jacobians: bool,
+         only: Optional[int] = None) -> Keypoints:
+    """The truth's description with the transferred points and/or jacobians (of keypoint ``only``
+    alone, or of all)."""
+    which = slice(None) if only is None else slice(only, only + 1)
+    value, jacobian = truth.value.clone(), truth.jacobian.clone()
+    if points:
+        value[:, which] = transferred.value[:, which]
+    if jacobians:
+        jacobian[:, which] = transferred.jacobian[:, which]
+    return Keypoints(value=value, jacobian=jacobian)
+
+
+@torch.no_grad()
+def pixel_decomposition(model: MotionModel, name: str, data: PairData) -> PixelDecomposition:
+    """:class:`PixelDecomposition` of one pair read by ``fomm.evaluation.cross_identity.read_pair``
+    at the model's frame size. Raises UserError for a model whose description has no jacobians."""
+    device = model.device
+    source_image, moving = data.source[None].to(device), (data.moving & data.defined)
+    source = model.describe(source_image)
+    driving = model.describe(data.driving.to(device))
+    transferred = model.transfer(source, driving, driving[:1], MotionSettings(mode="relative"))
+    truth = model.describe(data.truth.to(device))
+    if getattr(truth, "jacobian", None) is None:
+        raise UserError(f"--pixels needs a description with jacobians (FOMM's); a {model.family} model has none")
+    state = model.encode_source(source_image)
+
+    def moving_l1(description: Keypoints) -> float:
+        frames = model.render(state, source, description).prediction.float().clamp(0, 1).cpu()
+        return float((frames - data.truth).abs().permute(0, 2, 3, 1)[moving].mean())
+
+    return PixelDecomposition(
+        name, int(moving.sum()) * 3, moving_l1(transferred), moving_l1(truth),
+        moving_l1(_mix(transferred, truth, points=True, jacobians=False)),
+        moving_l1(_mix(transferred, truth, points=False, jacobians=True)),
+        [moving_l1(_mix(transferred, truth, True, True, only=k)) for k in range(truth.value.shape[1])])
+
+
+def dataset_decompositions(model: MotionModel, dataset: Path) -> list[PixelDecomposition]:
+    """:func:`pixel_decomposition` for every cross pair of ``dataset``."""
+    return [pixel_decomposition(model, pair.name, read_pair(pair, model.frame_shape))
+            for pair in list_cross_pairs(dataset)]
+
+
+def _print_decompositions(rows: list[PixelDecomposition]) -> None:
+    points = len(rows[0].each_point_transferred)
+    print("pair,transferred,oracle,points_transferred,jacobians_transferred,"
+          + ",".join(f"point_{k}_transferred" for k in range(points)))
+    for row in rows:
+        print(row.name + "," + ",".join(f"{value:.5f}" for value in row.row()))
+    weights = np.array([row.moving_values for row in rows], dtype=float)
+    pooled = (np.array([row.row() for row in rows]) * weights[:, None]).sum(axis=0) / weights.sum()
+    print("total," + ",".join(f"{value:.5f}" for value in pooled))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--dataset", type=Path, required=True, help="a dataset with cross pairs")
+    parser.add_argument("--pixels", action="store_true",
+                        help="also the L1 on moving pixels of mixes of the two descriptions (FOMM)")
     args = parser.parse_args()
     try:
-        gaps = dataset_gaps(load_checkpoint(args.checkpoint, args.config), args.dataset)
+        model = load_checkpoint(args.checkpoint, args.config)
+        gaps = dataset_gaps(model, args.dataset)
+        decompositions = dataset_decompositions(model, args.dataset) if args.pixels else None
     except UserError as error:  # a missing or pair-less dataset, an unreadable checkpoint
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -90,6 +179,9 @@ def main() -> int:
     jacobians = [gap.jacobian for gap in gaps if gap.jacobian is not None]
     mean_jacobian = f"{sum(jacobians) / len(jacobians):.4f}" if jacobians else ""
     print(f"mean,{sum(gap.points_px for gap in gaps) / len(gaps):.3f},{mean_jacobian}")
+    if decompositions is not None:
+        print()
+        _print_decompositions(decompositions)
     return 0
 
 

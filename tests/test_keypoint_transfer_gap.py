@@ -77,3 +77,46 @@ def test_a_dataset_without_pairs_is_named_not_a_traceback(tmp_path):
                              "--dataset", str(tmp_path / "plain")], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "no cross-identity pairs" in result.stderr and "--cross-pairs N" in result.stderr
+
+
+def test_pixels_of_a_figure_driving_itself_are_the_oracle_in_every_mix(bundled, pairs):
+    from fomm.data.synthetic.writer import list_cross_pairs
+    from fomm.evaluation.cross_identity import read_pair
+
+    data = read_pair(list_cross_pairs(pairs)[0], bundled.frame_shape)
+    data.driving = data.truth  # the truth's first frame is the source: relative motion gives its own keypoints
+    row = keypoint_transfer_gap.pixel_decomposition(bundled, "self", data)
+    assert len(row.each_point_transferred) == bundled.config.model_params.common_params.num_kp
+    assert row.oracle > 0 and row.moving_values > 0
+    assert row.row() == pytest.approx([row.oracle] * len(row.row()), abs=1e-5)
+
+
+def test_pixels_table_pools_like_the_evaluation_and_splits_points_from_jacobians(bundled, pairs):
+    from fomm.evaluation.cross_identity import ModelAnimation, evaluate_cross_identity
+
+    rows = keypoint_transfer_gap.dataset_decompositions(bundled, pairs)
+    evaluated = evaluate_cross_identity(ModelAnimation(bundled), pairs, bundled.frame_shape)
+    weights = [row.moving_values for row in rows]
+    pooled = sum(row.transferred * w for row, w in zip(rows, weights)) / sum(weights)
+    assert pooled == pytest.approx(evaluated.value("L1_moving"), rel=1e-4)
+    assert sum(row.oracle * w for row, w in zip(rows, weights)) / sum(weights) == pytest.approx(
+        evaluated.value("L1_moving_oracle"), rel=1e-4)
+    assert all(row.points_transferred != row.oracle and row.jacobians_transferred != row.oracle for row in rows)
+    result = subprocess.run([sys.executable, str(SCRIPT), "--checkpoint", str(BUNDLED_CHECKPOINT),
+                             "--dataset", str(pairs), "--pixels"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.split("\n\n")[1].strip().splitlines()
+    assert table[0].startswith("pair,transferred,oracle,points_transferred,jacobians_transferred,point_0_transferred")
+    assert len(table) == 4 and table[-1].startswith("total,")
+    assert float(table[-1].split(",")[1]) == pytest.approx(evaluated.value("L1_moving"), abs=1e-5)
+
+
+def test_pixels_of_a_family_without_jacobians_is_named(pairs, tmp_path):
+    from fomm.checkpoint import load_checkpoint
+    from fomm.errors import UserError
+    from tests.reference_fixtures import fixture, original_checkpoint
+
+    torch.save(original_checkpoint("tpsmm"), tmp_path / "original.pth.tar")
+    model = load_checkpoint(tmp_path / "original.pth.tar", fixture("tpsmm", "config.yaml"))
+    with pytest.raises(UserError, match="--pixels needs a description with jacobians"):
+        keypoint_transfer_gap.dataset_decompositions(model, pairs)

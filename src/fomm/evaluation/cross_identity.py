@@ -65,7 +65,7 @@ from .protocol import read_frames
 from .results import EvaluationResult, Metric
 from .statistics import bootstrap_ratio_interval
 
-__all__ = ["Animation", "ModelAnimation", "PairMetrics", "evaluate_cross_identity"]
+__all__ = ["Animation", "ModelAnimation", "PairData", "PairMetrics", "evaluate_cross_identity", "read_pair"]
 
 
 @runtime_checkable
@@ -153,7 +153,7 @@ class _Totals:
 
 
 @dataclass
-class _PairData:
+class PairData:
     """A pair read at the model's frame size: frames ``(T, 3, H, W)`` in [0, 1], masks
     ``(T, H, W)`` bool, keypoints ``(T, J, 2)`` in [-1, 1] with visibility ``(T, J)``."""
 
@@ -177,7 +177,9 @@ def _resize_mask(mask: np.ndarray, height: int, width: int, every: bool) -> Tens
     return (tensor[:, 0] > 1 - 1e-6) if every else (tensor[:, 0] > 1e-6)
 
 
-def _read_pair(pair: CrossPairFiles, frame_shape: Sequence[int]) -> _PairData:
+def read_pair(pair: CrossPairFiles, frame_shape: Sequence[int]) -> PairData:
+    """One cross pair's videos, masks and keypoints at ``frame_shape`` ``(H, W, C)``. Raises
+    DataError when their frame counts differ."""
     truth = read_frames(pair.truth, frame_shape)
     source = read_frames(pair.source, frame_shape)
     driving = read_frames(pair.driving, frame_shape)
@@ -188,10 +190,10 @@ def _read_pair(pair: CrossPairFiles, frame_shape: Sequence[int]) -> _PairData:
                         f"{len(arrays.keypoints)} frames of ground truth do not match")
     height, width = frame_shape[0], frame_shape[1]
     source_truth, driving_truth = load_ground_truth(pair.source), load_ground_truth(pair.driving)
-    return _PairData(source[0], driving, truth, _resize_mask(arrays.defined, height, width, every=True),
-                     _resize_mask(arrays.moving, height, width, every=False),
-                     arrays.keypoints.astype(np.float64), arrays.visibility,
-                     source_truth.keypoints.astype(np.float64), driving_truth.keypoints[:frames].astype(np.float64))
+    return PairData(source[0], driving, truth, _resize_mask(arrays.defined, height, width, every=True),
+                    _resize_mask(arrays.moving, height, width, every=False),
+                    arrays.keypoints.astype(np.float64), arrays.visibility,
+                    source_truth.keypoints.astype(np.float64), driving_truth.keypoints[:frames].astype(np.float64))
 
 
 def _abs_errors(frames: Tensor, truth: Tensor, mask: Tensor) -> Tensor:
@@ -200,7 +202,7 @@ def _abs_errors(frames: Tensor, truth: Tensor, mask: Tensor) -> Tensor:
     return error.permute(0, 2, 3, 1)[mask].ravel()
 
 
-def _transfer_gap(data: _PairData, width: int, height: int) -> np.ndarray:
+def _transfer_gap(data: PairData, width: int, height: int) -> np.ndarray:
     """Distances in pixels between the relative transfer of the ground-truth keypoints,
     ``A(0) + B(t) - B(0)``, and the truth's keypoints, at the truth's visible points."""
     if data.source_keypoints.shape[1:] != data.keypoints.shape[1:]:
@@ -209,7 +211,7 @@ def _transfer_gap(data: _PairData, width: int, height: int) -> np.ndarray:
     return point_distances(transferred, data.keypoints, data.visibility, width, height)
 
 
-def _pose_errors(detector: LandmarkDetector, frames: Tensor, data: _PairData, width: int, height: int
+def _pose_errors(detector: LandmarkDetector, frames: Tensor, data: PairData, width: int, height: int
                  ) -> np.ndarray:
     """Distances in pixels between landmarks detected on ``frames`` and the truth's keypoints,
     where the truth's point is visible and the detector found it (empty when the detector's
@@ -220,7 +222,7 @@ def _pose_errors(detector: LandmarkDetector, frames: Tensor, data: _PairData, wi
     return point_distances(found.points, data.keypoints, data.visibility & found.detected, width, height)
 
 
-def _evaluate_pair(name: str, data: _PairData, animate: Animation, totals: _Totals,
+def _evaluate_pair(name: str, data: PairData, animate: Animation, totals: _Totals,
                    detector: Optional[LandmarkDetector], embedding: Optional[EmbeddingNetwork],
                    feature_network: Optional[FeatureNetwork], batch_size: int) -> tuple[PairMetrics, Tensor]:
     """Animate one pair, its oracle and its baseline; add their terms to ``totals``."""
@@ -298,7 +300,7 @@ def evaluate_cross_identity(
     totals = _Totals()
     rows: list[PairMetrics] = []
     for pair in tqdm(pairs, desc="cross-identity", unit="pair", disable=not progress):
-        data = _read_pair(pair, frame_shape)
+        data = read_pair(pair, frame_shape)
         totals.pair_videos.append((pair.source.name, pair.driving.name))
         row, animated = _evaluate_pair(pair.name, data, animate, totals, landmark_detector, embedding,
                                        feature_network, batch_size)

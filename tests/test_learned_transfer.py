@@ -1,0 +1,99 @@
+"""scripts/learned_transfer.py: a keypoint transfer learned through a frozen model (an experiment
+on the oracle half of the cross-identity bar)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import fomm
+from fomm.assets import BUNDLED_CHECKPOINT
+from fomm.data.synthetic.writer import make_dataset
+from fomm.models.fomm.keypoints import Keypoints, relative_keypoints
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "learned_transfer.py"
+_spec = importlib.util.spec_from_file_location("learned_transfer", SCRIPT)
+learned_transfer = importlib.util.module_from_spec(_spec)
+sys.modules["learned_transfer"] = learned_transfer
+_spec.loader.exec_module(learned_transfer)
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return fomm.load_checkpoint(BUNDLED_CHECKPOINT)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("transfer") / "sprites"
+    make_dataset("sprites", root, videos=6, frames=6, size=64, seed=5, test_fraction=0.5, workers=1,
+                 cross_pairs=2, train_cross_pairs=3)
+    return root
+
+
+def _random_keypoints(batch: int, num_kp: int, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    value = torch.rand(batch, num_kp, 2, generator=generator) * 2 - 1
+    jacobian = torch.eye(2) + 0.2 * torch.randn(batch, num_kp, 2, 2, generator=generator)
+    return Keypoints(value=value, jacobian=jacobian)
+
+
+def test_an_untrained_transfer_is_the_relative_transfer_exactly():
+    source, initial, driving = (_random_keypoints(4, 5, seed) for seed in (1, 2, 3))
+    moved = learned_transfer.PointTransfer(5)(*(learned_transfer.as_points(k) for k in (source, initial, driving)))
+    expected = relative_keypoints(source, driving, initial)
+    assert torch.equal(moved, learned_transfer.as_points(expected))
+    back = learned_transfer.as_keypoints(moved)
+    assert torch.equal(back.value, expected.value) and torch.equal(back.jacobian, expected.jacobian)
+
+
+def test_training_lowers_the_rendering_error_on_the_pairs_it_fits(bundled, dataset):
+    data = learned_transfer.TrainingPairs(bundled, dataset)
+    assert data.truths.shape[:2] == (3, 6) and data.truths.dtype == torch.uint8
+    pairs, frames = torch.arange(3).repeat_interleave(5), torch.arange(1, 6).repeat(3)
+
+    def error(transfer) -> float:
+        source, truth, source_points, initial, driving = data.batch(pairs, frames)
+        with torch.no_grad():
+            moved = transfer(source_points, initial, driving)
+            prediction = bundled.render(bundled.encode_source(source), learned_transfer.as_keypoints(source_points),
+                                        learned_transfer.as_keypoints(moved)).prediction
+        return float((prediction - truth).abs().mean())
+
+    untrained = learned_transfer.PointTransfer(bundled.config.model_params.common_params.num_kp)
+    weights_before = {name: p.clone() for name, p in bundled.state_dict().items()}
+    trained, losses = learned_transfer.train(bundled, dataset, steps=60, learning_rate=1e-3, log_every=20)
+    assert len(losses) == 3
+    assert error(trained) < 0.95 * error(untrained)
+    assert all(torch.equal(weights_before[name], p) for name, p in bundled.state_dict().items())  # the model stays frozen
+
+
+def test_evaluate_writes_both_folders_and_an_untrained_transfer_scores_as_relative(bundled, dataset, tmp_path):
+    num_kp = bundled.config.model_params.common_params.num_kp
+    transfer = learned_transfer.PointTransfer(num_kp)
+    torch.save({"num_kp": num_kp, "state_dict": transfer.state_dict()}, tmp_path / "transfer.pt")
+    result = subprocess.run([sys.executable, str(SCRIPT), "evaluate", "--checkpoint", str(BUNDLED_CHECKPOINT),
+                             "--transfer", str(tmp_path / "transfer.pt"), "--dataset", str(dataset),
+                             "--out", str(tmp_path / "eval")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "transfer,l1_moving,moving_vs_repeat,moving_vs_relative_oracle"
+    relative, learned = (line.split(",")[1:] for line in lines[1:3])
+    assert relative == learned  # zero correction: the same frames, to the printed digit
+    for name in ("relative", "learned"):
+        assert (tmp_path / "eval" / name / "per_pair.csv").is_file()
+
+
+def test_a_dataset_without_training_pairs_is_named_not_a_traceback(tmp_path):
+    make_dataset("sprites", tmp_path / "plain", videos=2, frames=2, size=32, seed=0, workers=1)
+    result = subprocess.run([sys.executable, str(SCRIPT), "train", "--checkpoint", str(BUNDLED_CHECKPOINT),
+                             "--dataset", str(tmp_path / "plain"), "--steps", "1", "--out", str(tmp_path / "t.pt")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--train-cross-pairs N" in result.stderr
+    assert not (tmp_path / "t.pt").exists()
