@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -12,11 +11,10 @@ import pytest
 
 from fomm.evaluation.cross_identity import PairMetrics
 from fomm.evaluation.results import EvaluationResult
+from tests.script_modules import load_script, script_path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_cross_identity.py"
-_spec = importlib.util.spec_from_file_location("compare_cross_identity", SCRIPT)
-compare_cross_identity = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(compare_cross_identity)
+SCRIPT = script_path("compare_cross_identity")
+compare_cross_identity = load_script("compare_cross_identity")
 
 
 def write_evaluation(folder: Path, l1_moving: list[float], repeat_l1: list[float], names: list[str] | None = None,

@@ -4,7 +4,6 @@ real model lies between; real model objects throughout (tiny nn.Modules, the bun
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -20,11 +19,9 @@ from fomm.evaluation import ColorHistogramEmbedding, LandmarkConfig, LandmarkNet
 from fomm.evaluation.cross_identity import Animation, ModelAnimation, evaluate_cross_identity
 from fomm.evaluation.metrics import embedding_distances, gaussian_blur
 from fomm.evaluation.protocol import read_frames
+from tests.script_modules import load_script
 
-_CONTROLS = Path(__file__).resolve().parents[1] / "scripts" / "appearance_controls.py"
-_spec = importlib.util.spec_from_file_location("appearance_controls", _CONTROLS)
-appearance_controls = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(appearance_controls)
+appearance_controls = load_script("appearance_controls")
 
 SHAPE = (64, 64, 3)
 

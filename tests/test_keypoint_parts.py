@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,12 +12,11 @@ import fomm
 from fomm.assets import BUNDLED_CHECKPOINT
 from fomm.data.synthetic.sprites import PART_NAMES
 
+from .script_modules import load_script, script_path
 from .train_helpers import tiny_config
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "keypoint_parts.py"
-_spec = importlib.util.spec_from_file_location("keypoint_parts", SCRIPT)
-keypoint_parts = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(keypoint_parts)
+SCRIPT = script_path("keypoint_parts")
+keypoint_parts = load_script("keypoint_parts")
 labels_under = keypoint_parts.labels_under
 
 

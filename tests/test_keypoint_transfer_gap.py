@@ -3,7 +3,6 @@ figures (what alone separates an animation of a cross pair from its oracle)."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -14,12 +13,10 @@ import torch
 import fomm
 from fomm.assets import BUNDLED_CHECKPOINT
 from fomm.data.synthetic.writer import generate_video, make_dataset
+from tests.script_modules import load_script, script_path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "keypoint_transfer_gap.py"
-_spec = importlib.util.spec_from_file_location("keypoint_transfer_gap", SCRIPT)
-keypoint_transfer_gap = importlib.util.module_from_spec(_spec)
-sys.modules["keypoint_transfer_gap"] = keypoint_transfer_gap  # its dataclass looks its module up
-_spec.loader.exec_module(keypoint_transfer_gap)
+SCRIPT = script_path("keypoint_transfer_gap")
+keypoint_transfer_gap = load_script("keypoint_transfer_gap")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ on the oracle half of the cross-identity bar)."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +14,10 @@ import fomm
 from fomm.assets import BUNDLED_CHECKPOINT
 from fomm.data.synthetic.writer import make_dataset
 from fomm.models.fomm.keypoints import Keypoints, relative_keypoints
+from tests.script_modules import load_script, script_path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "learned_transfer.py"
-_spec = importlib.util.spec_from_file_location("learned_transfer", SCRIPT)
-learned_transfer = importlib.util.module_from_spec(_spec)
-sys.modules["learned_transfer"] = learned_transfer
-_spec.loader.exec_module(learned_transfer)
+SCRIPT = script_path("learned_transfer")
+learned_transfer = load_script("learned_transfer")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +14,10 @@ import fomm
 from fomm.data.synthetic.writer import make_dataset
 
 from .train_helpers import tiny_config
+from tests.script_modules import load_script, script_path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reseed_keypoints.py"
-_spec = importlib.util.spec_from_file_location("reseed_keypoints", SCRIPT)
-reseed = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(reseed)
+SCRIPT = script_path("reseed_keypoints")
+reseed = load_script("reseed_keypoints")
 
 
 def test_keypoints_near_a_kept_one_are_redundant():
