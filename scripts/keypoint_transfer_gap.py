@@ -37,8 +37,8 @@ from fomm.checkpoint import load_checkpoint
 from fomm.data.synthetic.writer import list_cross_pairs
 from fomm.errors import UserError
 from fomm.evaluation.cross_identity import PairData, read_pair
-from fomm.evaluation.protocol import read_frames
 from fomm.geometry import to_pixels
+from fomm.bundle import TensorBundle
 from fomm.models.family import MotionModel, MotionSettings
 from fomm.models.fomm.keypoints import Keypoints
 
@@ -53,19 +53,33 @@ class PairGap:
     jacobian: Optional[float]
 
 
+@dataclass
+class PairDescriptions:
+    """What separates a pair's animation from its oracle, on the model's device: ``moved``, the
+    driving video's description moved onto the source by relative transfer (what the animation
+    renders), ``found``, the description of the truth frames (what the oracle renders), and
+    ``source``, the source image's (what both are rendered from)."""
+
+    source: TensorBundle
+    moved: TensorBundle
+    found: TensorBundle
+
+
 @torch.no_grad()
-def transfer_gap(model: MotionModel, source: torch.Tensor, driving: torch.Tensor, truth: torch.Tensor
-                 ) -> tuple[float, Optional[float]]:
+def describe_pair(model: MotionModel, source: torch.Tensor, driving: torch.Tensor, truth: torch.Tensor
+                  ) -> PairDescriptions:
     """``source`` ``(1, C, H, W)``, ``driving`` and ``truth`` ``(T, C, H, W)`` in [0, 1] at the
-    model's frame size: the mean point distance in pixels between the relative transfer of the
-    driving description and the truth's description, and the mean jacobian difference or None."""
+    model's frame size."""
     device = model.device
-    describe = model.describe
-    driving_description = describe(driving.to(device))
-    moved = model.transfer(describe(source.to(device)), driving_description, driving_description[:1],
+    source_description = model.describe(source.to(device))
+    driving_description = model.describe(driving.to(device))
+    moved = model.transfer(source_description, driving_description, driving_description[:1],
                            MotionSettings(mode="relative"))
-    found = describe(truth.to(device))
-    height, width = truth.shape[-2:]
+    return PairDescriptions(source_description, moved, model.describe(truth.to(device)))
+
+
+def _gap(model: MotionModel, descriptions: PairDescriptions, width: int, height: int) -> tuple[float, Optional[float]]:
+    moved, found = descriptions.moved, descriptions.found
     distance = (to_pixels(model.points(moved), width, height) - to_pixels(model.points(found), width, height))
     points_px = float(distance.norm(dim=-1).mean())
     moved_jacobian, found_jacobian = getattr(moved, "jacobian", None), getattr(found, "jacobian", None)
@@ -74,15 +88,13 @@ def transfer_gap(model: MotionModel, source: torch.Tensor, driving: torch.Tensor
     return points_px, float((moved_jacobian - found_jacobian).abs().mean())
 
 
-def dataset_gaps(model: MotionModel, dataset: Path) -> list[PairGap]:
-    """:func:`transfer_gap` for every cross pair of ``dataset``."""
-    shape = model.frame_shape
-    gaps = []
-    for pair in list_cross_pairs(dataset):
-        source = read_frames(pair.source, shape)[:1]
-        driving, truth = read_frames(pair.driving, shape), read_frames(pair.truth, shape)
-        gaps.append(PairGap(pair.name, *transfer_gap(model, source, driving, truth)))
-    return gaps
+def transfer_gap(model: MotionModel, source: torch.Tensor, driving: torch.Tensor, truth: torch.Tensor
+                 ) -> tuple[float, Optional[float]]:
+    """The images as :func:`describe_pair`'s: the mean point distance in pixels between the
+    relative transfer of the driving description and the truth's description, and the mean
+    jacobian difference or None."""
+    height, width = truth.shape[-2:]
+    return _gap(model, describe_pair(model, source, driving, truth), width, height)
 
 
 @dataclass
@@ -117,18 +129,18 @@ def _mix(transferred: Keypoints, truth: Keypoints, points: bool, jacobians: bool
 
 
 @torch.no_grad()
-def pixel_decomposition(model: MotionModel, name: str, data: PairData) -> PixelDecomposition:
+def pixel_decomposition(model: MotionModel, name: str, data: PairData,
+                        descriptions: Optional[PairDescriptions] = None) -> PixelDecomposition:
     """:class:`PixelDecomposition` of one pair read by ``fomm.evaluation.cross_identity.read_pair``
-    at the model's frame size. Raises UserError for a model whose description has no jacobians."""
-    device = model.device
-    source_image, moving = data.source[None].to(device), (data.moving & data.defined)
-    source = model.describe(source_image)
-    driving = model.describe(data.driving.to(device))
-    transferred = model.transfer(source, driving, driving[:1], MotionSettings(mode="relative"))
-    truth = model.describe(data.truth.to(device))
+    at the model's frame size (``descriptions``: the pair's, when already computed). Raises
+    UserError for a model whose description has no jacobians."""
+    if descriptions is None:
+        descriptions = describe_pair(model, data.source[None], data.driving, data.truth)
+    source, transferred, truth = descriptions.source, descriptions.moved, descriptions.found
     if getattr(truth, "jacobian", None) is None:
         raise UserError(f"--pixels needs a description with jacobians (FOMM's); a {model.family} model has none")
-    state = model.encode_source(source_image)
+    moving = data.moving & data.defined
+    state = model.encode_source(data.source[None].to(model.device))
 
     def moving_l1(description: Keypoints) -> float:
         frames = model.render(state, source, description).prediction.float().clamp(0, 1).cpu()
@@ -141,10 +153,28 @@ def pixel_decomposition(model: MotionModel, name: str, data: PairData) -> PixelD
         [moving_l1(_mix(transferred, truth, True, True, only=k)) for k in range(truth.value.shape[1])])
 
 
+def dataset_figures(model: MotionModel, dataset: Path, pixels: bool
+                    ) -> list[tuple[PairGap, Optional[PixelDecomposition]]]:
+    """For every cross pair of ``dataset``, read and described once: its :class:`PairGap`, and
+    with ``pixels`` its :class:`PixelDecomposition` (else None)."""
+    figures = []
+    for pair in list_cross_pairs(dataset):
+        data = read_pair(pair, model.frame_shape)
+        descriptions = describe_pair(model, data.source[None], data.driving, data.truth)
+        height, width = data.truth.shape[-2:]
+        gap = PairGap(pair.name, *_gap(model, descriptions, width, height))
+        figures.append((gap, pixel_decomposition(model, pair.name, data, descriptions) if pixels else None))
+    return figures
+
+
+def dataset_gaps(model: MotionModel, dataset: Path) -> list[PairGap]:
+    """:func:`transfer_gap` for every cross pair of ``dataset``."""
+    return [gap for gap, _ in dataset_figures(model, dataset, pixels=False)]
+
+
 def dataset_decompositions(model: MotionModel, dataset: Path) -> list[PixelDecomposition]:
     """:func:`pixel_decomposition` for every cross pair of ``dataset``."""
-    return [pixel_decomposition(model, pair.name, read_pair(pair, model.frame_shape))
-            for pair in list_cross_pairs(dataset)]
+    return [decomposition for _, decomposition in dataset_figures(model, dataset, pixels=True)]
 
 
 def _print_decompositions(rows: list[PixelDecomposition]) -> None:
@@ -167,21 +197,20 @@ def main() -> int:
                         help="also the L1 on moving pixels of mixes of the two descriptions (FOMM)")
     args = parser.parse_args()
     try:
-        model = load_checkpoint(args.checkpoint, args.config)
-        gaps = dataset_gaps(model, args.dataset)
-        decompositions = dataset_decompositions(model, args.dataset) if args.pixels else None
+        figures = dataset_figures(load_checkpoint(args.checkpoint, args.config), args.dataset, args.pixels)
     except UserError as error:  # a missing or pair-less dataset, an unreadable checkpoint
         print(f"error: {error}", file=sys.stderr)
         return 2
+    gaps = [gap for gap, _ in figures]
     print("pair,points_px,jacobian")
     for gap in gaps:
         print(f"{gap.name},{gap.points_px:.3f},{'' if gap.jacobian is None else f'{gap.jacobian:.4f}'}")
     jacobians = [gap.jacobian for gap in gaps if gap.jacobian is not None]
     mean_jacobian = f"{sum(jacobians) / len(jacobians):.4f}" if jacobians else ""
     print(f"mean,{sum(gap.points_px for gap in gaps) / len(gaps):.3f},{mean_jacobian}")
-    if decompositions is not None:
+    if args.pixels:
         print()
-        _print_decompositions(decompositions)
+        _print_decompositions([decomposition for _, decomposition in figures])
     return 0
 
 

@@ -77,17 +77,13 @@ class PointTransfer(nn.Module):
         nn.init.zeros_(self.correction.bias)
 
     def forward(self, source: Tensor, initial: Tensor, driving: Tensor) -> Tensor:
-        relative = as_points(_relative(as_keypoints(source), as_keypoints(driving), as_keypoints(initial)))
+        relative = as_points(relative_keypoints(as_keypoints(source), as_keypoints(driving), as_keypoints(initial)))
         # Each set centred on its own mean point: what differs between figures is shape, not place.
         source_centre = source[..., :2].mean(dim=1, keepdim=True)
         driving_centre = initial[..., :2].mean(dim=1, keepdim=True)
         features = torch.cat([_centred(source, source_centre), _centred(initial, driving_centre),
                               _centred(driving, driving_centre), _centred(relative, source_centre)], dim=-1)
         return relative + self.correction(self.body(features.flatten(1))).view_as(relative)
-
-
-def _relative(source: Keypoints, driving: Keypoints, initial: Keypoints) -> Keypoints:
-    return relative_keypoints(source, driving, initial)
 
 
 def _centred(points: Tensor, centre: Tensor) -> Tensor:
@@ -149,7 +145,8 @@ def _to_bytes(frames: Tensor) -> Tensor:
 
 def train(model: MotionModel, dataset: Path, steps: int, batch_size: int = 16, learning_rate: float = 3e-4,
           seed: int = 0, log_every: int = 250) -> tuple[PointTransfer, list[float]]:
-    """Fit a :class:`PointTransfer` through the frozen ``model`` (one-cycle schedule, AdamW).
+    """Fit a :class:`PointTransfer` through ``model``, frozen in place (its parameters stop
+    requiring gradients; one-cycle schedule, AdamW).
     Returns it and the mean loss of each ``log_every`` steps."""
     torch.manual_seed(seed)
     model.requires_grad_(False).eval()
@@ -203,9 +200,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     transfer = PointTransfer(saved["num_kp"])
     transfer.load_state_dict(saved["state_dict"])
     results = {}
-    for name, animation in (("relative", ModelAnimation(model)), ("learned", LearnedAnimation(model, transfer.eval()))):
-        results[name] = evaluate_cross_identity(animation, args.dataset, model.frame_shape,
-                                                settings={"transfer": name if name == "relative" else str(args.transfer)})
+    for name, animation, label in (("relative", ModelAnimation(model), "relative"),
+                                   ("learned", LearnedAnimation(model, transfer.eval()), str(args.transfer))):
+        results[name] = evaluate_cross_identity(animation, args.dataset, model.frame_shape, settings={"transfer": label})
         results[name].write(args.out / name)
     oracle = results["relative"].value("L1_moving_oracle")
     print("transfer,l1_moving,moving_vs_repeat,moving_vs_relative_oracle")
