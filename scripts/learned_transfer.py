@@ -11,7 +11,10 @@ The paper's relative motion moves every source keypoint by the driving keypoint'
 :class:`PointTransfer` is a small network that sees the whole keypoint sets (source, initial
 driving and current driving, values and jacobians, each set centred on its mean point) and adds a
 correction to the relative transfer. Its last layer starts at zero, so before training it *is* the
-relative transfer, to the last bit.
+relative transfer, to the last bit. With ``--image-channels C`` it also sees the images: a small
+CNN's features of the source image at each source keypoint and of the driving video's first frame at
+each of its keypoints, where a figure's limb lengths are drawn more exactly than a few keypoints
+carry them.
 
 ``train`` fits it through the frozen model on the dataset's training cross pairs (``fomm
 make-dataset --train-cross-pairs N``): the rendered frame against the truth frame, L1. The
@@ -33,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 from fomm.checkpoint import load_checkpoint
@@ -57,17 +61,41 @@ def as_keypoints(points: Tensor) -> Keypoints:
     return Keypoints(value=points[..., :2].contiguous(), jacobian=points[..., 2:].unflatten(-1, (2, 2)).contiguous())
 
 
-class PointTransfer(nn.Module):
-    """Relative transfer plus a learned correction from the whole keypoint sets.
+class ImageFeatures(nn.Module):
+    """A small CNN read at keypoints: ``forward(image (B, 3, H, W), points (B, K, 2))`` gives
+    ``(B, K, C)``, the feature map (at a quarter of the resolution) sampled bilinearly at each point
+    (x, y in [-1, 1], -1 and 1 the centres of the edge pixels, as FOMM's coordinate grid)."""
 
-    ``forward(source, initial, driving)``: ``(B, K, 6)`` each (:func:`as_points`; positions (x, y)
-    in [-1, 1]); returns the ``(B, K, 6)`` description to render.
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, channels, 3, padding=1), nn.GELU(),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(channels, channels, 3, padding=1))
+
+    def forward(self, image: Tensor, points: Tensor) -> Tensor:
+        features = self.body(image)
+        sampled = F.grid_sample(features, points[:, :, None, :], mode="bilinear", align_corners=True)
+        return sampled[..., 0].transpose(1, 2)
+
+
+class PointTransfer(nn.Module):
+    """Relative transfer plus a learned correction from the whole keypoint sets (and, with
+    ``image_channels > 0``, from the images at those keypoints).
+
+    ``forward(source, initial, driving, source_image=None, initial_image=None)``: ``(B, K, 6)``
+    point sets (:func:`as_points`; positions (x, y) in [-1, 1]) and, when it sees images, the source
+    image and the driving video's first frame ``(B, 3, H, W)`` in [0, 1]; returns the ``(B, K, 6)``
+    description to render.
     """
 
-    def __init__(self, num_kp: int, hidden: int = 512, depth: int = 3) -> None:
+    def __init__(self, num_kp: int, hidden: int = 512, depth: int = 3, image_channels: int = 0) -> None:
         super().__init__()
+        self.image_channels = image_channels
+        self.image_features = ImageFeatures(image_channels) if image_channels else None
         layers: list[nn.Module] = []
-        width = 4 * num_kp * POINT_SIZE
+        width = num_kp * (4 * POINT_SIZE + 2 * image_channels)
         for _ in range(depth):
             layers += [nn.Linear(width, hidden), nn.GELU()]
             width = hidden
@@ -76,13 +104,20 @@ class PointTransfer(nn.Module):
         nn.init.zeros_(self.correction.weight)  # starts as the relative transfer itself
         nn.init.zeros_(self.correction.bias)
 
-    def forward(self, source: Tensor, initial: Tensor, driving: Tensor) -> Tensor:
+    def forward(self, source: Tensor, initial: Tensor, driving: Tensor, source_image: Tensor | None = None,
+                initial_image: Tensor | None = None) -> Tensor:
         relative = as_points(relative_keypoints(as_keypoints(source), as_keypoints(driving), as_keypoints(initial)))
         # Each set centred on its own mean point: what differs between figures is shape, not place.
         source_centre = source[..., :2].mean(dim=1, keepdim=True)
         driving_centre = initial[..., :2].mean(dim=1, keepdim=True)
-        features = torch.cat([_centred(source, source_centre), _centred(initial, driving_centre),
-                              _centred(driving, driving_centre), _centred(relative, source_centre)], dim=-1)
+        features = [_centred(source, source_centre), _centred(initial, driving_centre),
+                    _centred(driving, driving_centre), _centred(relative, source_centre)]
+        if self.image_features is not None:
+            if source_image is None or initial_image is None:
+                raise ValueError("this transfer sees the images: pass source_image and initial_image")
+            features += [self.image_features(source_image, source[..., :2]),
+                         self.image_features(initial_image, initial[..., :2])]
+        features = torch.cat(features, dim=-1)
         return relative + self.correction(self.body(features.flatten(1))).view_as(relative)
 
 
@@ -103,7 +138,8 @@ class LearnedAnimation:
         source_keypoints = self.model.describe(source[None])
         driving_points = as_points(self.model.describe(driving))
         moved = self.transfer(as_points(source_keypoints).expand(frames, -1, -1),
-                              driving_points[:1].expand(frames, -1, -1), driving_points)
+                              driving_points[:1].expand(frames, -1, -1), driving_points,
+                              source[None].expand(frames, -1, -1, -1), driving[:1].expand(frames, -1, -1, -1))
         rendered = self.model.render(self.model.encode_source(source[None]), source_keypoints, as_keypoints(moved))
         return rendered.prediction.float().clamp(0, 1)
 
@@ -113,29 +149,31 @@ class LearnedAnimation:
 
 
 class TrainingPairs:
-    """The training cross pairs, described once by the frozen model: source images ``(N, 3, H, W)``
-    and truth frames ``(N, T, 3, H, W)`` as uint8, source points ``(N, K, 6)``, driving points
-    ``(N, T, K, 6)``."""
+    """The training cross pairs, described once by the frozen model: source images and the driving
+    videos' first frames ``(N, 3, H, W)`` and truth frames ``(N, T, 3, H, W)`` as uint8, source
+    points ``(N, K, 6)``, driving points ``(N, T, K, 6)``."""
 
     def __init__(self, model: MotionModel, dataset: Path) -> None:
         shape = model.frame_shape
-        sources, truths, source_points, driving_points = [], [], [], []
+        sources, initials, truths, source_points, driving_points = [], [], [], [], []
         with torch.inference_mode():
             for pair in list_cross_pairs(dataset, TRAIN_CROSS_FOLDER):
                 truth = read_frames(pair.truth, shape)
                 source = read_frames(pair.source, shape)[:1]
                 driving = read_frames(pair.driving, shape)[:len(truth)]
                 sources.append(_to_bytes(source[0]))
+                initials.append(_to_bytes(driving[0]))
                 truths.append(_to_bytes(truth))
                 source_points.append(as_points(model.describe(source))[0])
                 driving_points.append(as_points(model.describe(driving)))
-        self.sources, self.truths = torch.stack(sources), torch.stack(truths)
+        self.sources, self.initials, self.truths = torch.stack(sources), torch.stack(initials), torch.stack(truths)
         self.source_points, self.driving_points = torch.stack(source_points), torch.stack(driving_points)
 
-    def batch(self, pairs: Tensor, frames: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Source images, truth frames (float in [0, 1]), source, initial and driving points of
-        ``pairs`` at ``frames`` (``(B,)`` each)."""
-        return (self.sources[pairs].float() / 255, self.truths[pairs, frames].float() / 255,
+    def batch(self, pairs: Tensor, frames: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Source images, the driving videos' first frames, truth frames (float in [0, 1]), source,
+        initial and driving points of ``pairs`` at ``frames`` (``(B,)`` each)."""
+        return (self.sources[pairs].float() / 255, self.initials[pairs].float() / 255,
+                self.truths[pairs, frames].float() / 255,
                 self.source_points[pairs], self.driving_points[pairs, 0], self.driving_points[pairs, frames])
 
 
@@ -144,22 +182,23 @@ def _to_bytes(frames: Tensor) -> Tensor:
 
 
 def train(model: MotionModel, dataset: Path, steps: int, batch_size: int = 16, learning_rate: float = 3e-4,
-          seed: int = 0, log_every: int = 250) -> tuple[PointTransfer, list[float]]:
+          seed: int = 0, log_every: int = 250, image_channels: int = 0) -> tuple[PointTransfer, list[float]]:
     """Fit a :class:`PointTransfer` through ``model``, frozen in place (its parameters stop
     requiring gradients; one-cycle schedule, AdamW).
     Returns it and the mean loss of each ``log_every`` steps."""
     torch.manual_seed(seed)
     model.requires_grad_(False).eval()
     data = TrainingPairs(model, dataset)
-    transfer = PointTransfer(model.config.model_params.common_params.num_kp)
+    transfer = PointTransfer(model.config.model_params.common_params.num_kp, image_channels=image_channels)
     optimizer = torch.optim.AdamW(transfer.parameters(), lr=learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.1)
     pairs, frames = data.truths.shape[:2]
     losses, running = [], []
     for step in range(steps):
         chosen = torch.randint(0, pairs, (batch_size,))
-        source, truth, source_points, initial, driving = data.batch(chosen, torch.randint(1, frames, (batch_size,)))
-        moved = transfer(source_points, initial, driving)
+        source, initial_image, truth, source_points, initial, driving = data.batch(
+            chosen, torch.randint(1, frames, (batch_size,)))
+        moved = transfer(source_points, initial, driving, source, initial_image)
         prediction = model.render(model.encode_source(source), as_keypoints(source_points), as_keypoints(moved)).prediction
         loss = (prediction - truth).abs().mean()
         optimizer.zero_grad()
@@ -188,16 +227,17 @@ def _load(args: argparse.Namespace) -> MotionModel:
 
 def _train(args: argparse.Namespace) -> None:
     model = _load(args)
-    transfer, _ = train(model, args.dataset, args.steps, batch_size=args.batch_size, seed=args.seed)
-    torch.save({"num_kp": model.config.model_params.common_params.num_kp, "state_dict": transfer.state_dict(),
-                "steps": args.steps, "checkpoint": str(args.checkpoint)}, args.out)
+    transfer, _ = train(model, args.dataset, args.steps, batch_size=args.batch_size, seed=args.seed,
+                        image_channels=args.image_channels)
+    torch.save({"num_kp": model.config.model_params.common_params.num_kp, "image_channels": args.image_channels,
+                "state_dict": transfer.state_dict(), "steps": args.steps, "checkpoint": str(args.checkpoint)}, args.out)
     print(f"wrote {args.out}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     model = _load(args)
     saved = torch.load(args.transfer, weights_only=True)
-    transfer = PointTransfer(saved["num_kp"])
+    transfer = PointTransfer(saved["num_kp"], image_channels=saved.get("image_channels", 0))
     transfer.load_state_dict(saved["state_dict"])
     results = {}
     for name, animation, label in (("relative", ModelAnimation(model), "relative"),
@@ -223,6 +263,8 @@ def main() -> int:
     commands.choices["train"].add_argument("--steps", type=int, default=3000)
     commands.choices["train"].add_argument("--batch-size", type=int, default=16)
     commands.choices["train"].add_argument("--seed", type=int, default=0)
+    commands.choices["train"].add_argument("--image-channels", type=int, default=0,
+                                           help="also see the images through a CNN of this width (0: keypoints only)")
     commands.choices["evaluate"].add_argument("--transfer", type=Path, required=True)
     args = parser.parse_args()
     try:

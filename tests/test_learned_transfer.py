@@ -40,31 +40,58 @@ def _random_keypoints(batch: int, num_kp: int, seed: int):
     return Keypoints(value=value, jacobian=jacobian)
 
 
-def test_an_untrained_transfer_is_the_relative_transfer_exactly():
+@pytest.mark.parametrize("image_channels", [0, 8])
+def test_an_untrained_transfer_is_the_relative_transfer_exactly(image_channels):
     source, initial, driving = (_random_keypoints(4, 5, seed) for seed in (1, 2, 3))
-    moved = learned_transfer.PointTransfer(5)(*(learned_transfer.as_points(k) for k in (source, initial, driving)))
+    images = torch.rand(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    transfer = learned_transfer.PointTransfer(5, image_channels=image_channels)
+    moved = transfer(*(learned_transfer.as_points(k) for k in (source, initial, driving)), *images)
     expected = relative_keypoints(source, driving, initial)
     assert torch.equal(moved, learned_transfer.as_points(expected))
     back = learned_transfer.as_keypoints(moved)
     assert torch.equal(back.value, expected.value) and torch.equal(back.jacobian, expected.jacobian)
 
 
-def test_training_lowers_the_rendering_error_on_the_pairs_it_fits(bundled, dataset):
+def test_image_features_are_read_at_the_keypoints():
+    features = learned_transfer.ImageFeatures(4)
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    corners = torch.tensor([[[-1.0, -1.0], [1.0, 1.0], [1.0, -1.0]]])
+    with torch.no_grad():
+        feature_map = features.body(image)
+        sampled = features(image, corners)
+    assert sampled.shape == (1, 3, 4)
+    # (x, y) = (-1, -1) is the top-left cell, (1, 1) the bottom-right, (1, -1) the top-right
+    for point, (row, column) in enumerate([(0, 0), (-1, -1), (0, -1)]):
+        assert torch.allclose(sampled[0, point], feature_map[0, :, row, column], atol=1e-6)
+
+
+def test_a_transfer_that_sees_images_names_what_it_misses():
+    points = [learned_transfer.as_points(_random_keypoints(2, 5, seed)) for seed in (1, 2, 3)]
+    with pytest.raises(ValueError, match="source_image and initial_image"):
+        learned_transfer.PointTransfer(5, image_channels=4)(*points)
+
+
+@pytest.mark.parametrize("image_channels", [0, 8])
+def test_training_lowers_the_rendering_error_on_the_pairs_it_fits(bundled, dataset, image_channels):
     data = learned_transfer.TrainingPairs(bundled, dataset)
     assert data.truths.shape[:2] == (3, 6) and data.truths.dtype == torch.uint8
+    assert data.initials.shape == data.sources.shape
     pairs, frames = torch.arange(3).repeat_interleave(5), torch.arange(1, 6).repeat(3)
 
     def error(transfer) -> float:
-        source, truth, source_points, initial, driving = data.batch(pairs, frames)
+        source, initial_image, truth, source_points, initial, driving = data.batch(pairs, frames)
         with torch.no_grad():
-            moved = transfer(source_points, initial, driving)
+            moved = transfer(source_points, initial, driving, source, initial_image)
             prediction = bundled.render(bundled.encode_source(source), learned_transfer.as_keypoints(source_points),
                                         learned_transfer.as_keypoints(moved)).prediction
         return float((prediction - truth).abs().mean())
 
-    untrained = learned_transfer.PointTransfer(bundled.config.model_params.common_params.num_kp)
+    untrained = learned_transfer.PointTransfer(bundled.config.model_params.common_params.num_kp,
+                                               image_channels=image_channels)
     weights_before = {name: p.clone() for name, p in bundled.state_dict().items()}
-    trained, losses = learned_transfer.train(bundled, dataset, steps=60, learning_rate=1e-3, log_every=20)
+    trained, losses = learned_transfer.train(bundled, dataset, steps=60, learning_rate=1e-3, log_every=20,
+                                             image_channels=image_channels)
+    assert trained.image_channels == image_channels
     assert len(losses) == 3
     assert error(trained) < 0.95 * error(untrained)
     assert all(torch.equal(weights_before[name], p) for name, p in bundled.state_dict().items())  # the model stays frozen
@@ -72,8 +99,8 @@ def test_training_lowers_the_rendering_error_on_the_pairs_it_fits(bundled, datas
 
 def test_evaluate_writes_both_folders_and_an_untrained_transfer_scores_as_relative(bundled, dataset, tmp_path):
     num_kp = bundled.config.model_params.common_params.num_kp
-    transfer = learned_transfer.PointTransfer(num_kp)
-    torch.save({"num_kp": num_kp, "state_dict": transfer.state_dict()}, tmp_path / "transfer.pt")
+    transfer = learned_transfer.PointTransfer(num_kp, image_channels=8)  # the images pass through evaluate too
+    torch.save({"num_kp": num_kp, "image_channels": 8, "state_dict": transfer.state_dict()}, tmp_path / "transfer.pt")
     result = subprocess.run([sys.executable, str(SCRIPT), "evaluate", "--checkpoint", str(BUNDLED_CHECKPOINT),
                              "--transfer", str(tmp_path / "transfer.pt"), "--dataset", str(dataset),
                              "--out", str(tmp_path / "eval")], capture_output=True, text=True)
