@@ -7,6 +7,7 @@ import csv
 import itertools
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -109,6 +110,11 @@ def test_bootstrap_ratio_interval_resamples_items_with_their_parts():
     wide_low, wide_high = bootstrap_ratio_interval(numerators * 8, denominators * 8)
     assert high - low > wide_high - wide_low > 0
     assert bootstrap_ratio_interval([1.0], [2.0]) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's all-nan warning included
+        assert bootstrap_ratio_interval([0.0, 0.0], [0.0, 0.0]) is None  # a perfect oracle: no ratio
+        # a resample that draws only the zero item has no ratio and is left out, not counted as nan
+        assert bootstrap_ratio_interval([0.0, 1.0], [0.0, 2.0]) == pytest.approx((0.5, 0.5))
     with pytest.raises(ValueError, match="2 numerators against 3 denominators"):
         bootstrap_ratio_interval([1.0, 2.0], [1.0, 2.0, 3.0])
 

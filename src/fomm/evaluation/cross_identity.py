@@ -325,9 +325,12 @@ def _ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional
 
 
 def _interval_rows(totals: _Totals, name: str, denominator: str) -> list[Metric]:
-    """The two ends of a ratio's 95 % interval over the pairs (n/a below two pairs)."""
+    """The two ends of a ratio's 95 % interval over the pairs (n/a below two pairs, or where the
+    denominator is zero)."""
     interval = totals.ratio_interval("l1_moving", denominator)
-    note = "" if interval is not None else "fewer than two pairs with moving pixels"
+    note = ("" if interval is not None else
+            "the denominator is zero: no ratio" if totals.value(denominator) == 0 else
+            "fewer than two pairs with moving pixels")
     ends = interval if interval is not None else (None, None)
     return [Metric(f"{name}_{end}", bound, "ratio",
                    f"{end} end of {name}'s 95 % interval: the split's videos resampled, each pair counted as often "

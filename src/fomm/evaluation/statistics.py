@@ -203,7 +203,8 @@ def bootstrap_ratio_interval(numerators: Sequence[float], denominators: Sequence
     """Percentile bootstrap interval of ``sum(numerators) / sum(denominators)`` (item ``i``
     contributes ``numerators[i]`` and ``denominators[i]`` together, e.g. one cross pair's summed
     error of the model and of a baseline). Deterministic for a ``seed``. None with fewer than two
-    items (nothing to resample).
+    items (nothing to resample), or when the denominators sum to zero in every resample (a
+    perfect oracle: no ratio to bound); resamples whose denominators sum to zero are left out.
 
     Item ``i`` is made of the units ``clusters[i]`` (a cross pair: its source video and its
     driving video; without ``clusters`` each item is its own unit), and the *units* are
@@ -222,6 +223,8 @@ def bootstrap_ratio_interval(numerators: Sequence[float], denominators: Sequence
     weights = _unit_weights(units, resamples, np.random.default_rng(seed))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = (weights * top).sum(axis=1) / (weights * bottom).sum(axis=1)
+    if np.isnan(ratios).all():
+        return None
     tail = (1 - confidence) / 2 * 100
     low, high = np.nanpercentile(ratios, [tail, 100 - tail])
     return float(low), float(high)
