@@ -118,7 +118,7 @@ def test_killed_writer_process_leaves_last_good_checkpoint(tmp_path):
         time.sleep(0.7)  # mid-way through a ~250 MB write
     finally:
         os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        process.communicate()  # waits, and closes its pipe
     model = fomm.load_checkpoint(tmp_path / "ckpt.pt")
     assert model.epoch >= 0
 

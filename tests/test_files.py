@@ -147,7 +147,7 @@ def test_a_waiting_lock_gives_up_on_a_stuck_holder_with_one_line_naming_it(tmp_p
         assert 1.0 <= time.monotonic() - started < 10
     finally:
         holder.kill()
-        holder.wait()
+        holder.communicate()  # waits, and closes its pipe
 
 
 def test_a_waiting_lock_is_taken_when_its_holder_lets_go(tmp_path):
@@ -157,4 +157,4 @@ def test_a_waiting_lock_is_taken_when_its_holder_lets_go(tmp_path):
             assert holder.wait(timeout=30) == 0  # it finished first, then this process got the lock
     finally:
         holder.kill()
-        holder.wait()
+        holder.communicate()  # waits, and closes its pipe
