@@ -14,7 +14,7 @@ correction to the relative transfer. Its last layer starts at zero, so before tr
 relative transfer, to the last bit. With ``--image-channels C`` it also sees the images: a small
 CNN's features of the source image at each source keypoint and of the driving video's first frame at
 each of its keypoints, where a figure's limb lengths are drawn more exactly than a few keypoints
-carry them.
+carry them (measured through the shipped model: no better than the keypoints alone).
 
 ``train`` fits it through the frozen model on the dataset's training cross pairs (``fomm
 make-dataset --train-cross-pairs N``): the rendered frame against the truth frame, L1. The
