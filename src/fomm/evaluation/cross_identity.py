@@ -324,13 +324,17 @@ def _ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional
     return numerator / denominator
 
 
+def _zero_denominator(totals: _Totals, denominator: str) -> str:
+    """The reason a ratio over ``denominator`` (a key of ``totals``) is n/a when that is zero, else ''."""
+    return "the denominator is zero: no ratio" if totals.value(denominator) == 0 else ""
+
+
 def _interval_rows(totals: _Totals, name: str, denominator: str) -> list[Metric]:
     """The two ends of a ratio's 95 % interval over the pairs (n/a below two pairs, or where the
     denominator is zero)."""
     interval = totals.ratio_interval("l1_moving", denominator)
     note = ("" if interval is not None else
-            "the denominator is zero: no ratio" if totals.value(denominator) == 0 else
-            "fewer than two pairs with moving pixels")
+            _zero_denominator(totals, denominator) or "fewer than two pairs with moving pixels")
     ends = interval if interval is not None else (None, None)
     return [Metric(f"{name}_{end}", bound, "ratio",
                    f"{end} end of {name}'s 95 % interval: the split's videos resampled, each pair counted as often "
@@ -367,9 +371,11 @@ def _metric_rows(totals: _Totals, size: str, detector: Optional[LandmarkDetector
                "oracle gap: the oracle's L1 on moving pixels (the error left when the driving motion is perfect)",
                no_moving),
         Metric("moving_vs_repeat_source", _ratio(value("l1_moving"), value("repeat_l1_moving")), "ratio",
-               "L1_moving / L1_moving_repeat_source (below 1: better than no motion)", no_moving),
+               "L1_moving / L1_moving_repeat_source (below 1: better than no motion)",
+               no_moving or _zero_denominator(totals, "repeat_l1_moving")),
         Metric("moving_vs_oracle", _ratio(value("l1_moving"), value("oracle_l1_moving")), "ratio",
-               "L1_moving / L1_moving_oracle (1: the transfer costs nothing over self-reconstruction)", no_moving),
+               "L1_moving / L1_moving_oracle (1: the transfer costs nothing over self-reconstruction)",
+               no_moving or _zero_denominator(totals, "oracle_l1_moving")),
         *_interval_rows(totals, "moving_vs_repeat_source", "repeat_l1_moving"),
         *_interval_rows(totals, "moving_vs_oracle", "oracle_l1_moving"),
         Metric("moving_fraction", value("moving_fraction"), "fraction", "share of the pixels that moved"),
