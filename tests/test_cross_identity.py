@@ -247,12 +247,17 @@ SHIPPED_VS_REPEAT, SHIPPED_VS_ORACLE = 0.62, 1.25
 
 
 @pytest.fixture(scope="module")
-def bundled_on_a_fresh_split(tmp_path_factory):
-    """The bundled model on 4 cross pairs of a sprites seed used for no choice (5005)."""
+def fresh_split(tmp_path_factory) -> Path:
+    """4 cross pairs of 32 frames from a sprites seed used for no choice (5005)."""
     root = tmp_path_factory.mktemp("fresh") / "sprites-5005"
     make_dataset("sprites", root, videos=6, frames=32, size=64, seed=5005, test_fraction=0.5, workers=1,
                  cross_pairs=4)
-    return evaluate_cross_identity(ModelAnimation(fomm.load_checkpoint(BUNDLED_CHECKPOINT)), root, SHAPE)
+    return root
+
+
+@pytest.fixture(scope="module")
+def bundled_on_a_fresh_split(fresh_split):
+    return evaluate_cross_identity(ModelAnimation(fomm.load_checkpoint(BUNDLED_CHECKPOINT)), fresh_split, SHAPE)
 
 
 def test_the_bundled_model_animates_other_figures_as_documented(bundled_on_a_fresh_split):
@@ -268,3 +273,18 @@ def test_the_bundled_model_meets_the_cross_identity_bar(bundled_on_a_fresh_split
     result = bundled_on_a_fresh_split
     assert result.value("moving_vs_repeat_source") <= BAR_VS_REPEAT
     assert result.value("moving_vs_oracle") <= BAR_VS_ORACLE
+
+
+#: The weights of candidate 5w (docs/bundled-model.md, "5w: the chain in one schedule"), kept in fp16.
+CANDIDATE_5W = Path(__file__).resolve().parents[1] / "candidates" / "sprites-64-5w.pt"
+
+
+def test_the_committed_candidate_reads_back_and_animates_other_figures_better_than_shipped(
+        fresh_split, bundled_on_a_fresh_split):
+    model = fomm.load_checkpoint(CANDIDATE_5W)
+    assert model.config.model_params.common_params.num_kp == 15
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # fp16 on disk, fp32 to run
+    candidate = evaluate_cross_identity(ModelAnimation(model), fresh_split, SHAPE)
+    shipped = bundled_on_a_fresh_split
+    assert candidate.value("moving_vs_repeat_source") < shipped.value("moving_vs_repeat_source")
+    assert candidate.value("moving_vs_oracle") <= SHIPPED_VS_ORACLE
