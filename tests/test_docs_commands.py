@@ -182,6 +182,13 @@ NOT_RUN: dict[str, str] = {
     "fomm evaluate --cross-identity --checkpoint runs/grown-fine-gan/checkpoint.pth.tar --dataset data/test-10010 "
     "--embedding smooth-color-histogram --precision fp32 --backend torch --out eval-5v-10010/":
         "needs the training run above; docs/evaluation.md runs `--embedding smooth-color-histogram` on a smaller split",
+    "fomm make-dataset sprites --out data/test-15015 --videos 96 --frames 32 --size 64 --seed 15015 --test-fraction 0.5 "
+    "--cross-pairs 48": _CROSS_SPLIT,
+    "fomm train --config grow-long.yaml --checkpoint grown-start.pth.tar --log-dir runs/grow-long --device cpu "
+    "--threads 2": _HOURS + " (1 h 44 min; and the grown start; tests/test_reseed_keypoints.py makes one)",
+    "fomm evaluate --cross-identity --checkpoint candidates/sprites-64-5w.pt --dataset data/test-15015 "
+    "--embedding color-histogram --precision fp32 --backend torch --out eval-5w-15015/":
+        "needs the 48-pair split above; tests/test_cross_identity.py evaluates the same weights on a 4-pair split",
     "fomm train --config grow-transfer.yaml --checkpoint grown-3-weights.pth.tar --log-dir runs/grown-transfer "
     "--device cpu --threads 2": _HOURS + " (and the weights of the runs before it); tests/test_keypoint_transfer_loss.py "
                                          "trains with the loss through `fomm train`",
