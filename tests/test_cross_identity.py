@@ -257,6 +257,7 @@ def fresh_split(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bundled_on_a_fresh_split(fresh_split):
+    """The bundled model on that split."""
     return evaluate_cross_identity(ModelAnimation(fomm.load_checkpoint(BUNDLED_CHECKPOINT)), fresh_split, SHAPE)
 
 
