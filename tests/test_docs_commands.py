@@ -189,6 +189,14 @@ NOT_RUN: dict[str, str] = {
     "fomm evaluate --cross-identity --checkpoint candidates/sprites-64-5w.pt --dataset data/test-15015 "
     "--embedding color-histogram --precision fp32 --backend torch --out eval-5w-15015/":
         "needs the 48-pair split above; tests/test_cross_identity.py evaluates the same weights on a 4-pair split",
+    "fomm train --config grow-fine-long.yaml --checkpoint 5w-fine-start.pth.tar --log-dir runs/grow-fine-long "
+    "--device cpu --threads 2": _HOURS + " (58 min; and 5w's weights with the motion kernel dropped)",
+    "fomm evaluate --cross-identity --checkpoint candidates/sprites-64-5x.pt --dataset data/val-1001 "
+    "--embedding color-histogram --precision fp32 --backend torch --out eval-5x-val/":
+        "needs the 12-pair split above (half a minute to make); tests/test_cross_identity.py evaluates the same "
+        "weights on a 4-pair split",
+    "fomm make-dataset sprites --out data/test-17017 --videos 96 --frames 32 --size 64 --seed 17017 --test-fraction 0.5 "
+    "--cross-pairs 48": _CROSS_SPLIT,
     "fomm train --config grow-transfer.yaml --checkpoint grown-3-weights.pth.tar --log-dir runs/grown-transfer "
     "--device cpu --threads 2": _HOURS + " (and the weights of the runs before it); tests/test_keypoint_transfer_loss.py "
                                          "trains with the loss through `fomm train`",
