@@ -279,7 +279,8 @@ def test_the_bundled_model_meets_the_cross_identity_bar(bundled_on_a_fresh_split
 
 
 #: Candidates kept in fp16 (candidates/README.md; docs/bundled-model.md, "5w: the chain in one schedule"
-#: and "5x: the finer motion field on 5w"): the file, and the scale of its dense motion field.
+#: and "5x: the finer motion field on 5w, and the learned transfer through it"): the file, and the scale
+#: of its dense motion field.
 CANDIDATES = Path(__file__).resolve().parents[1] / "candidates"
 CANDIDATE_MODELS = {"5w": (CANDIDATES / "sprites-64-5w.pt", 0.5), "5x": (CANDIDATES / "sprites-64-5x.pt", 1.0)}
 
@@ -302,9 +303,11 @@ def test_the_committed_learned_transfer_reads_back_and_moves_the_figures_closer_
     """candidates/transfer-5x.pt (fp16) through 5x, by the script's own command: on a split it never saw,
     the learned transfer's frames are nearer the truth on moving pixels than the relative transfer's."""
     out = tmp_path / "transfer"
-    subprocess.run([sys.executable, str(script_path("learned_transfer")), "evaluate",
-                    "--checkpoint", str(CANDIDATES / "sprites-64-5x.pt"), "--transfer", str(CANDIDATES / "transfer-5x.pt"),
-                    "--dataset", str(fresh_split), "--out", str(out)], check=True, capture_output=True)
+    run = subprocess.run([sys.executable, str(script_path("learned_transfer")), "evaluate",
+                          "--checkpoint", str(CANDIDATES / "sprites-64-5x.pt"),
+                          "--transfer", str(CANDIDATES / "transfer-5x.pt"),
+                          "--dataset", str(fresh_split), "--out", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
     moving = {name: json.loads((out / name / "metrics.json").read_text())["metrics"]["L1_moving"]["value"]
               for name in ("relative", "learned")}
     assert moving["learned"] < moving["relative"]
