@@ -234,14 +234,20 @@ def _train(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
-def _evaluate(args: argparse.Namespace) -> None:
-    model = _load(args)
-    saved = torch.load(args.transfer, weights_only=True)
+def load_transfer(path: Path) -> PointTransfer:
+    """A transfer as ``train`` saved it (its weights in fp32 or fp16), in fp32 and in eval mode."""
+    saved = torch.load(path, weights_only=True)
     transfer = PointTransfer(saved["num_kp"], image_channels=saved.get("image_channels", 0))
     transfer.load_state_dict(saved["state_dict"])
+    return transfer.eval()
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    model = _load(args)
+    transfer = load_transfer(args.transfer)
     results = {}
     for name, animation, label in (("relative", ModelAnimation(model), "relative"),
-                                   ("learned", LearnedAnimation(model, transfer.eval()), str(args.transfer))):
+                                   ("learned", LearnedAnimation(model, transfer), str(args.transfer))):
         results[name] = evaluate_cross_identity(animation, args.dataset, model.frame_shape, settings={"transfer": label})
         results[name].write(args.out / name)
     oracle = results["relative"].value("L1_moving_oracle")

@@ -5,8 +5,6 @@ real model lies between; real model objects throughout (tiny nn.Modules, the bun
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,9 +19,10 @@ from fomm.evaluation import ColorHistogramEmbedding, LandmarkConfig, LandmarkNet
 from fomm.evaluation.cross_identity import Animation, ModelAnimation, evaluate_cross_identity
 from fomm.evaluation.metrics import embedding_distances, gaussian_blur
 from fomm.evaluation.protocol import read_frames
-from tests.script_modules import load_script, script_path
+from tests.script_modules import load_script
 
 appearance_controls = load_script("appearance_controls")
+learned_transfer = load_script("learned_transfer")
 
 SHAPE = (64, 64, 3)
 
@@ -285,29 +284,33 @@ CANDIDATES = Path(__file__).resolve().parents[1] / "candidates"
 CANDIDATE_MODELS = {"5w": (CANDIDATES / "sprites-64-5w.pt", 0.5), "5x": (CANDIDATES / "sprites-64-5x.pt", 1.0)}
 
 
+@pytest.fixture(scope="module")
+def candidates_on_a_fresh_split(fresh_split):
+    """Each committed candidate, read back, and its relative animation evaluated on that split."""
+    models = {name: fomm.load_checkpoint(path) for name, (path, _) in CANDIDATE_MODELS.items()}
+    return {name: (model, evaluate_cross_identity(ModelAnimation(model), fresh_split, SHAPE))
+            for name, model in models.items()}
+
+
 @pytest.mark.parametrize("name", sorted(CANDIDATE_MODELS))
 def test_the_committed_candidate_reads_back_and_animates_other_figures_better_than_shipped(
-        name, fresh_split, bundled_on_a_fresh_split):
-    path, motion_scale = CANDIDATE_MODELS[name]
-    model = fomm.load_checkpoint(path)
+        name, candidates_on_a_fresh_split, bundled_on_a_fresh_split):
+    model, candidate = candidates_on_a_fresh_split[name]
     assert model.config.model_params.common_params.num_kp == 15
-    assert model.config.model_params.generator_params.dense_motion_params.scale_factor == motion_scale
+    assert model.config.model_params.generator_params.dense_motion_params.scale_factor == CANDIDATE_MODELS[name][1]
     assert all(p.dtype == torch.float32 for p in model.parameters())  # fp16 on disk, fp32 to run
-    candidate = evaluate_cross_identity(ModelAnimation(model), fresh_split, SHAPE)
     shipped = bundled_on_a_fresh_split
     assert candidate.value("moving_vs_repeat_source") < shipped.value("moving_vs_repeat_source")
     assert candidate.value("moving_vs_oracle") <= SHIPPED_VS_ORACLE
 
 
-def test_the_committed_learned_transfer_reads_back_and_moves_the_figures_closer_to_the_truth(fresh_split, tmp_path):
-    """candidates/transfer-5x.pt (fp16) through 5x, by the script's own command: on a split it never saw,
-    the learned transfer's frames are nearer the truth on moving pixels than the relative transfer's."""
-    out = tmp_path / "transfer"
-    run = subprocess.run([sys.executable, str(script_path("learned_transfer")), "evaluate",
-                          "--checkpoint", str(CANDIDATES / "sprites-64-5x.pt"),
-                          "--transfer", str(CANDIDATES / "transfer-5x.pt"),
-                          "--dataset", str(fresh_split), "--out", str(out)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    moving = {name: json.loads((out / name / "metrics.json").read_text())["metrics"]["L1_moving"]["value"]
-              for name in ("relative", "learned")}
-    assert moving["learned"] < moving["relative"]
+def test_the_committed_learned_transfer_reads_back_and_moves_the_figures_closer_to_the_truth(
+        fresh_split, candidates_on_a_fresh_split):
+    """candidates/transfer-5x.pt (fp16) through 5x: on a split it never saw, the learned transfer's
+    frames are nearer the truth on moving pixels than the relative transfer's. (The script's
+    ``evaluate`` command itself is run in tests/test_learned_transfer.py.)"""
+    model, relative = candidates_on_a_fresh_split["5x"]
+    transfer = learned_transfer.load_transfer(CANDIDATES / "transfer-5x.pt")
+    assert all(p.dtype == torch.float32 for p in transfer.parameters())
+    learned = evaluate_cross_identity(learned_transfer.LearnedAnimation(model, transfer), fresh_split, SHAPE)
+    assert learned.value("L1_moving") < relative.value("L1_moving")
