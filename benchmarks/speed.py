@@ -168,7 +168,8 @@ def run_row(model: fomm.MotionModel, make_engine: Callable[[], Engine], source: 
     gc.collect()
     with PeakMemory(device) as memory:
         engine = make_engine()
-        animator = Animator(model, batch_size=batch, engine=engine)
+        # The model's own motion, as `fomm animate` runs it (the bundled model's learned transfer).
+        animator = Animator.with_settings(model, model.default_motion(), batch_size=batch, engine=engine)
         animator.animate(source, driving[:batch])  # warm-up: kernels chosen, graphs compiled
         walls, cpus = [], []
         for _ in range(repeats):
@@ -479,6 +480,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["vox-256", "bundled"],
                         choices=["vox-256", "tpsmm-vox-256", "mraa-vox256", "bundled"],
                         help="vox-256 and the other families' vox architectures (random weights), the bundled model")
+    parser.add_argument("--bundled-checkpoint", type=Path, default=BUNDLED_CHECKPOINT,
+                        help="time this checkpoint as the 'bundled' model (default: the bundled model itself; e.g. "
+                             "candidates/sprites-64-stage4.pt, the one shipped before it)")
     parser.add_argument("--no-end-to-end", action="store_true", help="skip timing fomm animate on a real-size clip")
     parser.add_argument("--no-first-frame", action="store_true", help="skip the time-to-first-frame rows")
     parser.add_argument("--no-rows", action="store_true", help="skip the table of backends and precisions")
@@ -520,11 +524,11 @@ def main() -> None:
             rows += bench_model(name, other, source, driving, batch, repeats, peaks, args.quick, device)
             del other
         if "bundled" in args.models:
-            bundled = fomm.load_checkpoint(BUNDLED_CHECKPOINT, device=device)
+            bundled = fomm.load_checkpoint(args.bundled_checkpoint, device=device)
             height, width, _ = bundled.frame_shape
             source, driving = real_frames(height, width, 64)
-            rows += bench_model("bundled sprites", bundled, source, driving, 2 * batch, repeats, peaks, args.quick,
-                                device)
+            label = "bundled sprites" if args.bundled_checkpoint == BUNDLED_CHECKPOINT else args.bundled_checkpoint.stem
+            rows += bench_model(label, bundled, source, driving, 2 * batch, repeats, peaks, args.quick, device)
 
     print(machine_header(device, args.threads, peaks, load_before))
     print()

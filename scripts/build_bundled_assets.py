@@ -61,7 +61,7 @@ def main() -> None:
     bundled = fomm.load_checkpoint(ASSETS / "sprites-64.pt")
     source_tensor = fit_frames(iio.imread(ASSETS / "source.png"), 64, 64)[0]
     driving_tensor = fit_frames(read_video(ASSETS / "driving.mp4"), 64, 64)
-    result = Animator(bundled).animate(source_tensor, driving_tensor)
+    result = Animator.with_settings(bundled, bundled.default_motion()).animate(source_tensor, driving_tensor)
     torch.save({"frames": torch.tensor(REFERENCE_FRAMES), "prediction": result[REFERENCE_FRAMES].clone()},
                REPO / "tests" / "data" / "bundled_reference.pt")
     render_doc_pictures()

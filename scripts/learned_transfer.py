@@ -1,30 +1,30 @@
-"""A learned keypoint transfer through a frozen FOMM model: how much of the oracle half it closes.
+"""Train and measure a learned keypoint transfer through a frozen FOMM model.
 
     .venv/bin/python scripts/learned_transfer.py train --checkpoint C --dataset data/sprites-64-2k-x \\
         --steps 3000 --out transfer.pt
     .venv/bin/python scripts/learned_transfer.py evaluate --checkpoint C --transfer transfer.pt \\
         --dataset data/val-1001 --out eval-transfer/
+    .venv/bin/python scripts/learned_transfer.py attach --checkpoint C --transfer transfer.pt --out C-learned.pt
 
 The paper's relative motion moves every source keypoint by the driving keypoint's displacement,
 ``A(0) + B(t) - B(0)``, which lands off the truth where the two figures' proportions differ. The
-*oracle half* of issue 23's bar (docs/bundled-model.md) is what that costs in pixels.
-:class:`PointTransfer` is a small network that sees the whole keypoint sets (source, initial
-driving and current driving, values and jacobians, each set centred on its mean point) and adds a
-correction to the relative transfer. Its last layer starts at zero, so before training it *is* the
-relative transfer, to the last bit. With ``--image-channels C`` it also sees the images: a small
-CNN's features of the source image at each source keypoint and of the driving video's first frame at
-each of its keypoints, where a figure's limb lengths are drawn more exactly than a few keypoints
-carry them (measured through the shipped model: no better than the keypoints alone).
+*oracle half* of issue 23's bar (docs/bundled-model.md) is what that costs in pixels. The network
+that corrects it, :class:`fomm.models.fomm.PointTransfer`, lives in the package: a checkpoint that
+carries one animates with ``--motion learned`` (its default). This script trains it and measures it.
+With ``--image-channels C`` (an experiment: measured no better than the keypoints alone, and not
+something a checkpoint can carry) it also sees the images: a small CNN's features of the source
+image at each source keypoint and of the driving video's first frame at each of its keypoints.
 
 ``train`` fits it through the frozen model on the dataset's training cross pairs (``fomm
 make-dataset --train-cross-pairs N``): the rendered frame against the truth frame, L1. The
 model's weights do not change, so its oracle (its own keypoints of the truth frames) does not
 either. ``evaluate`` writes two ``fomm evaluate --cross-identity`` folders, ``relative/`` (the
-model as ``fomm animate`` runs it) and ``learned/``, readable by ``scripts/compare_cross_identity.py``,
-and prints both against the relative one's oracle.
+model's relative motion) and ``learned/``, readable by ``scripts/compare_cross_identity.py``, and
+prints both against the relative one's oracle. ``attach`` writes a checkpoint of the model with
+the transfer inside (``model_params.point_transfer_params`` and its ``point_transfer`` weights), in
+the precision of the model's weights: what ``fomm animate`` and ``fomm evaluate`` read.
 
-An experiment, not a product: it is FOMM-only (it needs jacobians) and its figures are in
-docs/bundled-model.md, "Where the oracle half lives".
+FOMM-only (it needs jacobians); its figures are in docs/bundled-model.md.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -39,26 +40,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from fomm.checkpoint import load_checkpoint
+from fomm.checkpoint import load_checkpoint, save_checkpoint
+from fomm.config import PointTransferParams
 from fomm.data.synthetic.writer import TRAIN_CROSS_FOLDER, list_cross_pairs
 from fomm.errors import UserError
 from fomm.evaluation.cross_identity import ModelAnimation, evaluate_cross_identity
 from fomm.evaluation.protocol import read_frames
 from fomm.models.family import MotionModel
-from fomm.models.fomm.keypoints import Keypoints, relative_keypoints
-
-#: A keypoint as the network sees it: x, y, then the jacobian's four entries row by row.
-POINT_SIZE = 6
-
-
-def as_points(keypoints: Keypoints) -> Tensor:
-    """``(B, K, 6)``: values ``(B, K, 2)`` then flattened jacobians ``(B, K, 4)``."""
-    return torch.cat([keypoints.value, keypoints.jacobian.flatten(2)], dim=-1)
-
-
-def as_keypoints(points: Tensor) -> Keypoints:
-    """The inverse of :func:`as_points`."""
-    return Keypoints(value=points[..., :2].contiguous(), jacobian=points[..., 2:].unflatten(-1, (2, 2)).contiguous())
+from fomm.models.fomm import FommModel, Keypoints, PointTransfer
+from fomm.models.fomm.point_transfer import as_keypoints, as_points
 
 
 class ImageFeatures(nn.Module):
@@ -80,67 +70,56 @@ class ImageFeatures(nn.Module):
         return sampled[..., 0].transpose(1, 2)
 
 
-class PointTransfer(nn.Module):
-    """Relative transfer plus a learned correction from the whole keypoint sets (and, with
-    ``image_channels > 0``, from the images at those keypoints).
+class ImagePointTransfer(PointTransfer):
+    """The experiment: :class:`PointTransfer` that also reads ``image_channels`` features of the
+    source image at the source keypoints and of the driving video's first frame at its keypoints.
+    ``forward(source, driving, initial, source_image, initial_image)``, images ``(B, 3, H, W)`` in
+    [0, 1]."""
 
-    ``forward(source, initial, driving, source_image=None, initial_image=None)``: ``(B, K, 6)``
-    point sets (:func:`as_points`; positions (x, y) in [-1, 1]) and, when it sees images, the source
-    image and the driving video's first frame ``(B, 3, H, W)`` in [0, 1]; returns the ``(B, K, 6)``
-    description to render.
-    """
-
-    def __init__(self, num_kp: int, hidden: int = 512, depth: int = 3, image_channels: int = 0) -> None:
-        super().__init__()
+    def __init__(self, num_kp: int, image_channels: int) -> None:
+        super().__init__(num_kp, PointTransferParams(), extra_features=2 * image_channels)
         self.image_channels = image_channels
-        self.image_features = ImageFeatures(image_channels) if image_channels else None
-        layers: list[nn.Module] = []
-        width = num_kp * (4 * POINT_SIZE + 2 * image_channels)
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.GELU()]
-            width = hidden
-        self.body = nn.Sequential(*layers)
-        self.correction = nn.Linear(hidden, num_kp * POINT_SIZE)
-        nn.init.zeros_(self.correction.weight)  # starts as the relative transfer itself
-        nn.init.zeros_(self.correction.bias)
+        self.image_features = ImageFeatures(image_channels)
 
-    def forward(self, source: Tensor, initial: Tensor, driving: Tensor, source_image: Tensor | None = None,
-                initial_image: Tensor | None = None) -> Tensor:
-        relative = as_points(relative_keypoints(as_keypoints(source), as_keypoints(driving), as_keypoints(initial)))
-        # Each set centred on its own mean point: what differs between figures is shape, not place.
-        source_centre = source[..., :2].mean(dim=1, keepdim=True)
-        driving_centre = initial[..., :2].mean(dim=1, keepdim=True)
-        features = [_centred(source, source_centre), _centred(initial, driving_centre),
-                    _centred(driving, driving_centre), _centred(relative, source_centre)]
-        if self.image_features is not None:
-            if source_image is None or initial_image is None:
-                raise ValueError("this transfer sees the images: pass source_image and initial_image")
-            features += [self.image_features(source_image, source[..., :2]),
-                         self.image_features(initial_image, initial[..., :2])]
-        features = torch.cat(features, dim=-1)
-        return relative + self.correction(self.body(features.flatten(1))).view_as(relative)
+    def forward(self, source: Keypoints, driving: Keypoints, initial: Keypoints,  # type: ignore[override]
+                source_image: Optional[Tensor] = None, initial_image: Optional[Tensor] = None) -> Keypoints:
+        if source_image is None or initial_image is None:
+            raise ValueError("this transfer sees the images: pass source_image and initial_image")
+        extra = torch.cat([self.image_features(source_image, source.value),
+                           self.image_features(initial_image, initial.value)], dim=-1)
+        return super().forward(source, driving, initial, extra=extra)
 
 
-def _centred(points: Tensor, centre: Tensor) -> Tensor:
-    return torch.cat([points[..., :2] - centre, points[..., 2:]], dim=-1)
+def build_transfer(num_kp: int, image_channels: int = 0) -> PointTransfer:
+    """The package's transfer (``image_channels`` 0, what checkpoints carry) or the experiment's."""
+    return ImagePointTransfer(num_kp, image_channels) if image_channels else PointTransfer(num_kp, PointTransferParams())
 
 
-class LearnedAnimation:
-    """An :class:`~fomm.evaluation.cross_identity.Animation`: the model, with ``transfer`` instead of
-    relative motion."""
+def with_transfer(model: FommModel, transfer: PointTransfer) -> FommModel:
+    """``model`` carrying ``transfer`` (keypoints only), in place: ``--motion learned`` runs it."""
+    if isinstance(transfer, ImagePointTransfer):
+        raise UserError("a transfer that sees the images is an experiment of this script: a checkpoint carries "
+                        "keypoint-only transfers (train without --image-channels)")
+    model.config.model_params.point_transfer_params = PointTransferParams()
+    model.point_transfer = transfer.to(model.device)
+    return model
 
-    def __init__(self, model: MotionModel, transfer: PointTransfer) -> None:
+
+class ImageAnimation:
+    """An :class:`~fomm.evaluation.cross_identity.Animation`: the model, with an
+    :class:`ImagePointTransfer` instead of relative motion."""
+
+    def __init__(self, model: MotionModel, transfer: ImagePointTransfer) -> None:
         self.model, self.transfer = model, transfer
 
     @torch.inference_mode()
     def __call__(self, source: Tensor, driving: Tensor) -> Tensor:
         frames = len(driving)
         source_keypoints = self.model.describe(source[None])
-        driving_points = as_points(self.model.describe(driving))
-        moved = self.transfer(as_points(source_keypoints).expand(frames, -1, -1),
-                              driving_points[:1].expand(frames, -1, -1), driving_points,
+        driving_keypoints = self.model.describe(driving)
+        moved = self.transfer(source_keypoints.expand(frames), driving_keypoints, driving_keypoints[:1].expand(frames),
                               source[None].expand(frames, -1, -1, -1), driving[:1].expand(frames, -1, -1, -1))
-        rendered = self.model.render(self.model.encode_source(source[None]), source_keypoints, as_keypoints(moved))
+        rendered = self.model.render(self.model.encode_source(source[None]), source_keypoints, moved)
         return rendered.prediction.float().clamp(0, 1)
 
 
@@ -189,7 +168,7 @@ def train(model: MotionModel, dataset: Path, steps: int, batch_size: int = 16, l
     torch.manual_seed(seed)
     model.requires_grad_(False).eval()
     data = TrainingPairs(model, dataset)
-    transfer = PointTransfer(model.config.model_params.common_params.num_kp, image_channels=image_channels)
+    transfer = build_transfer(model.config.model_params.common_params.num_kp, image_channels)
     optimizer = torch.optim.AdamW(transfer.parameters(), lr=learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.1)
     pairs, frames = data.truths.shape[:2]
@@ -198,8 +177,9 @@ def train(model: MotionModel, dataset: Path, steps: int, batch_size: int = 16, l
         chosen = torch.randint(0, pairs, (batch_size,))
         source, initial_image, truth, source_points, initial, driving = data.batch(
             chosen, torch.randint(1, frames, (batch_size,)))
-        moved = transfer(source_points, initial, driving, source, initial_image)
-        prediction = model.render(model.encode_source(source), as_keypoints(source_points), as_keypoints(moved)).prediction
+        images = (source, initial_image) if image_channels else ()
+        moved = transfer(as_keypoints(source_points), as_keypoints(driving), as_keypoints(initial), *images)
+        prediction = model.render(model.encode_source(source), as_keypoints(source_points), moved).prediction
         loss = (prediction - truth).abs().mean()
         optimizer.zero_grad()
         loss.backward()
@@ -217,7 +197,7 @@ def train(model: MotionModel, dataset: Path, steps: int, batch_size: int = 16, l
 # the command line
 
 
-def _load(args: argparse.Namespace) -> MotionModel:
+def _load(args: argparse.Namespace) -> FommModel:
     model = load_checkpoint(args.checkpoint, args.config)
     if model.family != "fomm":
         raise UserError(f"{args.checkpoint} is a {model.family} model: the learned transfer needs FOMM's "
@@ -236,18 +216,33 @@ def _train(args: argparse.Namespace) -> None:
 
 def load_transfer(path: Path) -> PointTransfer:
     """A transfer as ``train`` saved it (its weights in fp32 or fp16), in fp32 and in eval mode."""
+    if not path.is_file():
+        raise UserError(f"--transfer {path}: file not found")
     saved = torch.load(path, weights_only=True)
-    transfer = PointTransfer(saved["num_kp"], image_channels=saved.get("image_channels", 0))
+    transfer = build_transfer(saved["num_kp"], saved.get("image_channels", 0))
     transfer.load_state_dict(saved["state_dict"])
     return transfer.eval()
 
 
+def _learned_animation(model: FommModel, transfer_path: Optional[Path]) -> tuple[object, str]:
+    """The animation with the transfer of ``transfer_path``, or the checkpoint's own (None), and
+    its label."""
+    if transfer_path is None:
+        if model.point_transfer is None:
+            raise UserError("the checkpoint carries no point transfer: name one with --transfer")
+        return ModelAnimation(model, motion="learned"), "the checkpoint's"
+    transfer = load_transfer(transfer_path)
+    if isinstance(transfer, ImagePointTransfer):
+        return ImageAnimation(model, transfer), str(transfer_path)
+    return ModelAnimation(with_transfer(model, transfer), motion="learned"), str(transfer_path)
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     model = _load(args)
-    transfer = load_transfer(args.transfer)
+    learned, learned_label = _learned_animation(model, args.transfer)
     results = {}
-    for name, animation, label in (("relative", ModelAnimation(model), "relative"),
-                                   ("learned", LearnedAnimation(model, transfer), str(args.transfer))):
+    for name, animation, label in (("relative", ModelAnimation(model, motion="relative"), "relative"),
+                                   ("learned", learned, learned_label)):
         results[name] = evaluate_cross_identity(animation, args.dataset, model.frame_shape, settings={"transfer": label})
         results[name].write(args.out / name)
     oracle = results["relative"].value("L1_moving_oracle")
@@ -257,24 +252,33 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"{name},{moving:.4f},{moving / result.value('L1_moving_repeat_source'):.3f},{moving / oracle:.3f}")
 
 
+def _attach(args: argparse.Namespace) -> None:
+    model = with_transfer(_load(args), load_transfer(args.transfer))
+    save_checkpoint(args.out, model)
+    print(f"wrote {args.out}: {args.checkpoint} with the point transfer of {args.transfer} (fp32)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("train", "evaluate"):
+    for name in ("train", "evaluate", "attach"):
         command = commands.add_parser(name)
         command.add_argument("--checkpoint", type=Path, required=True)
         command.add_argument("--config", type=Path, default=None)
-        command.add_argument("--dataset", type=Path, required=True)
+        if name != "attach":
+            command.add_argument("--dataset", type=Path, required=True)
         command.add_argument("--out", type=Path, required=True)
     commands.choices["train"].add_argument("--steps", type=int, default=3000)
     commands.choices["train"].add_argument("--batch-size", type=int, default=16)
     commands.choices["train"].add_argument("--seed", type=int, default=0)
     commands.choices["train"].add_argument("--image-channels", type=int, default=0,
                                            help="also see the images through a CNN of this width (0: keypoints only)")
-    commands.choices["evaluate"].add_argument("--transfer", type=Path, required=True)
+    commands.choices["evaluate"].add_argument("--transfer", type=Path, default=None,
+                                              help="the transfer file `train` wrote (default: the checkpoint's own)")
+    commands.choices["attach"].add_argument("--transfer", type=Path, required=True)
     args = parser.parse_args()
     try:
-        (_train if args.command == "train" else _evaluate)(args)
+        {"train": _train, "evaluate": _evaluate, "attach": _attach}[args.command](args)
     except UserError as error:  # a missing dataset or one without cross pairs, a checkpoint of another family
         print(f"error: {error}", file=sys.stderr)
         return 2

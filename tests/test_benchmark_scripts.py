@@ -99,3 +99,13 @@ def test_train_precision_compares_where_runs_end(sprites_64):
     assert total[2].strip() == f"{final(fp32):.4f} / {final(bf16):.4f}"
     spread = abs(final(curves[0][0]) - final(curves[1][0]))
     assert math.isclose(float(total[-2]), spread, abs_tol=1e-4)
+
+
+def test_transfer_cost_times_every_mode_the_bundled_model_offers(capsys, monkeypatch):
+    script = load_script("transfer_cost")
+    monkeypatch.setattr(sys, "argv", ["transfer_cost.py", "--batch", "2", "--calls", "2", "--threads", "1"])
+    script.main()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    modes = [row.split("|")[1].strip() for row in rows[1:]]
+    assert modes == ["relative", "absolute", "learned"]
+    assert all(float(row.split("|")[2]) > 0 for row in rows[1:])

@@ -16,7 +16,7 @@ import yaml
 
 import fomm
 from tests.cli_runner import Finished, run_fomm
-from fomm.assets import BUNDLED_CHECKPOINT, BUNDLED_DRIVING, BUNDLED_SOURCE
+from fomm.assets import BUNDLED_DRIVING, BUNDLED_SOURCE
 from fomm.config import PACKAGED_CONFIGS
 from fomm.data.synthetic import make_dataset
 from fomm.data.video import read_video, video_info
@@ -24,6 +24,8 @@ from fomm.data.video import read_video, video_info
 
 #: The exact path: `auto` measures speed, and may choose another arithmetic from one run to the next.
 EXACT = ("--precision", "fp32", "--backend", "torch")
+#: The model shipped before the bundled one, whose architecture is a packaged config's (sprites-64-blend).
+STAGE4_CHECKPOINT = Path(__file__).resolve().parents[1] / "candidates" / "sprites-64-stage4.pt"
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> Finished:
@@ -151,7 +153,7 @@ def test_the_original_demo_py_flags_work(tmp_path):
     out = tmp_path / "demo_py.mp4"
     result = run_cli("animate", "--source_image", str(BUNDLED_SOURCE), "--driving_video", str(BUNDLED_DRIVING),
                      "--result_video", str(out), "--relative", "--adapt_scale", "--find_best_frame", "--cpu",
-                     "--checkpoint", str(BUNDLED_CHECKPOINT), "--config", str(PACKAGED_CONFIGS / "sprites-64-blend.yaml"))
+                     "--checkpoint", str(STAGE4_CHECKPOINT), "--config", str(PACKAGED_CONFIGS / "sprites-64-blend.yaml"))
     assert result.returncode == 0, result.stderr
     assert video_info(out).num_frames == video_info(BUNDLED_DRIVING).num_frames
 

@@ -27,7 +27,7 @@ def test_bundled_model_reproduces_its_reference_frames():
     assert model.config.dataset_params.frame_shape == (64, 64, 3)
     source = fit_frames(iio.imread(BUNDLED_SOURCE), 64, 64)[0]
     driving = fit_frames(read_video(BUNDLED_DRIVING), 64, 64)
-    result = Animator(model).animate(source, driving)
+    result = Animator.with_settings(model, model.default_motion()).animate(source, driving)
     frames = reference["frames"].tolist()
     error = (result[frames] - reference["prediction"]).abs().max().item()
     assert error < 1e-4, f"bundled model output changed by {error:.2e}"

@@ -95,10 +95,12 @@ NOT_RUN: dict[str, str] = {
     "--device cpu --threads 1": _HOURS + " (and the files of the stages before it)",
     "fomm make-dataset sprites --out data/unseen-7 --videos 100 --frames 32 --size 64 --seed 7 --format mp4":
         "100 videos take half a minute; `fomm make-dataset` runs on the workspace's dataset",
-    "fomm evaluate --dataset data/unseen-7 --embedding none --out eval-unseen-7/":
+    "fomm evaluate --checkpoint candidates/sprites-64-stage4.pt "
+    "--dataset data/unseen-7 --embedding none --out eval-unseen-7/":
         "two minutes on the 100-video split above; tests/test_demo.py evaluates the bundled model on a small "
         "unseen split",
-    "fomm evaluate --dataset data/unseen-4242 --embedding none --out eval-unseen/":
+    "fomm evaluate --checkpoint candidates/sprites-64-stage4.pt "
+    "--dataset data/unseen-4242 --embedding none --out eval-unseen/":
         "two minutes on the 100-video split above; `fomm evaluate` runs on the workspace's dataset",
     "fomm make-dataset sprites --out data/val-1001 --videos 24 --frames 32 --size 64 --seed 1001 --test-fraction 0.5 "
     "--cross-pairs 12": _CROSS_SPLIT,
@@ -110,7 +112,8 @@ NOT_RUN: dict[str, str] = {
     "--cross-pairs 12": _CROSS_SPLIT,
     "fomm make-dataset sprites --out data/test-9009 --videos 24 --frames 32 --size 64 --seed 9009 --test-fraction 0.5 "
     "--cross-pairs 12": _CROSS_SPLIT,
-    "fomm evaluate --cross-identity --dataset data/test-2002 --landmarks landmarks.pt --out eval-cross-2002/":
+    "fomm evaluate --checkpoint candidates/sprites-64-stage4.pt --cross-identity "
+    "--dataset data/test-2002 --landmarks landmarks.pt --out eval-cross-2002/":
         "needs the split above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller one",
     "fomm train --config decoded.yaml --checkpoint bundled-weights.pth.tar --log-dir runs/decoded --device cpu "
     "--threads 1": _HOURS + " (and the files of the lines before it)",
@@ -118,7 +121,8 @@ NOT_RUN: dict[str, str] = {
         "needs the training run above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller split",
     "fomm evaluate --cross-identity --checkpoint a.pth.tar --dataset data/test-2002 --out eval-a/": _TWO_MODELS,
     "fomm evaluate --cross-identity --checkpoint b.pth.tar --dataset data/test-2002 --out eval-b/": _TWO_MODELS,
-    "fomm evaluate --dataset data/test-2002 --embedding none --out eval-self-2002/":
+    "fomm evaluate --checkpoint candidates/sprites-64-stage4.pt "
+    "--dataset data/test-2002 --embedding none --out eval-self-2002/":
         "needs the split above; `fomm evaluate` runs on the workspace's dataset",
     "fomm make-dataset sprites --out data/sprites-x --videos 2000 --frames 32 --size 64 --train-cross-pairs 2000":
         "2,000 videos and 2,000 pairs take seven minutes; tests/test_cross_pair_training.py makes a small such dataset",
@@ -151,32 +155,35 @@ NOT_RUN: dict[str, str] = {
     "fomm evaluate --cross-identity --checkpoint runs/grown-fine-2/checkpoint.pth.tar --dataset data/test-2002 "
     "--embedding color-histogram --precision fp32 --backend torch --out eval-5t-2002/":
         "needs the training run above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller split",
-    "fomm evaluate --cross-identity --dataset data/test-2002 --embedding color-histogram --precision fp32 "
-    "--backend torch --out eval-bundled-2002/": "needs the 12-pair split above (half a minute to make); "
-                                                 "docs/evaluation.md's `evaluate --cross-identity` runs on a smaller one",
+    "fomm evaluate --checkpoint candidates/sprites-64-stage4.pt --cross-identity --dataset data/test-2002 --embedding "
+    "color-histogram --precision fp32 --backend torch --out eval-bundled-2002/":
+        "needs the 12-pair split above (half a minute to make); "
+        "docs/evaluation.md's `evaluate --cross-identity` runs on a smaller one",
     "fomm train --config grow-fine-gan.yaml --checkpoint grown-fine-2-weights.pth.tar --log-dir runs/grown-fine-gan "
     "--device cpu --threads 2": _HOURS + " (and the weights of the runs before it)",
     "fomm evaluate --cross-identity --checkpoint runs/grown-fine-gan/checkpoint.pth.tar --dataset data/val-1001 "
     "--embedding color-histogram --precision fp32 --backend torch --out eval-5v/":
         "needs the training run above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller split",
-    "fomm evaluate --cross-identity --adapt-scale --dataset data/val-1001 --embedding color-histogram --precision fp32 "
-    "--backend torch --out eval-bundled-adapt/": "needs the 12-pair split above (half a minute to make); "
-                                                  "tests/test_cross_identity.py runs `--adapt-scale` on a smaller one",
+    "fomm evaluate --checkpoint candidates/sprites-64-stage4.pt --cross-identity --adapt-scale --dataset data/val-1001 "
+    "--embedding color-histogram --precision fp32 --backend torch --out eval-bundled-adapt/":
+        "needs the 12-pair split above (half a minute to make); "
+        "tests/test_cross_identity.py runs `--adapt-scale` on a smaller one",
     "fomm evaluate --cross-identity --adapt-scale --checkpoint runs/grown-fine-2/checkpoint.pth.tar --dataset "
     "data/val-1001 --embedding color-histogram --precision fp32 --backend torch --out eval-5t-adapt/":
         "needs the training run above; tests/test_cross_identity.py runs `--adapt-scale` on a smaller split",
     "fomm evaluate --cross-identity --checkpoint runs/grown-fine-2/checkpoint.pth.tar --dataset data/val-1001 "
     "--embedding smooth-color-histogram --precision fp32 --backend torch --out eval-5t-smooth-1001/":
         "needs the training run above; docs/evaluation.md runs `--embedding smooth-color-histogram` on a smaller split",
-    "fomm evaluate --cross-identity --dataset data/val-1001 --embedding smooth-color-histogram --precision fp32 "
-    "--backend torch --out eval-bundled-smooth-1001/": "needs the 12-pair split above (half a minute to make); "
-                                                        "docs/evaluation.md runs the same on a smaller one",
+    "fomm evaluate --checkpoint candidates/sprites-64-stage4.pt --cross-identity --dataset data/val-1001 --embedding "
+    "smooth-color-histogram --precision fp32 --backend torch --out eval-bundled-smooth-1001/":
+        "needs the 12-pair split above (half a minute to make); "
+        "docs/evaluation.md runs the same on a smaller one",
     "fomm evaluate --cross-identity --checkpoint runs/grown-fine-gan/checkpoint.pth.tar --dataset data/test-8008 "
     "--embedding smooth-color-histogram --precision fp32 --backend torch --out eval-5v-8008/":
         "needs the training run above; docs/evaluation.md runs `--embedding smooth-color-histogram` on a smaller split",
-    "fomm evaluate --cross-identity --dataset data/test-8008 --embedding smooth-color-histogram --precision fp32 "
-    "--backend torch --out eval-bundled-8008/": "needs a 12-pair split (half a minute to make); docs/evaluation.md "
-                                                "runs the same on a smaller one",
+    "fomm evaluate --checkpoint candidates/sprites-64-stage4.pt --cross-identity --dataset data/test-8008 --embedding "
+    "smooth-color-histogram --precision fp32 --backend torch --out eval-bundled-8008/":
+        "needs a 12-pair split (half a minute to make); docs/evaluation.md runs the same on a smaller one",
     "fomm make-dataset sprites --out data/test-10010 --videos 96 --frames 32 --size 64 --seed 10010 --test-fraction 0.5 "
     "--cross-pairs 48": _CROSS_SPLIT,
     "fomm evaluate --cross-identity --checkpoint runs/grown-fine-gan/checkpoint.pth.tar --dataset data/test-10010 "
@@ -191,12 +198,21 @@ NOT_RUN: dict[str, str] = {
         "needs the 48-pair split above; tests/test_cross_identity.py evaluates the same weights on a 4-pair split",
     "fomm train --config grow-fine-long.yaml --checkpoint 5w-fine-start.pth.tar --log-dir runs/grow-fine-long "
     "--device cpu --threads 2": _HOURS + " (58 min; and 5w's weights with the motion kernel dropped)",
-    "fomm evaluate --cross-identity --checkpoint candidates/sprites-64-5x.pt --dataset data/val-1001 "
+    "fomm evaluate --cross-identity --motion relative --dataset data/val-1001 "
     "--embedding color-histogram --precision fp32 --backend torch --out eval-5x-val/":
         "needs the 12-pair split above (half a minute to make); tests/test_cross_identity.py evaluates the same "
-        "weights on a 4-pair split",
+        "model with relative motion on a 4-pair split",
     "fomm make-dataset sprites --out data/test-17017 --videos 96 --frames 32 --size 64 --seed 17017 --test-fraction 0.5 "
     "--cross-pairs 48": _CROSS_SPLIT,
+    "fomm make-dataset sprites --out data/test-19019 --videos 96 --frames 32 --size 64 --seed 19019 --test-fraction 0.5 "
+    "--cross-pairs 48": _CROSS_SPLIT,
+    "fomm evaluate --cross-identity --dataset data/test-19019 --embedding color-histogram --precision fp32 "
+    "--backend torch --out judge-19019/":
+        "needs the 48-pair split above (a minute to evaluate); tests/test_cross_identity.py evaluates the bundled "
+        "model the same way on a 4-pair split",
+    "fomm evaluate --cross-identity --motion relative --dataset data/test-19019 --embedding color-histogram "
+    "--precision fp32 --backend torch --out relative-19019/":
+        "needs the 48-pair split above; tests/test_cross_identity.py evaluates relative motion on a 4-pair split",
     "fomm train --config grow-transfer.yaml --checkpoint grown-3-weights.pth.tar --log-dir runs/grown-transfer "
     "--device cpu --threads 2": _HOURS + " (and the weights of the runs before it); tests/test_keypoint_transfer_loss.py "
                                          "trains with the loss through `fomm train`",
@@ -306,6 +322,7 @@ def _make_workspace(root: Path) -> None:
         iio.imwrite(root / name, read_source_image(BUNDLED_SOURCE))
     for name in ("video.mp4", "talking.mp4", "driving.mp4"):
         shutil.copyfile(BUNDLED_DRIVING, root / name)
+    (root / "candidates").symlink_to(REPO / "candidates")  # the models kept beside the repository's docs
     _write_portrait_media(root)
     _run(root, "make-dataset", "sprites", "--out", "data/sprites-64", "--videos", "8", "--frames", "32",
          "--size", "64", "--seed", "0", "--workers", "1", "--quiet")

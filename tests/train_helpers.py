@@ -7,7 +7,7 @@ import math
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -79,9 +79,11 @@ def generator_objective(config: FommConfig) -> torch.nn.Module:
     return trainer.objectives["generator"]
 
 
-def train_briefly(config: FommConfig, dataset_root: Path, folder: Path, steps: int = 2) -> dict[str, Any]:
+def train_briefly(config: FommConfig, dataset_root: Path, folder: Path, steps: int = 2,
+                  checkpoint: Optional[Path] = None) -> dict[str, Any]:
     """``fomm train`` for ``steps`` steps (one thread, CPU) of ``config`` on the dataset at
-    ``dataset_root``, its config file and run written under ``folder``; the checkpoint it wrote."""
+    ``dataset_root``, from ``checkpoint`` when given, its config file and run written under
+    ``folder``; the checkpoint it wrote."""
     import yaml
 
     from fomm.cli import main
@@ -92,7 +94,8 @@ def train_briefly(config: FommConfig, dataset_root: Path, folder: Path, steps: i
     config_file, run = folder / "config.yaml", folder / "run"
     config_file.write_text(yaml.safe_dump(data))
     assert main(["train", "--config", str(config_file), "--log-dir", str(run), "--max-steps", str(steps),
-                 "--threads", "1", "--no-progress", "--device", "cpu"]) == 0
+                 "--threads", "1", "--no-progress", "--device", "cpu",
+                 *(["--checkpoint", str(checkpoint)] if checkpoint is not None else [])]) == 0
     return torch.load(run / CHECKPOINT_NAME, weights_only=True)
 
 

@@ -54,7 +54,8 @@ class Animator:
     ``relative=True`` transfers the driving motion relative to a reference driving frame (the
     first, or the best matching) onto the source (the papers' relative transfer); ``False`` uses
     the driving motion as it is. ``motion="avd"`` uses the family's AVD network instead (TPSMM,
-    MRAA), and ``motion`` overrides ``relative`` when given. ``adapt_scale`` scales relative motion
+    MRAA), ``motion="learned"`` relative motion corrected by a FOMM model's point transfer, and
+    ``motion`` overrides ``relative`` when given. ``adapt_scale`` scales relative motion
     by the ratio of the source's and the reference frame's hull sizes.
 
     ``precision`` (one of :data:`PRECISIONS`) and ``backend`` (one of :data:`BACKENDS`) say what
@@ -87,8 +88,7 @@ class Animator:
         mode = motion if motion is not None else ("relative" if relative else "absolute")
         if mode not in MOTION_MODES:
             raise UserError(f"unknown motion {mode!r} (use one of {', '.join(MOTION_MODES)})")
-        if mode == "avd" and not model.has_avd:
-            raise UserError(f"this {type(model).__name__} has no AVD network: use relative or absolute motion")
+        model.check_motion_mode(mode)
         self.model = model.eval()
         self.settings = MotionSettings(mode=mode, adapt_scale=adapt_scale, relative_jacobian=relative_jacobian)
         self.batch_size = batch_size

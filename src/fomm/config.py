@@ -25,6 +25,7 @@ __all__ = [
     "DatasetParams",
     "FommConfig",
     "ModelParams",
+    "PointTransferParams",
     "TrainAvdParams",
     "TrainParams",
     "read_config_file",
@@ -214,12 +215,30 @@ class GraphParams(_Section):
         return self
 
 
+class PointTransferParams(_Section):
+    """Ours: a learned correction of relative motion (:mod:`fomm.models.fomm.point_transfer`):
+    ``num_layers`` linear layers of ``hidden_features`` read the source, initial and current
+    driving keypoints, and a last one gives the correction. Trained by
+    ``scripts/learned_transfer.py``, not by ``fomm train``."""
+
+    hidden_features: int = Field(512, gt=0)
+    num_layers: int = Field(3, gt=0)
+
+
 class ModelParams(_Section):
     common_params: CommonParams
     kp_detector_params: KeypointDetectorParams
     generator_params: GeneratorParams
     discriminator_params: DiscriminatorParams = DiscriminatorParams()
     graph_params: Optional[GraphParams] = None
+    point_transfer_params: Optional[PointTransferParams] = None
+
+    @model_validator(mode="after")
+    def _point_transfer_needs_jacobians(self) -> "ModelParams":
+        if self.point_transfer_params is not None and not self.common_params.estimate_jacobian:
+            raise ValueError("point_transfer_params: the learned point transfer reads and corrects jacobians: it "
+                             "needs common_params.estimate_jacobian True")
+        return self
 
 
 # --------------------------------------------------------------------------------------------

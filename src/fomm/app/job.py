@@ -42,7 +42,7 @@ class AnimationOptions:
     backend: str = "auto"
     batch_size: int = 8
     max_frames: Optional[int] = None
-    motion: Optional[str] = None  # relative / absolute / avd; overrides ``relative`` when given
+    motion: Optional[str] = None  # relative / absolute / avd / learned; overrides ``relative`` when given
 
     def __post_init__(self) -> None:
         if self.crop not in CROPS:
@@ -68,7 +68,7 @@ class AnimationOutputs:
     fps: float
     reference_frame: int  # the driving frame relative motion was taken from
     engine: str  # what ran the networks: "<backend> <precision>"
-    motion: str  # relative / absolute / avd
+    motion: str  # relative / absolute / avd / learned
     note: Optional[str] = None  # advice for the user (the bundled toy model on a photo)
 
     @property
@@ -80,7 +80,9 @@ class AnimationOutputs:
         """One line for the page: what was done."""
         how = {"relative": f"motion taken relative to driving frame {self.reference_frame}",
                "absolute": "absolute motion (the driving poses as they are)",
-               "avd": "motion through the model's AVD network"}[self.motion]
+               "avd": "motion through the model's AVD network",
+               "learned": f"motion taken relative to driving frame {self.reference_frame}, corrected by the "
+                          "model's learned point transfer"}[self.motion]
         text = f"{self.num_frames} frames at {self.fps:g} fps, {how}, run by {self.engine}"
         return f"{text}. {self.note}" if self.note else text
 

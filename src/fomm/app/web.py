@@ -192,7 +192,8 @@ def build_app(catalog: ModelCatalog, work_dir: Path, samples: Sequence[tuple[Pat
                 model = gr.Dropdown(catalog.names, value=catalog.names[0], label="Model", scale=2)
                 motion = gr.Radio(list(MOTION_MODES), value="relative", label="Motion",
                                   info="relative: the driving video's motion from its reference frame; "
-                                       "avd: through the model's AVD network (TPSMM, MRAA)")
+                                       "avd: through the model's AVD network (TPSMM, MRAA); learned: relative, corrected "
+                                       "by the model's learned point transfer (FOMM models with one)")
                 crop = gr.Radio(list(CROPS), value="none", label="Crop",
                                 info="fit inputs to the model: around a face, a body, the centre, or whole")
                 precision = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision",

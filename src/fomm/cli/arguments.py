@@ -89,14 +89,16 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, bundled_default: boo
 
 
 def add_motion_arguments(parser: argparse.ArgumentParser) -> None:
-    """Relative, absolute or AVD motion and adapt scale; unset ones come from the model's config
+    """Relative, absolute, AVD or learned motion and adapt scale; unset ones come from the model's config
     (FOMM: ``animate_params.normalization_params``)."""
     group = parser.add_argument_group("motion transfer (defaults: the model's config)")
     motion = group.add_mutually_exclusive_group()
     motion.add_argument("--motion", choices=MOTION_MODES,
                         help="relative: the driving motion relative to its first (or best) frame, moved onto the "
                              "source; absolute: the driving poses as they are; avd: the model's AVD network "
-                             "(TPSMM and MRAA models that have one)")
+                             "(TPSMM and MRAA models that have one); learned: relative motion corrected by the "
+                             "model's learned point transfer (FOMM models that have one, such as the bundled "
+                             "model; their default)")
     motion.add_argument("--relative", dest="motion", action="store_const", const="relative",
                         help="same as --motion relative")
     motion.add_argument("--absolute", dest="motion", action="store_const", const="absolute",

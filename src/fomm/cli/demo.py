@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     source = source_framing(source_image)[0]
 
     out.mkdir(parents=True, exist_ok=True)
-    animator = Animator(model, relative=True, batch_size=16)
+    animator = Animator.with_settings(model, model.default_motion(), batch_size=16)  # as `fomm animate` runs it
     files = Outputs(result=out / "result.mp4", gif=out / "result.gif", side_by_side=out / "side_by_side.mp4",
                     fps=info.fps or DEFAULT_FPS, draw_side_by_side=SideBySide(model, source))
     middle = info.num_frames // 2
@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         summary = animate_to_files(animator, source, BUNDLED_DRIVING, driving_framing, files, progress=progress.update,
                                    keep=[0, middle])
     first, batch = summary.kept[0], summary.kept[middle]
-    analysis = analyse_frame(model, source, batch.driving[middle % animator.batch_size], initial=first.driving[0])
+    analysis = analyse_frame(model, source, batch.driving[middle % animator.batch_size], initial=first.driving[0],
+                             settings=animator.settings)
     figure = save_figure(motion_figure(analysis, model.config.visualizer_params.colormap, frame_index=middle),
                          out / "keypoints.png")
     written = {

@@ -56,6 +56,9 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, *, reconstruct: bo
                       help="with --cross-identity: scale the driving motion by the ratio of the source figure's "
                            "size to the driving figure's (the original's adapt_movement_scale; default: the "
                            "model's config)")
+    data.add_argument("--motion", choices=("relative", "learned", "avd"), default=None,
+                      help="with --cross-identity: how the driving motion is transferred (default: learned for a "
+                           "model with a learned point transfer, as `fomm animate` runs it, else relative)")
     data.add_argument("--num-videos", type=int,
                       help="evaluate only the first N test videos, or N cross pairs (default: the config's "
                            "reconstruction_params.num_videos, else all)")
@@ -119,13 +122,13 @@ def run_evaluation(args: argparse.Namespace, videos: Optional[Path]
     num_videos = args.num_videos if args.num_videos is not None else model.config.reconstruction_params.num_videos
     if args.cross_identity:
         animation = ModelAnimation(model, adapt_scale=motion_settings(args, model).adapt_scale,
-                                   batch_size=args.batch_size, precision=args.precision)
+                                   batch_size=args.batch_size, precision=args.precision, motion=args.motion)
         result = evaluate_cross_identity(
             animation, args.dataset, model.frame_shape, landmark_detector=detector, embedding=embedding,
             feature_network=features, num_pairs=args.num_videos, batch_size=args.batch_size,
             on_pair=(lambda pair, frames: writer.write(pair.truth, frames)) if writer is not None else None,
             progress=True, settings={"checkpoint": str(args.checkpoint), "precision": args.precision,
-                                     "adapt_scale": animation.adapt_scale})
+                                     "adapt_scale": animation.adapt_scale, "motion": animation.motion})
     else:
         result = evaluate_dataset(model, args.dataset, landmark_detector=detector, embedding=embedding,
                                   num_videos=num_videos, batch_size=args.batch_size,
@@ -148,9 +151,10 @@ def _check_options(args: argparse.Namespace) -> None:
     read_meta(args.dataset)  # a meta.json that is not an object of dataset facts is refused here
     if args.cross_identity:
         list_cross_pairs(args.dataset)  # a dataset without pairs fails before the model loads
-    elif args.adapt_scale:
-        raise UserError("--adapt-scale: only --cross-identity moves one figure by another's motion (a video "
-                        "reconstructed from its own frames has nothing to adapt)")
+    elif args.adapt_scale or args.motion is not None:
+        option = "--adapt-scale" if args.adapt_scale else "--motion"
+        raise UserError(f"{option}: only --cross-identity moves one figure by another's motion (a video "
+                        "reconstructed from its own frames has no motion to transfer)")
     if args.fid_network is not None and not args.fid_network.is_file():
         raise CheckpointError(f"--fid-network {args.fid_network}: feature network not found")
     if args.out is not None:

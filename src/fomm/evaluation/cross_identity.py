@@ -72,24 +72,43 @@ __all__ = ["Animation", "ModelAnimation", "PairData", "PairMetrics", "evaluate_c
 class Animation(Protocol):
     """Anything that animates a source image ``(3, H, W)`` with driving frames ``(T, 3, H, W)``
     (float in [0, 1] at the same size) into ``(T, 3, H, W)`` frames in [0, 1]: a model with its
-    motion transfer (:class:`ModelAnimation`), or a baseline."""
+    motion transfer (:class:`ModelAnimation`), or a baseline. One that also has a method
+    ``oracle(source, truth)`` renders the oracle with it (see :class:`ModelAnimation`)."""
 
     def __call__(self, source: Tensor, driving: Tensor) -> Tensor: ...
 
 
 class ModelAnimation:
-    """A model of any family animating as :class:`~fomm.animate.Animator` does it: relative motion
-    (the truth of the cross pairs is relative), ``adapt_scale`` and ``precision`` as the
-    animator's."""
+    """A model of any family animating as :class:`~fomm.animate.Animator` does it: ``adapt_scale``
+    and ``precision`` as the animator's. ``motion``: ``relative`` (the truth of the cross pairs is
+    relative), ``learned`` (relative, corrected by a FOMM model's point transfer) or ``avd``; None:
+    ``learned`` where the model has a point transfer (as ``fomm animate`` runs it), else
+    ``relative``.
+
+    :meth:`oracle` renders the truth video with plain relative motion even when ``motion`` is
+    ``learned``: the truth is the source's own figure, so there is nothing for the correction to
+    correct, and the oracle stays the model's self-reconstruction figure, the same denominator
+    whichever transfer is measured."""
 
     def __init__(self, model: MotionModel, adapt_scale: bool = False, batch_size: int = 8,
-                 precision: str = "fp32") -> None:
-        self.adapt_scale = adapt_scale
-        self.animator = Animator(model, relative=True, adapt_scale=adapt_scale, batch_size=batch_size,
+                 precision: str = "fp32", motion: Optional[str] = None) -> None:
+        if motion is None:
+            motion = "learned" if "learned" in model.motion_modes() else "relative"
+        if motion == "absolute":
+            raise UserError("cross-identity animation is measured against relative ground truth: use relative, "
+                            "learned or avd motion, not absolute")
+        self.adapt_scale, self.motion = adapt_scale, motion
+        self.animator = Animator(model, motion=motion, adapt_scale=adapt_scale, batch_size=batch_size,
                                  precision=precision)
+        self.oracle_animator = self.animator if motion != "learned" else Animator(
+            model, motion="relative", adapt_scale=adapt_scale, batch_size=batch_size, precision=precision)
 
     def __call__(self, source: Tensor, driving: Tensor) -> Tensor:
         return self.animator.animate(source, driving).float().clamp(0, 1)
+
+    def oracle(self, source: Tensor, truth: Tensor) -> Tensor:
+        """The source animated by the truth video (see the class docstring)."""
+        return self.oracle_animator.animate(source, truth).float().clamp(0, 1)
 
 
 @dataclass
@@ -228,7 +247,7 @@ def _evaluate_pair(name: str, data: PairData, animate: Animation, totals: _Total
     """Animate one pair, its oracle and its baseline; add their terms to ``totals``."""
     height, width = data.truth.shape[-2:]
     animated = animate(data.source, data.driving).cpu().float()
-    oracle = animate(data.source, data.truth).cpu().float()
+    oracle = getattr(animate, "oracle", animate)(data.source, data.truth).cpu().float()
     repeated = data.source[None].expand_as(data.truth)
     for frames, what in ((animated, "animation"), (oracle, "oracle")):
         if frames.shape != data.truth.shape:

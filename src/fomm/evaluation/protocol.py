@@ -168,8 +168,11 @@ def dataset_split(root: Path, frame_shape: Sequence[int], split: str,
     Raises DataError for a missing folder or a split without usable videos.
     """
     root = Path(root)
+    # Only the videos are listed: the training pairs a config samples (cross pairs, flow for
+    # nearby pairs) are not read, so a model trained on cross pairs evaluates any dataset.
     update = {"root_dir": str(root), "frame_shape": tuple(frame_shape), "augmentation_params": None,
-              "pairs_list": None, "cache_frames": False}
+              "pairs_list": None, "cache_frames": False, "cross_pair_ratio": 0.0, "compute_flow": False,
+              "cache_flow": False}
     params = params.model_copy(update=update) if params is not None else DatasetParams(**update)
     dataset = FramesDataset(params, is_train=split == "train", augment=False)
     folder = root / split if (root / "train").is_dir() else root

@@ -37,10 +37,18 @@ from ..geometry import resize_grid
 __all__ = ["MOTION_MODES", "MotionModel", "MotionSettings", "OptimizerPlan", "PairObjective", "Rendered", "Schedule",
            "TrainingPlan", "TrainingStage", "avd_training_plan"]
 
-#: How driving motion is applied to the source: as it is, relative to an initial driving frame,
-#: or through the family's AVD network.
-MOTION_MODES = ("relative", "absolute", "avd")
-MotionMode = Literal["relative", "absolute", "avd"]
+#: How driving motion is applied to the source: relative to an initial driving frame, as it is,
+#: through the family's AVD network (TPSMM, MRAA), or relative and corrected by a learned point
+#: transfer (FOMM; :mod:`fomm.models.fomm.point_transfer`). A model offers the first two always,
+#: the others when it has the network (:meth:`MotionModel.motion_modes`).
+MOTION_MODES = ("relative", "absolute", "avd", "learned")
+MotionMode = Literal["relative", "absolute", "avd", "learned"]
+#: What a model lacks when it does not offer a mode, for the error that says so.
+_MISSING_NETWORK = {
+    "avd": "no AVD network (TPSMM and MRAA models trained with `fomm train-avd` have one)",
+    "learned": "no learned point transfer (FOMM models with a point_transfer network have one: "
+               "`scripts/learned_transfer.py` trains one)",
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,8 @@ class MotionSettings:
     ``mode``: one of :data:`MOTION_MODES`. ``adapt_scale``: in relative mode, scale the motion by
     sqrt(source hull area / initial driving hull area) (the original ``adapt_movement_scale``).
     ``relative_jacobian``: FOMM's ``use_relative_jacobian`` (other families ignore it).
+    ``learned`` is relative motion too (a correction of it): it takes a reference frame and
+    ``adapt_scale`` as ``relative`` does.
     """
 
     mode: MotionMode = "relative"
@@ -62,7 +72,8 @@ class MotionSettings:
 
     @property
     def relative(self) -> bool:
-        return self.mode == "relative"
+        """Whether the motion is taken relative to an initial driving frame."""
+        return self.mode in ("relative", "learned")
 
 
 @dataclass
@@ -237,6 +248,20 @@ class MotionModel(nn.Module):
     def has_avd(self) -> bool:
         """Whether ``transfer`` offers the ``avd`` mode (the family has an AVD network)."""
         return False
+
+    def motion_modes(self) -> tuple[str, ...]:
+        """The modes of :data:`MOTION_MODES` this model's :meth:`transfer` offers."""
+        return ("relative", "absolute") + (("avd",) if self.has_avd else ())
+
+    def check_motion_mode(self, mode: str) -> None:
+        """Raise :class:`~fomm.errors.ConfigError` naming what is missing when this model does
+        not offer ``mode``."""
+        if mode in self.motion_modes():
+            return
+        if mode in _MISSING_NETWORK:
+            raise ConfigError(f"motion '{mode}': this {type(self).__name__} has {_MISSING_NETWORK[mode]}; "
+                              f"use one of {', '.join(self.motion_modes())}")
+        raise ConfigError(f"unknown motion {mode!r} (use one of {', '.join(self.motion_modes())})")
 
     def default_motion(self) -> MotionSettings:
         """How ``fomm animate`` transfers motion for this model unless told otherwise (from its

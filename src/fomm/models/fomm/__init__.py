@@ -7,7 +7,8 @@ from .generator import Generator, GeneratorOutput, SourceFeatures
 from .keypoint_detector import KeypointDetection, KeypointDetector
 from .keypoints import Keypoints, movement_scale, relative_keypoints
 from .model import FommModel
+from .point_transfer import PointTransfer
 
 __all__ = ["DenseMotion", "DiscriminatorOutput", "FommModel", "Generator", "GeneratorOutput", "KeypointDetection",
-           "KeypointDetector", "Keypoints", "Motion", "MultiScaleDiscriminator", "SourceFeatures", "movement_scale",
+           "KeypointDetector", "Keypoints", "Motion", "MultiScaleDiscriminator", "PointTransfer", "SourceFeatures", "movement_scale",
            "relative_keypoints"]

@@ -9,26 +9,30 @@ from typing import ClassVar, Optional
 from torch import Tensor
 
 from ...config import FommConfig
-from ...errors import UserError
 from ...geometry import DEFORMATION_RESIZERS
 from ..family import MotionModel, MotionSettings
 from .discriminator import MultiScaleDiscriminator
 from .generator import Generator, GeneratorOutput, SourceFeatures
 from .keypoint_detector import KeypointDetector
 from .keypoints import Keypoints, relative_keypoints
+from .point_transfer import PointTransfer
 
 
 class FommModel(MotionModel):
     """The three networks of one config, with the config they were built from.
 
     ``kp_detector``, ``generator`` and ``discriminator`` have the original parameter names, so an
-    original checkpoint's state dicts load into them with ``strict=True``. ``epoch`` is the number
-    of finished training epochs of the checkpoint this model came from (0 when freshly built).
+    original checkpoint's state dicts load into them with ``strict=True``. ``point_transfer``
+    (ours, optional) is the learned correction of relative motion: built when the config has
+    ``model_params.point_transfer_params``, and dropped when a checkpoint comes without its
+    weights. ``epoch`` is the number of finished training epochs of the checkpoint this model came
+    from (0 when freshly built).
     """
 
     family: ClassVar[str] = "fomm"
-    networks: ClassVar[tuple[str, ...]] = ("generator", "kp_detector", "discriminator")
+    networks: ClassVar[tuple[str, ...]] = ("generator", "kp_detector", "discriminator", "point_transfer")
     training_only: ClassVar[tuple[str, ...]] = ("discriminator",)
+    optional_networks: ClassVar[tuple[str, ...]] = ("point_transfer",)
     motion_type: ClassVar[type] = Keypoints
     state_type: ClassVar[type] = SourceFeatures
 
@@ -39,16 +43,25 @@ class FommModel(MotionModel):
         self.kp_detector = KeypointDetector(params.common_params, params.kp_detector_params, params.graph_params)
         self.generator = Generator(params.common_params, params.generator_params)
         self.discriminator = MultiScaleDiscriminator(params.common_params, params.discriminator_params)
+        self.point_transfer: Optional[PointTransfer] = None
+        if params.point_transfer_params is not None:
+            self.point_transfer = PointTransfer(params.common_params.num_kp, params.point_transfer_params)
         self.epoch = 0
 
     @property
     def num_channels(self) -> int:
         return self.config.model_params.common_params.num_channels
 
+    def motion_modes(self) -> tuple[str, ...]:
+        return ("relative", "absolute") + (("learned",) if self.point_transfer is not None else ())
+
     def default_motion(self) -> MotionSettings:
-        """The config's ``animate_params.normalization_params`` (the original normalize_kp flags)."""
+        """The config's ``animate_params.normalization_params`` (the original normalize_kp flags);
+        relative motion is ``learned`` when the model has a point transfer (it was trained to
+        correct exactly that motion)."""
         flags = self.config.animate_params.normalization_params
-        return MotionSettings(mode="relative" if flags.use_relative_movement else "absolute",
+        relative = "learned" if self.point_transfer is not None else "relative"
+        return MotionSettings(mode=relative if flags.use_relative_movement else "absolute",
                               adapt_scale=flags.adapt_movement_scale, relative_jacobian=flags.use_relative_jacobian)
 
     def describe(self, images: Tensor) -> Keypoints:
@@ -59,9 +72,14 @@ class FommModel(MotionModel):
 
     def transfer(self, source: Keypoints, driving: Keypoints, initial: Keypoints,
                  settings: MotionSettings) -> Keypoints:
-        if settings.mode == "avd":
-            raise UserError("FOMM models have no AVD network: use relative or absolute motion")
+        """``absolute``: ``driving`` as it is; ``relative``: :func:`relative_keypoints`;
+        ``learned``: that, corrected by :attr:`point_transfer`."""
+        self.check_motion_mode(settings.mode)
         batch = driving.batch_size
+        if settings.mode == "learned":
+            return self.point_transfer(source.expand(batch), driving, initial.expand(batch),
+                                       adapt_movement_scale=settings.adapt_scale,
+                                       use_relative_jacobian=settings.relative_jacobian)
         return relative_keypoints(source.expand(batch), driving, initial.expand(batch),
                                   adapt_movement_scale=settings.adapt_scale,
                                   use_relative_movement=settings.relative,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+import torch
 from torch import Tensor, nn
 
 from ...config import LossWeights, TrainParams
@@ -38,6 +39,7 @@ from .discriminator import DiscriminatorOutput
 from .generator import GeneratorOutput
 from .keypoints import Keypoints, relative_keypoints
 from .model import FommModel
+from .point_transfer import PointTransfer
 
 __all__ = ["DiscriminatorFullModel", "GeneratorFullModel", "training_plan"]
 
@@ -59,11 +61,14 @@ class GeneratorFullModel(nn.Module):
     """
 
     def __init__(self, kp_detector: nn.Module, generator: nn.Module, discriminator: nn.Module,
-                 train_params: TrainParams, num_channels: int, vgg: Optional[nn.Module] = None) -> None:
+                 train_params: TrainParams, num_channels: int, vgg: Optional[nn.Module] = None,
+                 point_transfer: Optional[PointTransfer] = None) -> None:
         super().__init__()
         self.kp_detector = kp_detector
         self.generator = generator
         self._discriminator = [discriminator]  # a list hides it from nn.Module registration
+        # Not trained here (no optimiser holds it) and not this module's: hidden as the discriminator is.
+        self._point_transfer = [point_transfer]
         self.weights: LossWeights = train_params.loss_weights
         self.transform_params = train_params.transform_params
         self.pyramid = ImagePyramid(train_params.scales, num_channels)
@@ -89,7 +94,9 @@ class GeneratorFullModel(nn.Module):
         source_detection = self.kp_detector.detect(source)
         kp_source = source_detection.keypoints
         kp_driving = self.kp_detector(driving)
-        kp_rendered = self._relative(kp_source, kp_driving, batch["initial"]) if "initial" in batch else kp_driving
+        kp_rendered = kp_driving
+        if "initial" in batch:
+            kp_rendered = self._relative(kp_source, kp_driving, batch["initial"], source)
         output = self.generator(source, kp_source=kp_source, kp_driving=kp_rendered)
         prediction = at_least_fp32(output.prediction)
         losses: dict[str, Tensor] = {}
@@ -153,13 +160,22 @@ class GeneratorFullModel(nn.Module):
                 loss = loss + (kp_rendered.jacobian - truth.jacobian).abs().mean()
         return loss
 
-    def _relative(self, kp_source: Keypoints, kp_driving: Keypoints, initial: Tensor) -> Keypoints:
+    def _relative(self, kp_source: Keypoints, kp_driving: Keypoints, initial: Tensor, source: Tensor) -> Keypoints:
         """The driving keypoints moved onto the source relative to the initial frame's (Appendix A.3;
-        where ``initial`` is the source itself, the driving keypoints again, up to rounding)."""
+        where ``initial`` is the source itself, the driving keypoints again, up to rounding). With a
+        point transfer (the model's, frozen), cross pairs get its correction, as ``fomm animate``
+        renders them; plain samples (``initial`` is ``source``) keep the driving keypoints."""
         kp_initial = self.kp_detector(initial)
         # The 2x2 inverse of the relative jacobian stays in float32 under autocast.
         with full_precision(initial):
-            return relative_keypoints(kp_source.float(), kp_driving.float(), kp_initial.float())
+            relative = relative_keypoints(kp_source.float(), kp_driving.float(), kp_initial.float())
+            transfer = self._point_transfer[0]
+            if transfer is None:
+                return relative
+            learned = transfer(kp_source.float(), kp_driving.float(), kp_initial.float())
+        cross = (initial != source).flatten(1).any(dim=1)
+        return Keypoints(torch.where(cross[:, None, None], learned.value, relative.value),
+                         torch.where(cross[:, None, None, None], learned.jacobian, relative.jacobian))
 
     def _gan_losses(self, pyramid_real: dict[str, Tensor], pyramid_fake: dict[str, Tensor],
                     kp_driving: Keypoints) -> dict[str, Tensor]:
@@ -252,7 +268,7 @@ def training_plan(model: FommModel, stage: str, perceptual: Callable[[], Optiona
     needs_vgg = params.perceptual_backbone == "vgg19" and sum(weights.perceptual) != 0
     num_channels = config.model_params.common_params.num_channels
     generator_stage = GeneratorFullModel(model.kp_detector, model.generator, model.discriminator, params,
-                                         num_channels, perceptual() if needs_vgg else None)
+                                         num_channels, perceptual() if needs_vgg else None, model.point_transfer)
     stages = [TrainingStage("generator", generator_stage, ("optimizer_generator", "optimizer_kp_detector"))]
     if weights.generator_gan != 0:
         stages.append(TrainingStage("discriminator", DiscriminatorFullModel(model.discriminator, params, num_channels),

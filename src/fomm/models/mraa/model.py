@@ -16,7 +16,6 @@ from typing import ClassVar, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ...errors import ConfigError
 from ..family import MotionModel, MotionSettings
 from .avd_network import AvdNetwork
 from .bg_motion_predictor import BgMotionPredictor
@@ -138,13 +137,11 @@ class MraaModel(MotionModel):
           ``adapt_scale=False`` applies it unscaled (not an option of the original);
         * ``avd``: the AVD network's regions, with the source's shape and the driving pose.
         """
+        self.check_motion_mode(settings.mode)
         if settings.mode == "absolute":
             return Regions(shift=driving.shift, covar=driving.covar, affine=driving.affine)
         if settings.mode == "relative":
             return relative_regions(source, driving, initial, adapt_movement_scale=settings.adapt_scale)
-        if self.avd_network is None:
-            raise ConfigError("this MRAA model has no AVD network (no model_params.avd_network_params, or "
-                              "a checkpoint without avd_network weights): use relative or absolute motion")
         return self.avd_network(source.expand(driving.batch_size), driving)
 
     def render(self, state: EncodedSource, source: Regions, driving: Regions) -> MraaRendered:

@@ -15,7 +15,6 @@ from typing import ClassVar, Optional
 from torch import Tensor
 
 from ...bundle import TensorBundle
-from ...errors import ConfigError
 from ...pose import hull_scale
 from ..family import MotionModel, MotionSettings, Rendered
 from .avd_network import AvdNetwork
@@ -192,13 +191,11 @@ class TpsmmModel(MotionModel):
         """``absolute``: ``driving`` as it is. ``relative``: :func:`relative_motion`. ``avd``: the
         AVD network's keypoints for the source's identity in the driving pose. The splines from
         the result to the source are fitted here (see :class:`TpsKeypoints`)."""
+        self.check_motion_mode(settings.mode)
         if settings.mode == "absolute":
             moved = TpsKeypoints(driving.value)
         elif settings.mode == "relative":
             moved = TpsKeypoints(relative_motion(source.value, driving.value, initial.value, settings.adapt_scale))
-        elif not self.has_avd:
-            raise ConfigError("motion mode 'avd' needs an AVD network, and this model has none (its checkpoint "
-                              "has no 'avd_network' weights, or its config no avd_network_params)")
         else:
             batch = driving.batch_size
             moved = TpsKeypoints(self.avd_network(source.value.expand(batch, -1, -1), driving.value))
