@@ -198,21 +198,33 @@ NOT_RUN: dict[str, str] = {
         "needs the 48-pair split above; tests/test_cross_identity.py evaluates the same weights on a 4-pair split",
     "fomm train --config grow-fine-long.yaml --checkpoint 5w-fine-start.pth.tar --log-dir runs/grow-fine-long "
     "--device cpu --threads 2": _HOURS + " (58 min; and 5w's weights with the motion kernel dropped)",
-    "fomm evaluate --cross-identity --motion relative --dataset data/val-1001 "
+    "fomm evaluate --cross-identity --checkpoint runs/grow-fine-long/checkpoint.pth.tar --dataset data/val-1001 "
     "--embedding color-histogram --precision fp32 --backend torch --out eval-5x-val/":
-        "needs the 12-pair split above (half a minute to make); tests/test_cross_identity.py evaluates the same "
-        "model with relative motion on a 4-pair split",
+        "needs the training run above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller split",
     "fomm make-dataset sprites --out data/test-17017 --videos 96 --frames 32 --size 64 --seed 17017 --test-fraction 0.5 "
     "--cross-pairs 48": _CROSS_SPLIT,
     "fomm make-dataset sprites --out data/test-19019 --videos 96 --frames 32 --size 64 --seed 19019 --test-fraction 0.5 "
     "--cross-pairs 48": _CROSS_SPLIT,
-    "fomm evaluate --cross-identity --dataset data/test-19019 --embedding color-histogram --precision fp32 "
-    "--backend torch --out judge-19019/":
-        "needs the 48-pair split above (a minute to evaluate); tests/test_cross_identity.py evaluates the bundled "
-        "model the same way on a 4-pair split",
-    "fomm evaluate --cross-identity --motion relative --dataset data/test-19019 --embedding color-histogram "
-    "--precision fp32 --backend torch --out relative-19019/":
-        "needs the 48-pair split above; tests/test_cross_identity.py evaluates relative motion on a 4-pair split",
+    "fomm evaluate --cross-identity --checkpoint 5x-learned.pt --dataset data/test-19019 --embedding "
+    "color-histogram --precision fp32 --backend torch --out judge-19019/":
+        "needs the 48-pair split and the attached checkpoint above; tests/test_cross_identity.py evaluates the "
+        "bundled model the same way on the splits it was judged on",
+    "fomm evaluate --cross-identity --motion relative --checkpoint 5x-learned.pt --dataset data/test-19019 "
+    "--embedding color-histogram --precision fp32 --backend torch --out relative-19019/":
+        "needs the 48-pair split and the attached checkpoint above; tests/test_cross_identity.py evaluates "
+        "relative motion on a 4-pair split",
+    "fomm train --config y.yaml --checkpoint y-start.pth.tar --log-dir runs/y --device cpu --threads 2":
+        "trains for a quarter of an hour from the weights of the runs before it; tests/test_point_transfer.py "
+        "trains a model with a transfer for two steps",
+    "fomm evaluate --cross-identity --checkpoint runs/y/checkpoint.pth.tar --dataset data/val-1001 "
+    "--embedding color-histogram --precision fp32 --backend torch --out eval-5y-val/":
+        "needs the training run above; docs/evaluation.md's `evaluate --cross-identity` runs on a smaller split",
+    "fomm make-dataset sprites --out data/test-21021 --videos 96 --frames 32 --size 64 --seed 21021 --test-fraction 0.5 "
+    "--cross-pairs 48": "tests/test_cross_identity.py makes this split (and 22022) with make_dataset and holds the "
+                        "bundled model to the bar on it",
+    "fomm evaluate --cross-identity --checkpoint runs/y/checkpoint.pth.tar --dataset data/test-21021 "
+    "--embedding color-histogram --precision fp32 --backend torch --out judge-5y-21021/":
+        "needs the training run above; tests/test_cross_identity.py evaluates the bundled model, 5y, on this split",
     "fomm train --config grow-transfer.yaml --checkpoint grown-3-weights.pth.tar --log-dir runs/grown-transfer "
     "--device cpu --threads 2": _HOURS + " (and the weights of the runs before it); tests/test_keypoint_transfer_loss.py "
                                          "trains with the loss through `fomm train`",
