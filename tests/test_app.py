@@ -195,6 +195,8 @@ def test_api_animates_an_upload_with_its_sound(client, media):
     assert picture.ndim == 3 and picture.shape[0] > 100
     assert sorted(Path(path).name for path in files) == ["keypoints.png", "result.mp4", "side_by_side.mp4"]
     assert "12 frames at 25 fps" in summary
+    # The page's default motion is the model's, as `fomm animate`'s: the bundled model's learned transfer.
+    assert "corrected by the model's learned point transfer" in summary
 
 
 @pytest.mark.parametrize("upload, expected", [

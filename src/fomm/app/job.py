@@ -32,9 +32,11 @@ Progress = Callable[[float, str], None]
 
 @dataclass(frozen=True)
 class AnimationOptions:
-    """The choices of the page besides the two files (defaults: those of ``fomm animate``)."""
+    """The choices of the page besides the two files (defaults: those of ``fomm animate``).
 
-    relative: bool = True
+    ``motion``: one of :data:`~fomm.models.MOTION_MODES`, or None for the model's own default (as
+    ``fomm animate`` without ``--motion``: ``learned`` for a model with a point transfer)."""
+
     adapt_scale: bool = False
     find_best_frame: bool = False
     crop: str = "none"
@@ -42,7 +44,7 @@ class AnimationOptions:
     backend: str = "auto"
     batch_size: int = 8
     max_frames: Optional[int] = None
-    motion: Optional[str] = None  # relative / absolute / avd / learned; overrides ``relative`` when given
+    motion: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.crop not in CROPS:
@@ -51,10 +53,6 @@ class AnimationOptions:
             raise UserError(f"unknown precision {self.precision!r} (use one of {', '.join(PRECISIONS)})")
         if self.backend not in BACKENDS:
             raise UserError(f"unknown backend {self.backend!r} (use one of {', '.join(BACKENDS)})")
-
-    @property
-    def mode(self) -> str:
-        return self.motion or ("relative" if self.relative else "absolute")
 
 
 @dataclass(frozen=True)
@@ -128,7 +126,7 @@ def run_animation(model: MotionModel, source: Optional[Path], driving: Optional[
     fps = info.fps or DEFAULT_FPS
 
     defaults = model.default_motion()
-    settings = MotionSettings(mode=options.mode, adapt_scale=options.adapt_scale,
+    settings = MotionSettings(mode=options.motion or defaults.mode, adapt_scale=options.adapt_scale,
                               relative_jacobian=defaults.relative_jacobian)
     animator = Animator.with_settings(model, settings, batch_size=options.batch_size, precision=options.precision,
                                       backend=options.backend)

@@ -48,6 +48,8 @@ API_NAME = "animate"
 MAX_QUEUE = 64
 #: Gradio's own copies of uploads and results are deleted after a day (checked hourly).
 CACHE_LIFETIME_S = 24 * 3600
+#: The Motion choice that leaves the mode to the model (``fomm animate`` without ``--motion``).
+MODEL_DEFAULT = "default"
 
 _INTRO = """\
 # fomm: animate a picture with the motion of a video
@@ -149,13 +151,14 @@ def build_app(catalog: ModelCatalog, work_dir: Path, samples: Sequence[tuple[Pat
     folders = JobFolders(work_dir)
 
     def animate(source: Optional[str], driving: Optional[str], model_name: str = catalog.names[0],
-                motion: str = "relative", adapt_scale: bool = False, find_best_frame: bool = False,
+                motion: str = MODEL_DEFAULT, adapt_scale: bool = False, find_best_frame: bool = False,
                 crop: str = "none", precision: str = "auto", backend: str = "auto",
                 progress: gr.Progress = gr.Progress()):
         try:
-            options = AnimationOptions(motion=motion, adapt_scale=bool(adapt_scale),
-                                       find_best_frame=bool(find_best_frame), crop=crop, precision=precision,
-                                       backend=backend, batch_size=batch_size, max_frames=max_frames)
+            options = AnimationOptions(motion=None if motion == MODEL_DEFAULT else motion,
+                                       adapt_scale=bool(adapt_scale), find_best_frame=bool(find_best_frame),
+                                       crop=crop, precision=precision, backend=backend, batch_size=batch_size,
+                                       max_frames=max_frames)
             progress(0.0, desc=f"loading {model_name}")
             model = catalog.load(model_name)
             outputs = run_animation(model, source, driving, options, folders.new(),
@@ -190,8 +193,10 @@ def build_app(catalog: ModelCatalog, work_dir: Path, samples: Sequence[tuple[Pat
         with gr.Accordion("Options", open=True):
             with gr.Row():
                 model = gr.Dropdown(catalog.names, value=catalog.names[0], label="Model", scale=2)
-                motion = gr.Radio(list(MOTION_MODES), value="relative", label="Motion",
-                                  info="relative: the driving video's motion from its reference frame; "
+                motion = gr.Radio([MODEL_DEFAULT, *MOTION_MODES], value=MODEL_DEFAULT, label="Motion",
+                                  info="default: the model's own (learned where it has a point transfer, as the "
+                                       "bundled model does; else relative); "
+                                       "relative: the driving video's motion from its reference frame; "
                                        "avd: through the model's AVD network (TPSMM, MRAA); learned: relative, corrected "
                                        "by the model's learned point transfer (FOMM models with one)")
                 crop = gr.Radio(list(CROPS), value="none", label="Crop",
