@@ -19,7 +19,7 @@ from .point_transfer import PointTransfer
 
 
 class FommModel(MotionModel):
-    """The three networks of one config, with the config they were built from.
+    """The three networks of one config (and an optional fourth, below), with the config they were built from.
 
     ``kp_detector``, ``generator`` and ``discriminator`` have the original parameter names, so an
     original checkpoint's state dicts load into them with ``strict=True``. ``point_transfer``
