@@ -86,9 +86,7 @@ class Animator:
         if backend not in BACKENDS:
             raise UserError(f"unknown backend {backend!r} (use one of {', '.join(BACKENDS)})")
         mode = motion if motion is not None else ("relative" if relative else "absolute")
-        if mode not in MOTION_MODES:
-            raise UserError(f"unknown motion {mode!r} (use one of {', '.join(MOTION_MODES)})")
-        model.check_motion_mode(mode)
+        model.check_motion_mode(mode)  # an unknown mode too, listing the ones this model offers
         self.model = model.eval()
         self.settings = MotionSettings(mode=mode, adapt_scale=adapt_scale, relative_jacobian=relative_jacobian)
         self.batch_size = batch_size
