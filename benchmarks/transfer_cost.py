@@ -47,7 +47,8 @@ def main() -> None:
     model = fomm.load_checkpoint(args.checkpoint)
     height, width, channels = model.frame_shape
     with torch.inference_mode():
-        motion = model.describe(torch.rand(args.batch, channels, height, width, generator=torch.Generator().manual_seed(0)))
+        images = torch.rand(args.batch, channels, height, width, generator=torch.Generator().manual_seed(0))
+        motion = model.describe(images)
         costs = {mode: seconds_per_call(model, motion, mode, args.calls) for mode in model.motion_modes()}
     info = cpu_info()
     print(f"{args.checkpoint}; CPU {info.model}, {info.isa_summary()}; torch {torch.__version__}, "

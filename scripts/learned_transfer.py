@@ -92,7 +92,9 @@ class ImagePointTransfer(PointTransfer):
 
 def build_transfer(num_kp: int, image_channels: int = 0) -> PointTransfer:
     """The package's transfer (``image_channels`` 0, what checkpoints carry) or the experiment's."""
-    return ImagePointTransfer(num_kp, image_channels) if image_channels else PointTransfer(num_kp, PointTransferParams())
+    if image_channels:
+        return ImagePointTransfer(num_kp, image_channels)
+    return PointTransfer(num_kp, PointTransferParams())
 
 
 def with_transfer(model: FommModel, transfer: PointTransfer) -> FommModel:
@@ -243,7 +245,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     results = {}
     for name, animation, label in (("relative", ModelAnimation(model, motion="relative"), "relative"),
                                    ("learned", learned, learned_label)):
-        results[name] = evaluate_cross_identity(animation, args.dataset, model.frame_shape, settings={"transfer": label})
+        results[name] = evaluate_cross_identity(animation, args.dataset, model.frame_shape,
+                                                settings={"transfer": label})
         results[name].write(args.out / name)
     oracle = results["relative"].value("L1_moving_oracle")
     print("transfer,l1_moving,moving_vs_repeat,moving_vs_relative_oracle")

@@ -153,7 +153,8 @@ def test_the_original_demo_py_flags_work(tmp_path):
     out = tmp_path / "demo_py.mp4"
     result = run_cli("animate", "--source_image", str(BUNDLED_SOURCE), "--driving_video", str(BUNDLED_DRIVING),
                      "--result_video", str(out), "--relative", "--adapt_scale", "--find_best_frame", "--cpu",
-                     "--checkpoint", str(STAGE4_CHECKPOINT), "--config", str(PACKAGED_CONFIGS / "sprites-64-blend.yaml"))
+                     "--checkpoint", str(STAGE4_CHECKPOINT),
+                     "--config", str(PACKAGED_CONFIGS / "sprites-64-blend.yaml"))
     assert result.returncode == 0, result.stderr
     assert video_info(out).num_frames == video_info(BUNDLED_DRIVING).num_frames
 

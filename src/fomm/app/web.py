@@ -197,8 +197,9 @@ def build_app(catalog: ModelCatalog, work_dir: Path, samples: Sequence[tuple[Pat
                                   info="default: the model's own (learned where it has a point transfer, as the "
                                        "bundled model does; else relative); "
                                        "relative: the driving video's motion from its reference frame; "
-                                       "avd: through the model's AVD network (TPSMM, MRAA); learned: relative, corrected "
-                                       "by the model's learned point transfer (FOMM models with one)")
+                                       "avd: through the model's AVD network (TPSMM, MRAA); "
+                                       "learned: relative, corrected by the model's learned point transfer "
+                                       "(FOMM models with one)")
                 crop = gr.Radio(list(CROPS), value="none", label="Crop",
                                 info="fit inputs to the model: around a face, a body, the centre, or whole")
                 precision = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision",

@@ -10,5 +10,5 @@ from .model import FommModel
 from .point_transfer import PointTransfer
 
 __all__ = ["DenseMotion", "DiscriminatorOutput", "FommModel", "Generator", "GeneratorOutput", "KeypointDetection",
-           "KeypointDetector", "Keypoints", "Motion", "MultiScaleDiscriminator", "PointTransfer", "SourceFeatures", "movement_scale",
-           "relative_keypoints"]
+           "KeypointDetector", "Keypoints", "Motion", "MultiScaleDiscriminator", "PointTransfer", "SourceFeatures",
+           "movement_scale", "relative_keypoints"]
